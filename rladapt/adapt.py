@@ -1,0 +1,604 @@
+"""AutoAdapt: read an env's spaces and an agent's declared needs, insert the gymnasium wrappers that
+join them, and explain the plan.
+
+The chain is built inside out: episode statistics on the raw rewards, time (Atari preprocessing or
+frame skip), the invalid-action mask, observation conversions, reward clipping, then action
+conversions, which also convert the mask.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.wrappers import (
+    AtariPreprocessing,
+    ClipReward,
+    DiscretizeAction,
+    DiscretizeObservation,
+    FrameStackObservation,
+    GrayscaleObservation,
+    MaxAndSkipObservation,
+    RecordEpisodeStatistics,
+    RepeatAction,
+    ResizeObservation,
+)
+
+from rladapt.errors import AdaptError
+from rladapt.spaces import (
+    DISCRETE_LEAVES,
+    UNUSABLE_LEAVES,
+    describe,
+    image_layout,
+    index_size,
+    is_image,
+    leaves,
+    path_str,
+)
+from rladapt.spec import AgentSpec
+from rladapt.wrappers import (
+    ActionMask,
+    ArgmaxAction,
+    ChannelFirstObservation,
+    ChannelLastObservation,
+    EpisodeStatistics,
+    FlatIndexObservation,
+    FlattenMultiDiscreteAction,
+    NestedObservation,
+    UnitBoxAction,
+    VectorObservation,
+    detect_mask_source,
+)
+from rladapt.wrappers.masks import SOURCES as MASK_SOURCES
+
+ObservationKind = str
+
+
+@dataclass(frozen=True)
+class AdaptOptions:
+    """The overrides of :class:`AutoAdapt`; each turns a rule on or off or sets its size.
+
+    :param frame_stack: frames to stack (vector and image observations). None: the agent's
+        ``spec.frame_stack`` for Atari games, no stacking otherwise.
+    :param frame_skip: repeat each action this many frames (max-pooling the last two for images).
+        None: 4 for Atari games (inside the standard pipeline), 1 otherwise.
+    :param image_size: (height, width) that larger images are resized to. None: (84, 84) when the
+        agent wants preprocessed images.
+    :param grayscale: convert RGB images to one channel. None: True for Atari, False otherwise.
+    :param action_bins: bins per dimension when a Box action space is discretised.
+    :param max_discrete_actions: largest discrete action set a conversion may create.
+    :param mask: invalid-action masks. None: detect the convention; False: no masks; or one of
+        ``"info"``, ``"action_masks"``, ``"observation"``, ``"invalid_actions"``.
+    :param clip_rewards: clip rewards to [-1, 1] for training. None: True for Atari. Episode
+        statistics always record the raw score.
+    :param atari: use the standard Atari pipeline. None: detect ale-py envs.
+    :param noop_max: Atari: at most this many no-op actions after reset.
+    :param terminal_on_life_loss: Atari: end episodes when a life is lost.
+    :param observation_bins: tabular agents on a bounded Box observation: bins per dimension
+        (gymnasium's ``DiscretizeObservation``).
+    :param discrete_as_continuous: let continuous-only agents act in Discrete envs by argmax over
+        per-action scores (:class:`~rladapt.wrappers.ArgmaxAction`).
+    :param env_kwargs: keyword arguments for ``gym.make`` when the env is given as an id.
+    """
+
+    frame_stack: int | None = None
+    frame_skip: int | None = None
+    image_size: tuple[int, int] | None = None
+    grayscale: bool | None = None
+    action_bins: int | tuple[int, ...] = 7
+    max_discrete_actions: int = 4096
+    mask: bool | str | None = None
+    clip_rewards: bool | None = None
+    atari: bool | None = None
+    noop_max: int = 30
+    terminal_on_life_loss: bool = False
+    observation_bins: int | tuple[int, ...] | None = None
+    discrete_as_continuous: bool = False
+    env_kwargs: dict[str, Any] | None = None
+
+    @classmethod
+    def from_overrides(cls, overrides: dict[str, Any]) -> "AdaptOptions":
+        valid = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(overrides) - set(valid))
+        if unknown:
+            raise AdaptError(f"unknown AutoAdapt override(s) {unknown}; valid overrides are: {', '.join(valid)}")
+        options = cls(**overrides)
+        for name in ("frame_stack", "frame_skip"):
+            value = getattr(options, name)
+            if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
+                raise AdaptError(f"{name} must be a positive integer, got {value!r}")
+        if options.image_size is not None:
+            size = tuple(options.image_size)
+            if len(size) != 2 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in size):
+                raise AdaptError(f"image_size must be (height, width) of positive integers, got {options.image_size!r}")
+            object.__setattr__(options, "image_size", (int(size[0]), int(size[1])))
+        if options.mask not in (None, False, True) and options.mask not in MASK_SOURCES:
+            raise AdaptError(f"mask must be None (detect), False, True or one of {sorted(MASK_SOURCES)}, got {options.mask!r}")
+        return options
+
+
+@dataclass(frozen=True)
+class PlanStep:
+    """One step of a plan: the wrapper inserted (None for a note), what it changes, and why."""
+
+    wrapper: str | None
+    change: str
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"  [{self.wrapper}]" if self.wrapper else ""
+        return f"{self.change} ({self.reason}){where}"
+
+
+class Plan(tuple):
+    """The steps AutoAdapt chose, innermost first. ``str(plan)`` is for people."""
+
+    def __str__(self) -> str:
+        if not self:
+            return "no adaptation needed"
+        return "\n".join(f"{i}. {step}" for i, step in enumerate(self, 1))
+
+    @property
+    def wrappers(self) -> list[str]:
+        """Names of the wrappers inserted, innermost first."""
+        return [step.wrapper for step in self if step.wrapper]
+
+
+def _agent_spec(agent: Any) -> AgentSpec:
+    if isinstance(agent, AgentSpec):
+        return agent
+    spec = getattr(agent, "spec", None)
+    if not isinstance(spec, AgentSpec):
+        raise TypeError(f"AutoAdapt needs an agent (with a .spec AgentSpec) or an AgentSpec, got {agent!r}")
+    return spec
+
+
+def _agent_name(agent: Any) -> str:
+    if isinstance(agent, AgentSpec):
+        return "the agent"
+    return agent.__name__ if isinstance(agent, type) else type(agent).__name__
+
+
+def _is_atari(env: gym.Env) -> bool:
+    return type(env.unwrapped).__module__.split(".")[0] == "ale_py"
+
+
+def _is_atari_id(env_id: str) -> bool:
+    spec = gym.spec(env_id)
+    entry = spec.entry_point if isinstance(spec.entry_point, str) else getattr(spec.entry_point, "__module__", "")
+    return entry.startswith("ale_py")
+
+
+def _has_wrapper(env: gym.Env, wrapper_type: type) -> bool:
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, wrapper_type):
+            return True
+        env = env.env
+    return False
+
+
+def _suggest(kind_field: str, kind: str) -> str:
+    from rladapt.agents.registry import agents_accepting
+
+    names = agents_accepting(**{kind_field: kind})
+    return ", ".join(names) if names else "none of the built-in agents"
+
+
+class _Builder:
+    """Builds the chain step by step, recording each wrapper in the plan."""
+
+    def __init__(self, env: gym.Env, spec: AgentSpec, options: AdaptOptions, agent_name: str):
+        self.env = env
+        self.spec = spec
+        self.options = options
+        self.agent_name = agent_name
+        self.steps: list[PlanStep] = []
+
+    def wrap(self, wrapper: type, change: str, reason: str, **kwargs: Any) -> None:
+        self.env = wrapper(self.env, **kwargs)
+        self.steps.append(PlanStep(wrapper.__name__, change, reason))
+
+    def note(self, change: str, reason: str) -> None:
+        self.steps.append(PlanStep(None, change, reason))
+
+    @property
+    def accepts(self) -> str:
+        return f"{self.agent_name} accepts observations {sorted(self.spec.observations)} and actions {sorted(self.spec.actions)}"
+
+    # -- episode statistics ------------------------------------------------------------------
+    def episode_statistics(self) -> None:
+        if not _has_wrapper(self.env, RecordEpisodeStatistics):
+            self.wrap(EpisodeStatistics, "episode return and length -> info['episode']", "raw score for logging, before any reward change")
+
+    # -- time and Atari ----------------------------------------------------------------------
+    def atari_pipeline(self) -> None:
+        o = self.options
+        inner_skip = getattr(self.env.unwrapped, "_frameskip", 1)
+        skip = 4 if o.frame_skip is None else o.frame_skip
+        grayscale = True if o.grayscale is None else o.grayscale
+        size = o.image_size or (84, 84)
+        if inner_skip != 1:
+            self.note(
+                f"the env already skips {inner_skip} frames (without max-pooling)",
+                "make it with frameskip=1 (or pass the id) for the standard max-pooled skip",
+            )
+            skip = 1
+        self.wrap(
+            AtariPreprocessing,
+            f"{describe(self.env.observation_space)} -> {'grayscale' if grayscale else 'RGB'} {size[0]}x{size[1]}, "
+            f"skip {skip} (max-pool), up to {o.noop_max} no-ops at reset",
+            "Atari standard pipeline",
+            noop_max=o.noop_max,
+            frame_skip=skip,
+            screen_size=(size[1], size[0]),
+            terminal_on_life_loss=o.terminal_on_life_loss,
+            grayscale_obs=grayscale,
+        )
+        if not grayscale:
+            self.wrap(ChannelFirstObservation, f"{describe(self.env.observation_space)} -> channel-first", "networks read CHW")
+        if o.clip_rewards is not False:
+            self.wrap(ClipReward, "reward -> clipped to [-1, 1]", "Atari training; episode statistics keep the raw score", min_reward=-1.0, max_reward=1.0)
+        stack = self.spec.frame_stack if o.frame_stack is None else o.frame_stack
+        if stack > 1:
+            before = describe(self.env.observation_space)
+            self.wrap(FrameStackObservation, f"{before} -> stack of {stack}", "motion from consecutive frames", stack_size=stack)
+
+    def frame_skip(self, image: bool) -> None:
+        skip = self.options.frame_skip
+        if skip is None or skip == 1:
+            return
+        if image:
+            self.wrap(MaxAndSkipObservation, f"repeat each action {skip} frames, max-pool the last two", "frame_skip override", skip=skip)
+        else:
+            self.wrap(RepeatAction, f"repeat each action {skip} steps, summing rewards", "frame_skip override", num_repeats=skip)
+
+    # -- masks -------------------------------------------------------------------------------
+    def masks(self, probe_info: dict[str, Any] | None) -> None:
+        choice = self.options.mask
+        if choice is False:
+            return
+        source = choice if isinstance(choice, str) else detect_mask_source(self.env, probe_info)
+        if source is None:
+            if choice is True:
+                raise AdaptError(
+                    "mask=True but the env exposes no invalid-action mask; rladapt reads "
+                    + "; ".join(MASK_SOURCES.values())
+                )
+            return
+        if not self.spec.masks and source != "observation":
+            self.note(f"{MASK_SOURCES[source]} left unused", f"{self.agent_name} does not use action masks")
+            return
+        why = "agent uses action masks" if self.spec.masks else f"{self.agent_name} ignores masks; the key leaves the observation"
+        self.wrap(ActionMask, f"{MASK_SOURCES[source]} -> info['action_mask'] (bool)", why, source=source)
+
+    # -- observations ------------------------------------------------------------------------
+    def observations(self) -> None:
+        space = self.env.observation_space
+        accepted = self.spec.observations
+        if isinstance(space, (spaces.Dict, spaces.Tuple)):
+            self._nested_observation(space)
+        elif isinstance(space, spaces.Discrete):
+            if "index" in accepted:
+                return
+            self._to_vector_or_nested(space, "discrete index")
+        elif is_image(space):
+            if "image" in accepted:
+                self._image_pipeline(space)
+            elif "vector" in accepted:
+                self._image_pipeline(space)
+                self.flatten_images()
+            elif "nested" in accepted:
+                self.wrap(NestedObservation, f"{describe(space)} -> Dict(image)", "agent needs nested input", image_size=self._image_size(space.shape), grayscale=bool(self.options.grayscale))
+            else:
+                self._error_observation((), space, "an image")
+        elif isinstance(space, (spaces.Box, spaces.MultiDiscrete, spaces.MultiBinary)):
+            if "vector" not in accepted and "nested" not in accepted and "index" in accepted:
+                self._to_index(space)
+                return
+            stack = self.options.frame_stack or 1
+            if stack > 1:
+                self.wrap(FrameStackObservation, f"{describe(space)} -> stack of {stack}", "frame_stack override", stack_size=stack)
+            self._to_vector_or_nested(self.env.observation_space, "vector")
+        else:
+            self._error_observation((), space, f"a {type(space).__name__} space")
+
+    def _to_vector_or_nested(self, space: spaces.Space, what: str) -> None:
+        accepted = self.spec.observations
+        if "vector" in accepted:
+            plain = isinstance(space, spaces.Box) and space.dtype == np.float32 and len(space.shape) == 1
+            if not plain:
+                encoding = "one-hot " if isinstance(space, DISCRETE_LEAVES) else ""
+                self.wrap(VectorObservation, f"{describe(space)} observation -> {encoding}float32[{_vector_len(space)}]", f"{self.agent_name} needs float vectors")
+        elif "nested" in accepted:
+            self.wrap(NestedObservation, f"{describe(space)} -> Dict(vector: float32[{_vector_len(space)}])", f"{self.agent_name} needs nested input")
+        elif "index" in accepted:
+            self._to_index(space)
+        else:
+            self._error_observation((), space, what)
+
+    def _to_index(self, space: spaces.Space) -> None:
+        if isinstance(space, spaces.Discrete):
+            return
+        if isinstance(space, spaces.Box):
+            bins = self.options.observation_bins
+            finite = np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))
+            if bins is None or not finite:
+                fix = "pass observation_bins=N to discretise it" if finite else "wrap it in gymnasium's DiscretizeObservation with finite bounds"
+                raise AdaptError(
+                    f"{path_str(())}: {describe(space)} is continuous, but {self.accepts} (one state index). Fix: {fix}, "
+                    f"or use an agent that accepts vectors ({_suggest('observation', 'vector')})"
+                )
+            self.wrap(DiscretizeObservation, f"{describe(space)} -> one index ({bins} bins per dimension)", "tabular agent needs a state index", bins=bins)
+            return
+        size = index_size(space)
+        self._check_index_size(space, size)
+        self.wrap(FlatIndexObservation, f"{describe(space)} -> one index of Discrete({size})", "tabular agent needs a state index")
+
+    def _check_index_size(self, space: spaces.Space, size: int | None) -> None:
+        if size is None or size > 10_000_000:
+            raise AdaptError(
+                f"{path_str(())}: {describe(space)} has {'no finite' if size is None else f'{size:,}'} states, too many for a tabular agent; "
+                f"{self.accepts}. Fix: use a network agent ({_suggest('observation', 'vector')})"
+            )
+
+    def _image_size(self, shape: tuple[int, ...]) -> tuple[int, int] | None:
+        from rladapt.wrappers.observations import image_target_shape
+
+        size = self.options.image_size
+        if size is None:
+            if not self.spec.preprocess_images:
+                return None
+            size = (84, 84)
+        _, height, width = image_target_shape(shape, None, False)
+        if self.options.image_size is None and height <= size[0] and width <= size[1]:
+            return None  # small images stay as they are
+        return None if (height, width) == tuple(size) else tuple(size)
+
+    def _image_pipeline(self, space: spaces.Box) -> None:
+        o = self.options
+        layout = image_layout(space.shape)
+        size = self._image_size(space.shape)
+        grayscale = bool(o.grayscale) and layout != "HW" and space.shape[-1 if layout == "HWC" else 0] == 3
+        if layout == "CHW" and (size or grayscale):
+            self.wrap(ChannelLastObservation, f"{describe(self.env.observation_space)} -> channel-last", "gymnasium's image wrappers read HWC")
+            layout = "HWC"
+        if grayscale:
+            before = describe(self.env.observation_space)
+            self.wrap(GrayscaleObservation, f"{before} -> grayscale", "grayscale override", keep_dim=False)
+            layout = "HW"
+        if size:
+            before = describe(self.env.observation_space)
+            self.wrap(ResizeObservation, f"{before} -> {size[0]}x{size[1]}", "large images cost compute; 84x84 is the standard input", shape=size)
+        if layout == "HWC":
+            self.wrap(ChannelFirstObservation, f"{describe(self.env.observation_space)} -> channel-first", "networks read CHW")
+        stack = o.frame_stack or 1
+        if stack > 1:
+            self.wrap(FrameStackObservation, f"{describe(self.env.observation_space)} -> stack of {stack}", "frame_stack override", stack_size=stack)
+
+    def _nested_observation(self, space: spaces.Dict | spaces.Tuple) -> None:
+        accepted = self.spec.observations
+        drop: list[tuple[Any, ...]] = []
+        usable: list[tuple[tuple[Any, ...], spaces.Space]] = []
+        for path, leaf in leaves(space):
+            if isinstance(leaf, UNUSABLE_LEAVES) or not isinstance(leaf, (spaces.Box, *DISCRETE_LEAVES)):
+                drop.append(path)
+                self.note(f"{path_str(path)}: {describe(leaf)} dropped", "no network reads this kind of leaf")
+            else:
+                usable.append((path, leaf))
+        if not usable:
+            raise AdaptError(
+                f"{path_str(())}: nothing usable remains of {describe(space)} (Text, Graph and Sequence leaves are dropped); "
+                f"{self.accepts}. Fix: wrap the env to expose a Box or Discrete observation"
+            )
+        if self.options.frame_stack and self.options.frame_stack > 1:
+            raise AdaptError(f"{path_str(())}: frame_stack applies to vector and image observations, not to {describe(space)}. Fix: drop frame_stack")
+        has_images = any(is_image(leaf) for _, leaf in usable)
+        all_discrete = all(isinstance(leaf, DISCRETE_LEAVES) for _, leaf in usable)
+        if all_discrete and "index" in accepted and not drop and not ({"vector", "nested"} & accepted):
+            size = index_size(space)
+            self._check_index_size(space, size)
+            self.wrap(FlatIndexObservation, f"{describe(space)} -> one index of Discrete({size})", "tabular agent needs a state index")
+            return
+        if "nested" in accepted and has_images:
+            size = self._nested_image_size(usable)
+            self.wrap(
+                NestedObservation,
+                f"{describe(space)} -> Dict of channel-first images + one float32 'vector'",
+                f"{self.agent_name} reads nested input: images stay images, vectors are concatenated",
+                drop=drop,
+                image_size=size,
+                grayscale=bool(self.options.grayscale),
+            )
+        elif "vector" in accepted:
+            n = sum(_vector_len(leaf) for _, leaf in usable)
+            why = f"{self.agent_name} needs one float vector" + ("; image leaves are flattened" if has_images else "")
+            self.wrap(VectorObservation, f"{describe(space)} -> concatenated float32[{n}]" + (" (one-hot for discrete leaves)" if any(isinstance(l, DISCRETE_LEAVES) for _, l in usable) else ""), why, drop=drop)
+        elif "nested" in accepted:
+            self.wrap(NestedObservation, f"{describe(space)} -> Dict('vector')", f"{self.agent_name} reads nested input", drop=drop)
+        elif "index" in accepted:
+            bad = next(path for path, leaf in usable if not isinstance(leaf, DISCRETE_LEAVES))
+            raise AdaptError(
+                f"{path_str(bad)}: {describe(dict(usable)[bad])} is not discrete, but {self.accepts} (one state index). "
+                f"Fix: use a network agent ({_suggest('observation', 'nested')})"
+            )
+        else:
+            self._error_observation((), space, "a nested observation")
+
+    def _nested_image_size(self, usable: list[tuple[tuple[Any, ...], spaces.Space]]) -> tuple[int, int] | None:
+        if self.options.image_size is not None:
+            return self.options.image_size
+        return (84, 84) if self.spec.preprocess_images else None
+
+    def _error_observation(self, path: tuple[Any, ...], space: spaces.Space, what: str) -> None:
+        kinds = {"image": "image", "a nested observation": "nested"}.get(what, "vector")
+        raise AdaptError(
+            f"{path_str(path)}: {describe(space)} is {what}, but {self.accepts}; no conversion exists. "
+            f"Fix: use an agent that accepts it ({_suggest('observation', kinds)})"
+        )
+
+    def flatten_images(self) -> None:
+        space = self.env.observation_space
+        self.wrap(VectorObservation, f"{describe(space)} -> flat float32[{int(np.prod(space.shape))}]", f"{self.agent_name} does not accept images")
+
+    # -- rewards -----------------------------------------------------------------------------
+    def rewards(self, atari: bool) -> None:
+        if self.options.clip_rewards and not atari:
+            self.wrap(ClipReward, "reward -> clipped to [-1, 1]", "clip_rewards override; episode statistics keep the raw return", min_reward=-1.0, max_reward=1.0)
+
+    # -- actions -----------------------------------------------------------------------------
+    def actions(self) -> None:
+        space = self.env.action_space
+        accepted = self.spec.actions
+        name = self.agent_name
+        if isinstance(space, spaces.Discrete):
+            if "discrete" in accepted:
+                return
+            if {"continuous", "unit_continuous"} & accepted and self.options.discrete_as_continuous:
+                self.wrap(ArgmaxAction, f"{describe(space)} action <- argmax of float32[{space.n}] scores in [-1, 1]", "discrete_as_continuous override")
+                return
+            if "multi_discrete" in accepted:
+                raise AdaptError(f"action: {describe(space)}; {self.accepts}. Fix: use {_suggest('action', 'discrete')}")
+            raise AdaptError(
+                f"action: {describe(space)} is discrete, but {self.accepts}. Fix: use an agent for discrete actions "
+                f"({_suggest('action', 'discrete')}), or pass discrete_as_continuous=True to act by argmax over scores"
+            )
+        if isinstance(space, (spaces.MultiDiscrete, spaces.MultiBinary)):
+            if "multi_discrete" in accepted:
+                return
+            if "discrete" in accepted:
+                size = int(np.prod(_nvec_of(space)))
+                if size > self.options.max_discrete_actions:
+                    raise AdaptError(
+                        f"action: flattening {describe(space)} gives {size:,} discrete actions, more than "
+                        f"max_discrete_actions={self.options.max_discrete_actions:,}; {self.accepts}. "
+                        f"Fix: use an agent for multi-discrete actions ({_suggest('action', 'multi_discrete')}) or raise max_discrete_actions"
+                    )
+                self.wrap(FlattenMultiDiscreteAction, f"{describe(space)} action -> Discrete({size}) (masks -> product mask)", f"{name} picks one action from a list")
+                return
+            raise AdaptError(
+                f"action: {describe(space)} is multi-discrete, but {self.accepts}; no conversion exists. "
+                f"Fix: use {_suggest('action', 'multi_discrete')} or {_suggest('action', 'discrete')}"
+            )
+        if isinstance(space, spaces.Box):
+            finite = bool(np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high)))
+            unit = finite and bool(np.all(space.low == -1) and np.all(space.high == 1))
+            if "continuous" in accepted or ("unit_continuous" in accepted and unit):
+                return
+            if "unit_continuous" in accepted:
+                if not finite:
+                    raise AdaptError(f"action: {describe(space)} has infinite bounds, so it cannot be rescaled to [-1, 1]; {self.accepts}. Fix: bound the action space")
+                self.wrap(UnitBoxAction, f"{describe(space)} action -> Box in [-1, 1], clipped", f"{name} outputs actions in [-1, 1]")
+                return
+            if {"discrete", "multi_discrete"} & accepted:
+                if not finite:
+                    raise AdaptError(f"action: {describe(space)} has infinite bounds, so it cannot be discretised; {self.accepts}. Fix: bound the action space")
+                bins = self.options.action_bins
+                per_dim = np.broadcast_to(np.asarray(bins), (int(np.prod(space.shape)),))
+                size = int(np.prod(per_dim.astype(object)))
+                if "discrete" in accepted and size <= self.options.max_discrete_actions:
+                    self.wrap(DiscretizeAction, f"{describe(space)} action -> Discrete({size}) grid ({bins} bins per dimension)", f"{name} needs discrete actions", bins=bins)
+                    return
+                if "multi_discrete" in accepted:
+                    self.wrap(DiscretizeAction, f"{describe(space)} action -> MultiDiscrete({per_dim.tolist()})", f"{name} needs discrete actions", bins=bins, multidiscrete=True)
+                    return
+                raise AdaptError(
+                    f"action: discretising {describe(space)} with {bins} bins per dimension gives a grid of {size:,} actions, more than "
+                    f"max_discrete_actions={self.options.max_discrete_actions:,}; {self.accepts}. Fix: fewer action_bins, or a continuous agent "
+                    f"({_suggest('action', 'continuous')})"
+                )
+            raise AdaptError(f"action: {describe(space)}; {self.accepts}; no conversion exists")
+        raise AdaptError(f"action: {describe(space)} is not supported; {self.accepts}. Fix: wrap the env to expose a Discrete, MultiDiscrete or Box action space")
+
+
+def _nvec_of(space: spaces.Space) -> np.ndarray:
+    if isinstance(space, spaces.MultiDiscrete):
+        return space.nvec.reshape(-1).astype(object)
+    return np.full(int(np.prod(space.shape)), 2, dtype=object)
+
+
+def _vector_len(space: spaces.Space) -> int:
+    from rladapt.spaces import vector_size
+
+    if isinstance(space, (spaces.Dict, spaces.Tuple)):
+        return sum(vector_size(leaf) for _, leaf in leaves(space))
+    return vector_size(space)
+
+
+class AutoAdapt(gym.Wrapper):
+    """Adapt any gymnasium env to an agent's declared needs with a chain of gymnasium wrappers.
+
+    The result is an ordinary gymnasium env: ``check_env`` passes on it, other libraries can train
+    on it, and ``gym.make(adapted.spec)`` rebuilds the whole chain (the spec is the chain's; this
+    outer object only holds the plan and adds no work per step).
+
+    Example:
+        >>> from rladapt.agents import DQN
+        >>> env = AutoAdapt("Taxi-v4", DQN())
+        >>> print(env.plan)
+        1. episode return and length -> info['episode'] (raw score for logging, ...)
+        2. info['action_mask'] (gymnasium Taxi convention) -> info['action_mask'] (bool) (agent uses action masks)
+        3. Discrete(500) observation -> one-hot float32[500] (DQN needs float vectors)
+
+    :param env: an env instance, or a registered env id (made with ``env_kwargs``; Atari ids are
+        made with ``frameskip=1`` so the standard pipeline can skip with max-pooling).
+    :param agent: an agent (instance or class) with a ``spec``, or an :class:`~rladapt.spec.AgentSpec`.
+    :param overrides: see :class:`AdaptOptions` (frame_stack, frame_skip, image_size, grayscale,
+        action_bins, mask, clip_rewards, ...).
+    :raises AdaptError: when no conversion joins a space to the agent, naming the space path, what
+        the agent accepts, and a fix.
+    """
+
+    def __init__(self, env: gym.Env | str, agent: Any, **overrides: Any):
+        options = AdaptOptions.from_overrides(overrides)
+        spec = _agent_spec(agent)
+        if isinstance(env, str):
+            env = _make(env, spec, options)
+        elif not isinstance(env, gym.Env):
+            raise TypeError(f"AutoAdapt needs a gymnasium.Env or an env id, got {type(env).__name__}")
+        elif options.env_kwargs:
+            raise AdaptError("env_kwargs applies only when the env is given as an id")
+        builder = _Builder(env, spec, options, _agent_name(agent))
+        atari = _is_atari(env) if options.atari is None else options.atari
+        use_atari = atari and bool({"image", "vector"} & spec.observations) and is_image(env.observation_space)
+        probe_info = None
+        if options.mask is None and not isinstance(env.action_space, spaces.Box):
+            _, probe_info = env.reset()  # info-based masks (Taxi) show only in infos
+
+        builder.episode_statistics()
+        if use_atari:
+            builder.atari_pipeline()
+        else:
+            builder.frame_skip(image=is_image(env.observation_space))
+        builder.masks(probe_info)
+        if not use_atari:
+            builder.observations()
+        elif "image" not in spec.observations:
+            builder.flatten_images()
+        builder.rewards(use_atari)
+        builder.actions()
+        super().__init__(builder.env)
+        self.plan = Plan(builder.steps)
+        self.options = options
+        # Forward the hot calls straight to the chain: this object adds no per-step work.
+        self.step = self.env.step  # type: ignore[method-assign]
+        self.reset = self.env.reset  # type: ignore[method-assign]
+
+    @property
+    def spec(self) -> gym.envs.registration.EnvSpec | None:
+        """The spec of the adapted chain: ``gym.make(env.spec)`` rebuilds it, None if the base env is unregistered."""
+        return self.env.spec
+
+
+def _make(env_id: str, spec: AgentSpec, options: AdaptOptions) -> gym.Env:
+    kwargs = dict(options.env_kwargs or {})
+    try:
+        atari = _is_atari_id(env_id)
+    except gym.error.Error as error:
+        raise AdaptError(f"cannot make env {env_id!r}: {error}") from None
+    if atari and options.atari is not False and {"image", "vector"} & spec.observations and "frameskip" not in kwargs:
+        kwargs["frameskip"] = 1  # the standard pipeline skips with max-pooling itself
+    return gym.make(env_id, **kwargs)

@@ -1,0 +1,67 @@
+"""RandomAgent: uniform random actions that respect invalid-action masks. A baseline."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from rladapt.agents.base import Agent
+from rladapt.spec import AgentSpec
+
+
+def sample_action(space: gym.Space, rng: np.random.Generator, mask: np.ndarray | None = None) -> Any:
+    """One uniform action from ``space``, restricted to the valid actions of ``mask``.
+
+    ``mask`` follows rladapt's normalised convention: a bool array of shape ``(n,)`` for
+    ``Discrete(n)`` and of shape ``(sum(nvec),)`` (per-dimension masks, concatenated) for
+    ``MultiDiscrete(nvec)``.
+    """
+    if isinstance(space, spaces.Discrete):
+        if mask is None:
+            return space.start + int(rng.integers(space.n))
+        valid = np.flatnonzero(mask)
+        return space.start + int(valid[rng.integers(len(valid))])
+    if isinstance(space, spaces.MultiDiscrete):
+        nvec = space.nvec.reshape(-1)
+        if mask is None:
+            choice = rng.integers(nvec)
+        else:
+            parts = np.split(np.asarray(mask, dtype=bool), np.cumsum(nvec)[:-1])
+            choice = np.array([np.flatnonzero(p)[rng.integers(p.sum())] for p in parts])
+        return (choice.reshape(space.shape) + space.start).astype(space.dtype)
+    if isinstance(space, spaces.MultiBinary):
+        return rng.integers(0, 2, size=space.shape, dtype=space.dtype)
+    if isinstance(space, spaces.Box):
+        low = np.where(np.isfinite(space.low), space.low, -1.0)
+        high = np.where(np.isfinite(space.high), space.high, 1.0)
+        return rng.uniform(low, high).astype(space.dtype)
+    raise TypeError(f"RandomAgent cannot sample from {space}")
+
+
+class RandomAgent(Agent):
+    """Acts uniformly at random among the valid actions. Accepts every observation and action kind.
+
+    Example:
+        >>> agent = RandomAgent(seed=0)
+        >>> env = AutoAdapt("Taxi-v4", agent)
+        >>> agent.evaluate(env, episodes=5).mean  # doctest: +SKIP
+    """
+
+    spec: ClassVar[AgentSpec] = AgentSpec(
+        observations=frozenset({"vector", "image", "index", "nested"}),
+        actions=frozenset({"discrete", "multi_discrete", "continuous"}),
+        masks=True,
+    )
+
+    def setup(self, observation_space: gym.Space, action_space: gym.Space) -> None:
+        """Bind the agent to the adapted env's spaces (called by learn/evaluate on first use)."""
+        self.observation_space, self.action_space = observation_space, action_space
+
+    def act(self, obs: Any, mask: np.ndarray | None = None, deterministic: bool = True) -> Any:
+        """A uniformly random valid action (``obs`` and ``deterministic`` are ignored)."""
+        if self.action_space is None:
+            raise RuntimeError("RandomAgent has no action space yet: call agent.setup(env.observation_space, env.action_space) or evaluate(env) first")
+        return sample_action(self.action_space, self.np_random, mask)

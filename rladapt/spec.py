@@ -1,0 +1,45 @@
+"""What an agent declares it accepts. AutoAdapt reads only this (DESIGN.md principle 2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Observation kinds an agent may accept.
+OBSERVATION_KINDS = frozenset({"vector", "image", "index", "nested"})
+#: Action kinds an agent may accept. ``unit_continuous`` is a Box in [-1, 1] (tanh-squashed policies).
+ACTION_KINDS = frozenset({"discrete", "multi_discrete", "continuous", "unit_continuous"})
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """The needs of an agent class, declared once as ``Agent.spec``.
+
+    :param observations: observation kinds accepted: ``"vector"`` (float32 flat vector),
+        ``"image"`` (uint8 channel-first image, possibly frame-stacked), ``"index"`` (one discrete
+        index, for tabular agents), ``"nested"`` (a Dict of images and one ``"vector"`` entry).
+    :param actions: action kinds accepted: ``"discrete"``, ``"multi_discrete"`` (also MultiBinary),
+        ``"continuous"`` (any finite Box; the agent clips), ``"unit_continuous"`` (Box in [-1, 1]).
+    :param masks: the agent uses invalid-action masks (``info["action_mask"]``).
+    :param frame_stack: frames stacked for Atari games (the standard pipeline uses 4).
+    :param preprocess_images: resize large images to 84x84 (Atari: the full standard pipeline).
+    """
+
+    observations: frozenset[str] = frozenset({"vector"})
+    actions: frozenset[str] = frozenset({"discrete"})
+    masks: bool = False
+    frame_stack: int = 4
+    preprocess_images: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "observations", frozenset(self.observations))
+        object.__setattr__(self, "actions", frozenset(self.actions))
+        unknown = (self.observations - OBSERVATION_KINDS) | (self.actions - ACTION_KINDS)
+        if unknown:
+            raise ValueError(
+                f"unknown kinds {sorted(unknown)} in AgentSpec; observation kinds are "
+                f"{sorted(OBSERVATION_KINDS)}, action kinds {sorted(ACTION_KINDS)}"
+            )
+        if not self.observations or not self.actions:
+            raise ValueError("an AgentSpec must accept at least one observation and one action kind")
+        if self.frame_stack < 1:
+            raise ValueError(f"frame_stack must be >= 1, got {self.frame_stack}")

@@ -1,0 +1,28 @@
+"""The wrappers gymnasium lacks. AutoAdapt uses gymnasium's own wrappers wherever they do the job."""
+
+from rladapt.wrappers.actions import ArgmaxAction, FlattenMultiDiscreteAction, UnitBoxAction, product_mask
+from rladapt.wrappers.masks import ActionMask, detect_mask_source, mask_shape
+from rladapt.wrappers.statistics import EpisodeStatistics
+from rladapt.wrappers.observations import (
+    ChannelFirstObservation,
+    ChannelLastObservation,
+    FlatIndexObservation,
+    NestedObservation,
+    VectorObservation,
+)
+
+__all__ = [
+    "ActionMask",
+    "ArgmaxAction",
+    "ChannelFirstObservation",
+    "ChannelLastObservation",
+    "EpisodeStatistics",
+    "FlatIndexObservation",
+    "FlattenMultiDiscreteAction",
+    "NestedObservation",
+    "UnitBoxAction",
+    "VectorObservation",
+    "detect_mask_source",
+    "mask_shape",
+    "product_mask",
+]
