@@ -38,6 +38,7 @@ from rladapt.spaces import (
     is_image,
     leaves,
     path_str,
+    vector_size,
 )
 from rladapt.spec import AgentSpec
 from rladapt.wrappers import (
@@ -54,9 +55,7 @@ from rladapt.wrappers import (
     detect_mask_source,
 )
 from rladapt.wrappers.masks import SOURCES as MASK_SOURCES
-
-ObservationKind = str
-
+from rladapt.wrappers.observations import image_target_shape
 
 @dataclass(frozen=True)
 class AdaptOptions:
@@ -346,8 +345,6 @@ class _Builder:
             )
 
     def _image_size(self, shape: tuple[int, ...]) -> tuple[int, int] | None:
-        from rladapt.wrappers.observations import image_target_shape
-
         size = self.options.image_size
         if size is None:
             if not self.spec.preprocess_images:
@@ -404,7 +401,7 @@ class _Builder:
             self.wrap(FlatIndexObservation, f"{describe(space)} -> one index of Discrete({size})", "tabular agent needs a state index")
             return
         if "nested" in accepted and has_images:
-            size = self._nested_image_size(usable)
+            size = self.options.image_size or ((84, 84) if self.spec.preprocess_images else None)
             self.wrap(
                 NestedObservation,
                 f"{describe(space)} -> Dict of channel-first images + one float32 'vector'",
@@ -427,11 +424,6 @@ class _Builder:
             )
         else:
             self._error_observation((), space, "a nested observation")
-
-    def _nested_image_size(self, usable: list[tuple[tuple[Any, ...], spaces.Space]]) -> tuple[int, int] | None:
-        if self.options.image_size is not None:
-            return self.options.image_size
-        return (84, 84) if self.spec.preprocess_images else None
 
     def _error_observation(self, path: tuple[Any, ...], space: spaces.Space, what: str) -> None:
         kinds = {"image": "image", "a nested observation": "nested"}.get(what, "vector")
@@ -521,8 +513,6 @@ def _nvec_of(space: spaces.Space) -> np.ndarray:
 
 
 def _vector_len(space: spaces.Space) -> int:
-    from rladapt.spaces import vector_size
-
     if isinstance(space, (spaces.Dict, spaces.Tuple)):
         return sum(vector_size(leaf) for _, leaf in leaves(space))
     return vector_size(space)
