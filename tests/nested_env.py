@@ -15,7 +15,8 @@ class NestedDictEnv(gym.Env):
     Observation: ``camera`` uint8[32,32,3] image (one bright quadrant), ``position`` float32[2],
     ``mode`` Discrete(3), ``label`` Text (unusable by networks), ``action_mask`` int8[7] (per-dimension
     masks of MultiDiscrete([3, 4]), concatenated). Reward: +1 when action[0] == mode, +0.5 when
-    action[1] names the bright quadrant. Action 3 of dimension 1 is invalid while mode == 0.
+    action[1] names the bright quadrant. Action 3 of dimension 1 is invalid while mode == 0: taking it
+    costs -1 and sets ``info['invalid_action']``.
     Episodes last 20 steps (truncation).
     """
 
@@ -58,13 +59,12 @@ class NestedDictEnv(gym.Env):
 
     def step(self, action):
         action = np.asarray(action)
-        if self._mode == 0 and action[1] == 3:
-            raise RuntimeError("invalid action taken: action[1] == 3 is masked while mode == 0")
-        reward = float(action[0] == self._mode) + 0.5 * float(action[1] == self._quadrant)
+        invalid = self._mode == 0 and action[1] == 3
+        reward = -1.0 if invalid else float(action[0] == self._mode) + 0.5 * float(action[1] == self._quadrant)
         self._t += 1
         self._mode = int(self.np_random.integers(3))
         self._quadrant = int(self.np_random.integers(4))
-        return self._observe(), reward, False, self._t >= self.length, {}
+        return self._observe(), reward, False, self._t >= self.length, {"invalid_action": invalid}
 
 
 class InvalidActionsEnv(gym.Env):

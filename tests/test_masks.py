@@ -67,8 +67,8 @@ def test_flattened_multidiscrete_gets_the_product_mask_and_never_an_invalid_acti
     for _ in range(200):
         mask = info["action_mask"]
         assert mask.shape == (12,)
-        # the env raises if action[1] == 3 while that option is masked: pick among valid ones only
         obs, _, terminated, truncated, info = env.step(int(rng.choice(np.flatnonzero(mask))))
+        assert not info["invalid_action"]
         if terminated or truncated:
             obs, info = env.reset()
 
