@@ -1,0 +1,113 @@
+"""Advantage Actor-Critic (Mnih et al. 2016, synchronous): PPO's parts, one plain gradient step.
+
+Same networks, rollout storage and GAE as :mod:`rladapt.agents.ppo`; the update is a single
+step of ``-(advantage * log_prob)`` plus value loss and entropy bonus over the whole rollout, with
+RMSprop as in the paper (and Stable-Baselines3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rladapt.agents.base import OnPolicyAgent, OnPolicyConfig
+from rladapt.agents.nets import FlatParameters, NetworkFactory, make_actor_critic
+from rladapt.agents.ppo import adam, default_kind
+from rladapt.buffers.rollout import RolloutBuffer
+from rladapt.spec import AgentSpec
+
+#: Per-kind defaults for settings left at None (SB3 / rl-zoo A2C settings).
+A2C_DEFAULTS: dict[str, dict[str, Any]] = {
+    "vector": dict(num_envs=8, n_steps=5, lr=7e-4, gamma=0.99, gae_lambda=1.0, ent_coef=0.0,
+                   normalize_observations=False, normalize_rewards=False),
+    "image": dict(num_envs=16, n_steps=5, lr=7e-4, gamma=0.99, gae_lambda=1.0, ent_coef=0.01,
+                  normalize_observations=False, normalize_rewards=False),
+    "continuous": dict(num_envs=8, n_steps=8, lr=7e-4, gamma=0.95, gae_lambda=0.9, ent_coef=0.0,
+                       normalize_observations=True, normalize_rewards=True),
+}
+
+
+@dataclass
+class A2CConfig(OnPolicyConfig):
+    """A2C settings. None means "the default for this kind of env" (see ``A2C_DEFAULTS``).
+
+    :param lr: learning rate.
+    :param ent_coef: entropy bonus coefficient.
+    :param vf_coef: value loss coefficient.
+    :param max_grad_norm: global gradient norm clip.
+    :param anneal_lr: anneal the learning rate linearly to 0 over each ``learn`` call.
+    :param normalize_advantage: standardise advantages over the rollout.
+    :param rms_prop: RMSprop (alpha 0.99, eps 1e-5) as in the paper; False: Adam.
+    :param hidden: hidden layer sizes of the MLPs.
+    :param network: your own network (see :class:`~rladapt.agents.ppo.PPOConfig`).
+    """
+
+    lr: float | None = None
+    ent_coef: float | None = None
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    anneal_lr: bool = False
+    normalize_advantage: bool = False
+    rms_prop: bool = True
+    hidden: tuple[int, ...] = (64, 64)
+    network: nn.Module | NetworkFactory | None = None
+
+
+class A2C(OnPolicyAgent):
+    """Synchronous advantage actor-critic. Same spaces and masks support as PPO."""
+
+    spec: ClassVar[AgentSpec] = AgentSpec(
+        observations=frozenset({"vector", "image", "nested"}),
+        actions=frozenset({"discrete", "multi_discrete", "continuous"}),
+        masks=True,
+    )
+    Config: ClassVar[type[A2CConfig]] = A2CConfig
+
+    def default_settings(self, observation_kind: str, action_kind: str) -> dict[str, Any]:
+        return A2C_DEFAULTS[default_kind(observation_kind, action_kind)]
+
+    def build(self) -> None:
+        super().build()
+        hp = self.hp
+        self.policy = make_actor_critic(
+            self.observation_space, self.action_space, hp.network, hp.hidden, bool(hp.normalize_observations)
+        ).to(self.device)
+        self.params = FlatParameters(self.policy)
+        if hp.rms_prop:
+            self.optimizer = torch.optim.RMSprop([self.params.param], lr=hp.lr, alpha=0.99, eps=1e-5)
+        else:
+            self.optimizer = adam([self.params.param], hp.lr, self.device)
+
+    def update(self, rollout: RolloutBuffer, progress: float) -> dict[str, float]:
+        hp = self.hp
+        lr = hp.lr * (1.0 - progress) if hp.anneal_lr else hp.lr
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        keys = ["observation", "action", "advantage", "value_target"] + (["action_mask"] if self.use_masks else [])
+        batch = rollout.valid_transitions(keys)
+
+        log_prob, entropy, value = self.policy.evaluate_actions(
+            batch.get("observation"), batch.get("action"), batch.get("action_mask", None)
+        )
+        advantages = batch.get("advantage")
+        if hp.normalize_advantage and advantages.numel() > 1:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        policy_loss = -(advantages * log_prob).mean()
+        value_loss = F.mse_loss(value, batch.get("value_target"))
+        entropy_loss = entropy.mean()
+        loss = policy_loss - hp.ent_coef * entropy_loss + hp.vf_coef * value_loss
+
+        self.params.zero_grad()
+        loss.backward()
+        self.params.clip_grad_norm_(hp.max_grad_norm)
+        self.optimizer.step()
+        return {
+            "train/policy_loss": policy_loss.item(),
+            "train/value_loss": value_loss.item(),
+            "train/entropy": entropy_loss.item(),
+            "train/lr": lr,
+        }

@@ -1,0 +1,633 @@
+"""Networks chosen from the adapted observation space, and the action heads (distributions).
+
+The encoder is picked from the observation kind:
+
+- vector ``Box`` (float32, 1-D): an MLP (separate actor and critic MLPs, as in CleanRL/SB3),
+- image ``Box`` (uint8; the dims before the last two are channels): the Nature CNN for 84x84-ish
+  images, a small CNN for tiny images (8..35 px), an MLP over the pixels below that;
+  uint8 -> float /255 happens inside the network, so storage keeps images as uint8,
+- nested ``Dict`` (images plus one ``"vector"`` entry): a CNN per image leaf and an MLP over the
+  concatenated vector leaves, their features concatenated.
+
+The heads turn features into an action distribution: a masked categorical for ``Discrete``, a
+factorised categorical for ``MultiDiscrete``/``MultiBinary`` (per-dimension masks) and a Gaussian with
+a state-independent log-std for ``Box``. The distributions are written out by hand (no
+``torch.distributions``): sampling happens once per env step and every op counts.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from tensordict import TensorDict, TensorDictBase
+from torch import nn
+
+#: Logit given to masked actions: small enough to get probability 0, finite so that
+#: ``0 * log_prob`` stays 0 in the entropy (``-inf`` would give NaN).
+MASKED_LOGIT = -1e8
+
+
+def layer_init(layer: nn.Module, gain: float = math.sqrt(2), bias: float = 0.0) -> nn.Module:
+    """Orthogonal weights with ``gain`` and constant bias (the PPO implementation detail)."""
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+def mlp(sizes: list[int], activation: type[nn.Module] = nn.Tanh, out_gain: float | None = None) -> nn.Sequential:
+    """An MLP through ``sizes``; hidden layers get ``activation``, the last layer none when
+    ``out_gain`` is given (a head), else it is followed by ``activation`` too (an encoder)."""
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        last = i == len(sizes) - 2
+        if last and out_gain is not None:
+            layers.append(layer_init(nn.Linear(sizes[i], sizes[i + 1]), out_gain))
+        else:
+            layers += [layer_init(nn.Linear(sizes[i], sizes[i + 1])), activation()]
+    return nn.Sequential(*layers)
+
+
+class DualMLP(nn.Module):
+    """The actor MLP and the critic MLP (same sizes, separate weights) computed side by side.
+
+    The first layer is one ``Linear`` to ``2 * hidden[0]`` units (actor half, critic half); deeper
+    layers are one batched matmul over the pair. It is the same function, with the same
+    orthogonal initialisation, as two separate MLPs, in half the ops: small networks on CPU are
+    bound by per-op overhead, not by arithmetic.
+
+    :param in_dim: input features.
+    :param hidden: hidden layer sizes (shared by both MLPs).
+    :param activation: activation module class.
+    """
+
+    def __init__(self, in_dim: int, hidden: tuple[int, ...], activation: type[nn.Module] = nn.Tanh) -> None:
+        super().__init__()
+        self.hidden = tuple(hidden)
+        self.activation = activation()
+        self.first = nn.Linear(in_dim, 2 * hidden[0])
+        with torch.no_grad():
+            for half in (slice(0, hidden[0]), slice(hidden[0], 2 * hidden[0])):
+                self.first.weight[half] = layer_init(nn.Linear(in_dim, hidden[0])).weight
+            self.first.bias.zero_()
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for h_in, h_out in zip(hidden[:-1], hidden[1:]):
+            pair = torch.stack([layer_init(nn.Linear(h_in, h_out)).weight.detach().T for _ in range(2)])
+            self.weights.append(nn.Parameter(pair.contiguous()))  # [2, h_in, h_out]
+            self.biases.append(nn.Parameter(torch.zeros(2, 1, h_out)))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.activation(self.first(x))
+        h = h.view(x.shape[0], 2, self.hidden[0]).transpose(0, 1)  # [2, B, h]: actor, critic
+        for weight, bias in zip(self.weights, self.biases):
+            h = self.activation(torch.baddbmm(bias, h, weight))
+        return h[0], h[1]
+
+
+# --------------------------------------------------------------------------------------------
+# Observation kinds and encoders
+# --------------------------------------------------------------------------------------------
+
+
+def is_image_space(space: gym.Space) -> bool:
+    """uint8 ``Box`` with at least two dims: an image (channels are the dims before the last two)."""
+    return isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) >= 2
+
+
+def observation_kind(space: gym.Space) -> str:
+    """``"vector"``, ``"image"``, ``"nested"`` or ``"index"`` for an adapted observation space."""
+    if isinstance(space, spaces.Dict):
+        return "nested"
+    if is_image_space(space):
+        return "image"
+    if isinstance(space, spaces.Discrete):
+        return "index"
+    if isinstance(space, spaces.Box):
+        return "vector"
+    raise TypeError(
+        f"no network for observation space {space}; adapt the env with AutoAdapt(env, agent) first"
+    )
+
+
+class RunningNorm(nn.Module):
+    """Running mean/variance of float observations (or returns), kept as buffers so checkpoints
+    carry them. ``forward`` standardises and clips to ``[-clip, clip]``.
+
+    :param shape: shape of one sample.
+    :param clip: clip of the standardised value.
+    :param epsilon: added to the variance.
+    """
+
+    def __init__(self, shape: tuple[int, ...], clip: float = 10.0, epsilon: float = 1e-8) -> None:
+        super().__init__()
+        self.clip, self.epsilon = clip, epsilon
+        self.register_buffer("mean", torch.zeros(shape, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(shape, dtype=torch.float64))
+        self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
+        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        """Fold a batch ``[B, *shape]`` into the statistics (parallel variance algorithm)."""
+        x = x.reshape(-1, *self.mean.shape).to(torch.float64)
+        if len(x) == 0:
+            return
+        batch_mean, batch_var, n = x.mean(0), x.var(0, unbiased=False), x.shape[0]
+        delta, total = batch_mean - self.mean, self.count + n
+        self.mean += delta * n / total
+        self.var.copy_((self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total)
+        self.count.copy_(total)
+        self._cache = None
+
+    def _stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._cache is None:
+            self._cache = (self.mean.float(), (self.var + self.epsilon).rsqrt().float())
+        return self._cache
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean, inv_std = self._stats()
+        return ((x - mean) * inv_std).clamp_(-self.clip, self.clip)
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        self._cache = None
+        super()._load_from_state_dict(*args, **kwargs)
+
+
+class FlattenVector(nn.Module):
+    """Vector observation -> float features (optionally standardised by running statistics)."""
+
+    def __init__(self, space: spaces.Box, normalize: bool = False) -> None:
+        super().__init__()
+        self.out_dim = int(np.prod(space.shape))
+        self.norm = RunningNorm((self.out_dim,)) if normalize else None
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs.reshape(obs.shape[0], -1).float()
+        return self.norm(x) if self.norm is not None else x
+
+
+class NatureCNN(nn.Module):
+    """The DQN-Nature CNN (Mnih et al. 2015): 3 conv layers and a 512-unit linear layer.
+
+    Takes uint8 images ``[B, *channels, H, W]`` and scales them to [0, 1] inside.
+    """
+
+    def __init__(self, space: spaces.Box, features: int = 512) -> None:
+        super().__init__()
+        channels = int(np.prod(space.shape[:-2])) if len(space.shape) > 2 else 1
+        self.hw = tuple(space.shape[-2:])
+        self.conv = nn.Sequential(
+            layer_init(nn.Conv2d(channels, 32, 8, stride=4)), nn.ReLU(),
+            layer_init(nn.Conv2d(32, 64, 4, stride=2)), nn.ReLU(),
+            layer_init(nn.Conv2d(64, 64, 3, stride=1)), nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            flat = self.conv(torch.zeros(1, channels, *self.hw)).shape[1]
+        self.fc = nn.Sequential(layer_init(nn.Linear(flat, features)), nn.ReLU())
+        self.out_dim = features
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs.reshape(obs.shape[0], -1, *self.hw).float() / 255.0
+        return self.fc(self.conv(x))
+
+
+class SmallCNN(nn.Module):
+    """Two 3x3 convolutions and a linear layer, for tiny images (8 to 35 pixels a side)."""
+
+    def __init__(self, space: spaces.Box, features: int = 256) -> None:
+        super().__init__()
+        channels = int(np.prod(space.shape[:-2])) if len(space.shape) > 2 else 1
+        self.hw = tuple(space.shape[-2:])
+        self.conv = nn.Sequential(
+            layer_init(nn.Conv2d(channels, 16, 3, stride=1)), nn.ReLU(),
+            layer_init(nn.Conv2d(16, 32, 3, stride=2 if min(self.hw) >= 16 else 1)), nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            flat = self.conv(torch.zeros(1, channels, *self.hw)).shape[1]
+        self.fc = nn.Sequential(layer_init(nn.Linear(flat, features)), nn.ReLU())
+        self.out_dim = features
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs.reshape(obs.shape[0], -1, *self.hw).float() / 255.0
+        return self.fc(self.conv(x))
+
+
+class PixelMLP(nn.Module):
+    """Very small images (under 8 pixels a side): flatten the pixels (/255) into an MLP."""
+
+    def __init__(self, space: spaces.Box, features: int = 64) -> None:
+        super().__init__()
+        self.net = mlp([int(np.prod(space.shape)), features, features], nn.ReLU)
+        self.out_dim = features
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs.reshape(obs.shape[0], -1).float() / 255.0)
+
+
+def image_encoder(space: spaces.Box) -> nn.Module:
+    """Nature CNN for 84x84-ish images, a small CNN for tiny ones, an MLP below 8 pixels."""
+    side = min(space.shape[-2:])
+    if side >= 36:
+        return NatureCNN(space)
+    if side >= 8:
+        return SmallCNN(space)
+    return PixelMLP(space)
+
+
+class MultiInputEncoder(nn.Module):
+    """Nested ``Dict`` observations: a CNN per image leaf, an MLP over the concatenated vector
+    leaves, features concatenated. The forward takes the ``observation`` TensorDict."""
+
+    def __init__(self, space: spaces.Dict, normalize: bool = False, hidden: int = 64) -> None:
+        super().__init__()
+        self.image_keys: list[tuple[str, ...]] = []
+        self.vector_keys: list[tuple[str, ...]] = []
+        images: dict[str, nn.Module] = {}
+        vector_dim = 0
+        for path, leaf in _leaves(space):
+            if is_image_space(leaf):
+                self.image_keys.append(path)
+                images["/".join(path)] = image_encoder(leaf)
+            elif isinstance(leaf, spaces.Box):
+                self.vector_keys.append(path)
+                vector_dim += int(np.prod(leaf.shape))
+            else:
+                raise TypeError(f"nested observation leaf {'/'.join(path)} is {leaf}; expected an image or a vector Box")
+        self.images = nn.ModuleDict(images)
+        self.norm = RunningNorm((vector_dim,)) if normalize and vector_dim else None
+        self.vector = mlp([vector_dim, hidden, hidden], nn.Tanh) if vector_dim else None
+        self.out_dim = sum(m.out_dim for m in self.images.values()) + (hidden if vector_dim else 0)
+
+    def vector_input(self, obs: TensorDictBase) -> torch.Tensor:
+        """The concatenated (unnormalised) vector leaves ``[B, D]``."""
+        b = obs.shape[0]
+        return torch.cat([obs.get(k).reshape(b, -1).float() for k in self.vector_keys], -1)
+
+    def forward(self, obs: TensorDictBase) -> torch.Tensor:
+        feats = [enc(obs.get(k)) for k, enc in zip(self.image_keys, self.images.values())]
+        if self.vector is not None:
+            x = self.vector_input(obs)
+            feats.append(self.vector(self.norm(x) if self.norm is not None else x))
+        return torch.cat(feats, -1)
+
+
+def _leaves(space: gym.Space, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], gym.Space]]:
+    if isinstance(space, spaces.Dict):
+        out = []
+        for key, sub in space.spaces.items():
+            out += _leaves(sub, prefix + (key,))
+        return out
+    return [(prefix, space)]
+
+
+# --------------------------------------------------------------------------------------------
+# Action heads
+# --------------------------------------------------------------------------------------------
+
+
+def sample_categorical(log_probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One sample per row of ``log_probs`` ``[..., n]`` by inverse CDF (several times faster
+    than ``torch.multinomial`` on small batches). ``u`` is drawn below the last CDF entry, so an
+    action of probability 0 (masked) is never returned."""
+    cdf = log_probs.exp().cumsum(-1)
+    u = torch.rand(cdf.shape[:-1] + (1,), generator=generator, dtype=cdf.dtype, device=cdf.device) * cdf[..., -1:]
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1)
+
+
+class CategoricalHead(nn.Module):
+    """Masked categorical over ``Discrete(n)``. Invalid actions get logit ``MASKED_LOGIT``; the same
+    masked distribution is used for sampling and for the gradient. Stored action: index in ``[0, n)``."""
+
+    def __init__(self, features: int, space: spaces.Discrete) -> None:
+        super().__init__()
+        self.n, self.start = int(space.n), int(space.start)
+        self.linear = layer_init(nn.Linear(features, self.n), 0.01)
+        self.action_shape: tuple[int, ...] = ()
+        self.action_dtype = torch.int64
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear(features)
+
+    @staticmethod
+    def _log_probs(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        if mask is not None:
+            logits = logits.masked_fill(~mask, MASKED_LOGIT)
+        return torch.log_softmax(logits, -1)
+
+    def sample(self, logits: torch.Tensor, mask: torch.Tensor | None, deterministic: bool,
+               generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        logp = self._log_probs(logits, mask)
+        action = logp.argmax(-1) if deterministic else sample_categorical(logp, generator)
+        return action, logp.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+
+    def log_prob_entropy(self, logits: torch.Tensor, action: torch.Tensor, mask: torch.Tensor | None,
+                         entropy: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        logp = self._log_probs(logits, mask)
+        log_prob = logp.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
+        return log_prob, -(logp.exp() * logp).sum(-1) if entropy else None
+
+    def to_env(self, action: np.ndarray) -> np.ndarray:
+        return action + self.start if self.start else action
+
+
+class MultiCategoricalHead(nn.Module):
+    """Factorised categorical over ``MultiDiscrete(nvec)`` (and ``MultiBinary(n)`` as ``[2]*n``):
+    one categorical per dimension; masks are per dimension, concatenated (``sum(nvec)`` bools).
+    Stored action: ``[D]`` int64 indices."""
+
+    def __init__(self, features: int, space: spaces.MultiDiscrete | spaces.MultiBinary) -> None:
+        super().__init__()
+        if isinstance(space, spaces.MultiBinary):
+            self.nvec = [2] * int(np.prod(space.shape))
+            self.start = np.zeros(len(self.nvec), dtype=np.int64)
+        else:
+            self.nvec = [int(n) for n in space.nvec.reshape(-1)]
+            self.start = np.asarray(space.start).reshape(-1).astype(np.int64)
+        self.env_shape, self.env_dtype = space.shape, space.dtype
+        self.equal = len(set(self.nvec)) == 1
+        self.linear = layer_init(nn.Linear(features, sum(self.nvec)), 0.01)
+        self.action_shape = (len(self.nvec),)
+        self.action_dtype = torch.int64
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear(features)
+
+    def _log_probs(self, logits: torch.Tensor, mask: torch.Tensor | None) -> list[torch.Tensor] | torch.Tensor:
+        if mask is not None:
+            logits = logits.masked_fill(~mask, MASKED_LOGIT)
+        if self.equal:  # one batched op over [B, D, n]
+            return torch.log_softmax(logits.reshape(*logits.shape[:-1], len(self.nvec), self.nvec[0]), -1)
+        return [torch.log_softmax(part, -1) for part in logits.split(self.nvec, -1)]
+
+    def sample(self, logits: torch.Tensor, mask: torch.Tensor | None, deterministic: bool,
+               generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        logp = self._log_probs(logits, mask)
+        if self.equal:
+            action = logp.argmax(-1) if deterministic else sample_categorical(logp, generator)
+            return action, logp.gather(-1, action.unsqueeze(-1)).squeeze(-1).sum(-1)
+        actions, total = [], 0
+        for part in logp:
+            a = part.argmax(-1) if deterministic else sample_categorical(part, generator)
+            actions.append(a)
+            total = total + part.gather(-1, a.unsqueeze(-1)).squeeze(-1)
+        return torch.stack(actions, -1), total
+
+    def log_prob_entropy(self, logits: torch.Tensor, action: torch.Tensor, mask: torch.Tensor | None,
+                         entropy: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        logp = self._log_probs(logits, mask)
+        action = action.long()
+        if self.equal:
+            log_prob = logp.gather(-1, action.unsqueeze(-1)).squeeze(-1).sum(-1)
+            return log_prob, -(logp.exp() * logp).sum((-1, -2)) if entropy else None
+        log_prob = sum(p.gather(-1, action[..., i : i + 1]).squeeze(-1) for i, p in enumerate(logp))
+        return log_prob, -sum((p.exp() * p).sum(-1) for p in logp) if entropy else None
+
+    def to_env(self, action: np.ndarray) -> np.ndarray:
+        return (action + self.start).reshape(action.shape[:-1] + self.env_shape).astype(self.env_dtype)
+
+
+class GaussianHead(nn.Module):
+    """Diagonal Gaussian with a state-independent log-std for ``Box`` actions. The unclipped
+    sample is stored (so its log-prob is exact); ``to_env`` clips to the bounds for the env."""
+
+    def __init__(self, features: int, space: spaces.Box, log_std_init: float = 0.0) -> None:
+        super().__init__()
+        dim = int(np.prod(space.shape))
+        self.mean = layer_init(nn.Linear(features, dim), 0.01)
+        self.log_std = nn.Parameter(torch.full((dim,), float(log_std_init)))
+        self.low, self.high = space.low.reshape(-1), space.high.reshape(-1)
+        self.env_shape, self.env_dtype = space.shape, space.dtype
+        self.action_shape = (dim,)
+        self.action_dtype = torch.float32
+        self._log_norm = 0.5 * math.log(2 * math.pi) * dim
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.mean(features)
+
+    def _log_prob(self, mean: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        z = (action - mean) * torch.exp(-self.log_std)
+        return -0.5 * z.pow(2).sum(-1) - self.log_std.sum() - self._log_norm
+
+    def sample(self, mean: torch.Tensor, mask: torch.Tensor | None, deterministic: bool,
+               generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if deterministic:
+            action = mean
+        else:
+            noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+            action = mean + noise * self.log_std.exp()
+        return action, self._log_prob(mean, action)
+
+    def log_prob_entropy(self, mean: torch.Tensor, action: torch.Tensor, mask: torch.Tensor | None,
+                         entropy: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if not entropy:
+            return self._log_prob(mean, action), None
+        ent = (self.log_std.sum() + 0.5 * (1 + math.log(2 * math.pi)) * self.log_std.numel()).expand(mean.shape[0])
+        return self._log_prob(mean, action), ent
+
+    def to_env(self, action: np.ndarray) -> np.ndarray:
+        clipped = np.clip(action, self.low, self.high)
+        return clipped.reshape(action.shape[:-1] + self.env_shape).astype(self.env_dtype, copy=False)
+
+
+def action_head(features: int, space: gym.Space) -> nn.Module:
+    """The head for an adapted action space."""
+    if isinstance(space, spaces.Discrete):
+        return CategoricalHead(features, space)
+    if isinstance(space, (spaces.MultiDiscrete, spaces.MultiBinary)):
+        return MultiCategoricalHead(features, space)
+    if isinstance(space, spaces.Box):
+        if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+            raise TypeError(f"action space {space} has infinite bounds; adapt the env with AutoAdapt(env, agent) first")
+        return GaussianHead(features, space)
+    raise TypeError(f"no action head for {space}; adapt the env with AutoAdapt(env, agent) first")
+
+
+# --------------------------------------------------------------------------------------------
+# The actor-critic policy module
+# --------------------------------------------------------------------------------------------
+
+
+class ActorCritic(nn.Module):
+    """Policy and value networks for PPO/A2C, chosen from the spaces.
+
+    Vector observations get separate actor and critic MLPs (a :class:`DualMLP`); images and nested observations share
+    one encoder (a CNN) between two linear heads. A custom ``encoder`` (any module mapping a batch
+    of observations to ``[B, F]`` features) replaces the built-in one and is shared.
+
+    The forward follows DESIGN.md principle 3: it takes a TensorDict with ``observation`` (and
+    ``action_mask`` when masks are on) and writes ``action``, ``log_prob`` and ``value``.
+
+    :param observation_space: the adapted env's (single) observation space.
+    :param action_space: the adapted env's (single) action space.
+    :param hidden: hidden layer sizes of the MLPs.
+    :param normalize_observations: standardise float vector observations with running statistics.
+    :param encoder: optional user module mapping observations to features (shared by both heads).
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        hidden: tuple[int, ...] = (64, 64),
+        normalize_observations: bool = False,
+        encoder: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        kind = observation_kind(observation_space) if encoder is None else "custom"
+        if kind == "vector":
+            self.encoder = FlattenVector(observation_space, normalize_observations)
+            self.body = DualMLP(self.encoder.out_dim, hidden)  # separate actor and critic MLPs
+            features = hidden[-1]
+        else:
+            if kind == "image":
+                self.encoder = image_encoder(observation_space)
+            elif kind == "nested":
+                self.encoder = MultiInputEncoder(observation_space, normalize_observations)
+            elif kind == "index":
+                raise TypeError("PPO/A2C need vector or image observations; AutoAdapt one-hot encodes Discrete ones")
+            else:
+                self.encoder = encoder
+            features = getattr(self.encoder, "out_dim", None) or _probe_features(self.encoder, observation_space)
+            self.body = None
+        self.head = action_head(features, action_space)
+        self.critic = layer_init(nn.Linear(features, 1), 1.0)
+
+    @property
+    def obs_norm(self) -> RunningNorm | None:
+        """The running observation statistics, when observations are normalised."""
+        return getattr(self.encoder, "norm", None)
+
+    def features(self, obs: torch.Tensor | TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
+        """Actor and critic features for a batch of observations."""
+        x = self.encoder(obs)
+        if self.body is None:  # one shared encoder (images, nested, custom)
+            return x, x
+        return self.body(x)
+
+    @torch.no_grad()
+    def update_obs_stats(self, obs: torch.Tensor | TensorDictBase) -> None:
+        """Fold a batch of raw observations into the running observation statistics."""
+        norm = self.obs_norm
+        if norm is None:
+            return
+        if isinstance(self.encoder, MultiInputEncoder):
+            obs = self.encoder.vector_input(obs)
+        norm.update(obs.reshape(obs.shape[0], -1).float())
+
+    def get_value(self, obs: torch.Tensor | TensorDictBase) -> torch.Tensor:
+        """``V(obs)``, shape ``[B]``."""
+        return self.critic(self.features(obs)[1]).squeeze(-1)
+
+    def forward(self, td: TensorDictBase, deterministic: bool = False,
+                generator: torch.Generator | None = None) -> TensorDictBase:
+        actor, critic = self.features(td.get("observation"))
+        action, log_prob = self.head.sample(self.head(actor), td.get("action_mask", None), deterministic, generator)
+        td.set("action", action)
+        td.set("log_prob", log_prob)
+        td.set("value", self.critic(critic).squeeze(-1))
+        return td
+
+    def evaluate_actions(self, obs: torch.Tensor | TensorDictBase, action: torch.Tensor,
+                         mask: torch.Tensor | None = None, entropy: bool = True,
+                         ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """``(log_prob, entropy, value)`` of stored actions under the current parameters
+        (``entropy`` is None when not asked for: it costs ops in the hot loop)."""
+        actor, critic = self.features(obs)
+        log_prob, entropy = self.head.log_prob_entropy(self.head(actor), action, mask, entropy)
+        return log_prob, entropy, self.critic(critic).squeeze(-1)
+
+
+def _probe_features(encoder: nn.Module, space: gym.Space) -> int:
+    """Output width of a user encoder, found with one sample observation."""
+    sample = space.sample()
+    if isinstance(sample, dict):
+        obs: Any = TensorDict(_to_tensors(sample), batch_size=[]).unsqueeze(0)
+    else:
+        obs = torch.as_tensor(np.asarray(sample)).unsqueeze(0)
+    with torch.no_grad():
+        out = encoder(obs)
+    if out.ndim != 2:
+        raise ValueError(f"a custom encoder must return [batch, features]; it returned shape {tuple(out.shape)}")
+    return int(out.shape[1])
+
+
+def _to_tensors(sample: Any) -> Any:
+    if isinstance(sample, dict):
+        return {k: _to_tensors(v) for k, v in sample.items()}
+    return torch.as_tensor(np.asarray(sample))
+
+
+NetworkFactory = Callable[[gym.Space, gym.Space], nn.Module]
+
+
+def make_actor_critic(
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    network: nn.Module | NetworkFactory | None = None,
+    hidden: tuple[int, ...] = (64, 64),
+    normalize_observations: bool = False,
+) -> nn.Module:
+    """The actor-critic for PPO/A2C. ``network`` may be a complete actor-critic module (with
+    ``forward(td, deterministic, generator)``, ``get_value`` and ``evaluate_actions``), an encoder
+    module (observations -> ``[B, F]`` features, wrapped with the heads here), or a factory
+    ``(observation_space, action_space) -> module`` returning either."""
+    if network is not None and not isinstance(network, nn.Module) and callable(network):
+        network = network(observation_space, action_space)
+    if network is not None and hasattr(network, "evaluate_actions"):
+        return network
+    return ActorCritic(observation_space, action_space, tuple(hidden), normalize_observations, encoder=network)
+
+
+class FlatParameters:
+    """A module's parameters as views into one flat tensor, and their gradients as views into one
+    flat gradient, so that zeroing, global-norm clipping and the optimizer step are one op each
+    instead of one per parameter (for small networks on CPU these per-parameter ops cost as much
+    as the network itself). Give ``[flat.param]`` to the optimizer.
+
+    The module must not be moved (``.to``) afterwards: build it on its device first.
+
+    :param module: the module whose parameters to flatten (all on one device, one dtype).
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        self.params = [p for p in module.parameters() if p.requires_grad]
+        first = self.params[0]
+        if any(p.dtype != first.dtype or p.device != first.device for p in self.params):
+            raise ValueError("FlatParameters needs every parameter on one device with one dtype")
+        total = sum(p.numel() for p in self.params)
+        flat = torch.zeros(total, dtype=first.dtype, device=first.device)
+        self.grad = torch.zeros_like(flat)
+        offset = 0
+        self._grad_views = []
+        for p in self.params:
+            n = p.numel()
+            flat[offset : offset + n].copy_(p.detach().reshape(-1))
+            p.data = flat[offset : offset + n].view_as(p)
+            self._grad_views.append(self.grad[offset : offset + n].view_as(p))
+            offset += n
+        self.param = nn.Parameter(flat)
+        self.param.grad = self.grad
+        self._attach()
+
+    def _attach(self) -> None:
+        for p, g in zip(self.params, self._grad_views):
+            p.grad = g
+
+    def zero_grad(self) -> None:
+        """Zero every gradient (one op); re-attach gradient views that were set to None."""
+        if self.params[0].grad is None or self.params[-1].grad is None:
+            self._attach()
+        self.grad.zero_()
+
+    def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
+        """Scale the gradients so that their global L2 norm is at most ``max_norm``."""
+        norm = torch.linalg.vector_norm(self.grad)
+        self.grad.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
+        return norm

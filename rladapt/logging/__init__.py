@@ -1,0 +1,73 @@
+"""Where training metrics go: the run directory always, plus an optional logger.
+
+A logger is any object with three methods (see :class:`Logger`), so a W&B or TensorBoard logger
+only implements those::
+
+    log_config(config: dict) -> None       # once, before training
+    log(metrics: dict, step: int) -> None  # after each update
+    close() -> None
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from rladapt.logging.progress import ProgressBar
+from rladapt.logging.run_dir import RunDirLogger, default_run_dir
+
+__all__ = ["Logger", "RunDirLogger", "MultiLogger", "ProgressBar", "default_run_dir", "make_logger"]
+
+
+@runtime_checkable
+class Logger(Protocol):
+    """The logger interface the training loop talks to."""
+
+    def log_config(self, config: dict[str, Any]) -> None: ...
+
+    def log(self, metrics: dict[str, Any], step: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class MultiLogger:
+    """Sends everything to several loggers, in order."""
+
+    def __init__(self, loggers: list[Logger]) -> None:
+        self.loggers = loggers
+
+    def log_config(self, config: dict[str, Any]) -> None:
+        for logger in self.loggers:
+            logger.log_config(config)
+
+    def log(self, metrics: dict[str, Any], step: int) -> None:
+        for logger in self.loggers:
+            logger.log(metrics, step)
+
+    def close(self) -> None:
+        for logger in self.loggers:
+            logger.close()
+
+
+def make_logger(logger: Any, run_dir: RunDirLogger | None) -> Logger:
+    """The loop's logger: the run directory (when there is one) plus ``logger``.
+
+    :param logger: None (run directory only), ``"wandb"`` (needs ``rladapt.logging.wandb``), or an
+        object implementing :class:`Logger`.
+    :param run_dir: the run directory logger, or None when the run directory is turned off.
+    """
+    loggers: list[Logger] = [run_dir] if run_dir is not None else []
+    if logger is None:
+        pass
+    elif isinstance(logger, str):
+        if logger != "wandb":
+            raise ValueError(f"logger must be None, 'wandb' or a logger object, got {logger!r}")
+        try:
+            from rladapt.logging.wandb import WandbLogger  # type: ignore[import-not-found]
+        except ImportError as e:
+            raise ImportError(f"logger='wandb' needs rladapt.logging.wandb and the wandb package: {e}") from e
+        loggers.append(WandbLogger())
+    elif all(callable(getattr(logger, m, None)) for m in ("log_config", "log", "close")):
+        loggers.append(logger)
+    else:
+        raise TypeError(f"a logger needs log_config(dict), log(dict, step) and close(); got {type(logger).__name__}")
+    return MultiLogger(loggers)
