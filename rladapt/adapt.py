@@ -17,10 +17,8 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.wrappers import (
     AtariPreprocessing,
-    ClipReward,
     DiscretizeAction,
     DiscretizeObservation,
-    FrameStackObservation,
     GrayscaleObservation,
     MaxAndSkipObservation,
     RecordEpisodeStatistics,
@@ -46,9 +44,11 @@ from rladapt.wrappers import (
     ArgmaxAction,
     ChannelFirstObservation,
     ChannelLastObservation,
+    ClipReward,
     EpisodeStatistics,
     FlatIndexObservation,
     FlattenMultiDiscreteAction,
+    FrameStack,
     NestedObservation,
     UnitBoxAction,
     VectorObservation,
@@ -244,7 +244,7 @@ class _Builder:
         stack = self.spec.frame_stack if o.frame_stack is None else o.frame_stack
         if stack > 1:
             before = describe(self.env.observation_space)
-            self.wrap(FrameStackObservation, f"{before} -> stack of {stack}", "motion from consecutive frames", stack_size=stack)
+            self.wrap(FrameStack, f"{before} -> stack of {stack}", "motion from consecutive frames", stack_size=stack)
 
     def frame_skip(self, image: bool) -> None:
         skip = self.options.frame_skip
@@ -300,7 +300,7 @@ class _Builder:
                 return
             stack = self.options.frame_stack or 1
             if stack > 1:
-                self.wrap(FrameStackObservation, f"{describe(space)} -> stack of {stack}", "frame_stack override", stack_size=stack)
+                self.wrap(FrameStack, f"{describe(space)} -> stack of {stack}", "frame_stack override", stack_size=stack)
             self._to_vector_or_nested(self.env.observation_space, "vector")
         else:
             self._error_observation((), space, f"a {type(space).__name__} space")
@@ -374,7 +374,7 @@ class _Builder:
             self.wrap(ChannelFirstObservation, f"{describe(self.env.observation_space)} -> channel-first", "networks read CHW")
         stack = o.frame_stack or 1
         if stack > 1:
-            self.wrap(FrameStackObservation, f"{describe(self.env.observation_space)} -> stack of {stack}", "frame_stack override", stack_size=stack)
+            self.wrap(FrameStack, f"{describe(self.env.observation_space)} -> stack of {stack}", "frame_stack override", stack_size=stack)
 
     def _nested_observation(self, space: spaces.Dict | spaces.Tuple) -> None:
         accepted = self.spec.observations
@@ -589,6 +589,10 @@ def _make(env_id: str, spec: AgentSpec, options: AdaptOptions) -> gym.Env:
         atari = _is_atari_id(env_id)
     except gym.error.Error as error:
         raise AdaptError(f"cannot make env {env_id!r}: {error}") from None
-    if atari and options.atari is not False and {"image", "vector"} & spec.observations and "frameskip" not in kwargs:
-        kwargs["frameskip"] = 1  # the standard pipeline skips with max-pooling itself
+    if atari and options.atari is not False and {"image", "vector"} & spec.observations:
+        kwargs.setdefault("frameskip", 1)  # the standard pipeline skips with max-pooling itself
+        if options.grayscale is not False:
+            # AtariPreprocessing reads the grayscale screen from the ALE itself: an RGB observation
+            # would be copied every frame for nothing (a quarter of the step).
+            kwargs.setdefault("obs_type", "grayscale")
     return gym.make(env_id, **kwargs)

@@ -28,7 +28,7 @@ KINDS = {
 }
 
 STATS = "EpisodeStatistics"
-ATARI = [STATS, "AtariPreprocessing", "ClipReward", "FrameStackObservation"]
+ATARI = [STATS, "AtariPreprocessing", "ClipReward", "FrameStack"]
 IMAGE = [STATS, "ResizeObservation", "ChannelFirstObservation"]
 ONE_HOT = [STATS, "VectorObservation"]
 
@@ -348,5 +348,19 @@ def test_episode_statistics_keep_the_raw_return_when_rewards_are_clipped() -> No
 def test_image_frame_stack_and_grayscale_on_request() -> None:
     env = AutoAdapt("CarRacing-v3", KINDS["image"], grayscale=True, frame_stack=2, image_size=(64, 64))
     assert env.observation_space.shape == (2, 64, 64) and env.observation_space.dtype == np.uint8
-    assert env.plan.wrappers == [STATS, "GrayscaleObservation", "ResizeObservation", "FrameStackObservation"]
+    assert env.plan.wrappers == [STATS, "GrayscaleObservation", "ResizeObservation", "FrameStack"]
     check_env(env, skip_render_check=True)
+
+
+@pytest.mark.parametrize("padding", ["reset", "zero"])
+def test_in_place_frame_stack_equals_gymnasium_frame_stack(padding: str) -> None:
+    from rladapt.wrappers import FrameStack
+
+    actions = list(np.random.default_rng(3).integers(0, 2, 300))
+    ours = rollout(FrameStack(gym.make("CartPole-v1"), 3, padding_type=padding), actions, seed=2)
+    reference = rollout(FrameStackObservation(gym.make("CartPole-v1"), 3, padding_type=padding), actions, seed=2)
+    assert len(ours) == len(reference)
+    for a, b in zip(ours, reference):
+        np.testing.assert_array_equal(a, b)
+    # each observation is its own array: later steps must not change an earlier one
+    assert not np.shares_memory(ours[1], ours[2])

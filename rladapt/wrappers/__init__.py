@@ -2,7 +2,9 @@
 
 from rladapt.wrappers.actions import ArgmaxAction, FlattenMultiDiscreteAction, UnitBoxAction, product_mask
 from rladapt.wrappers.masks import ActionMask, detect_mask_source, mask_shape
+from rladapt.wrappers.rewards import ClipReward
 from rladapt.wrappers.statistics import EpisodeStatistics
+from rladapt.wrappers.time import FrameStack
 from rladapt.wrappers.observations import (
     ChannelFirstObservation,
     ChannelLastObservation,
@@ -16,9 +18,11 @@ __all__ = [
     "ArgmaxAction",
     "ChannelFirstObservation",
     "ChannelLastObservation",
+    "ClipReward",
     "EpisodeStatistics",
     "FlatIndexObservation",
     "FlattenMultiDiscreteAction",
+    "FrameStack",
     "NestedObservation",
     "UnitBoxAction",
     "VectorObservation",

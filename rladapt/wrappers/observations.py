@@ -86,14 +86,19 @@ class VectorObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
             highs.append(high)
             offset += size
         self._size = offset
-        # A plain Box only needs a reshape and a cast: skip the per-leaf machinery.
+        # A plain Box only needs a reshape and a cast, a single Discrete a one-hot: skip the per-leaf loop.
         leaf = kept[0][1]
         self._plain_box = not self._nested and isinstance(leaf, spaces.Box)
+        self._one_hot_start = int(leaf.start) if not self._nested and isinstance(leaf, spaces.Discrete) else None
         self.observation_space = spaces.Box(np.concatenate(lows), np.concatenate(highs), dtype=np.float32)
 
     def observation(self, observation: Any) -> np.ndarray:
         if self._plain_box:
             return np.asarray(observation, dtype=np.float32).reshape(self._size)
+        if self._one_hot_start is not None:
+            one_hot = np.zeros(self._size, dtype=np.float32)
+            one_hot[int(observation) - self._one_hot_start] = 1.0
+            return one_hot
         out = np.empty(self._size, dtype=np.float32)
         for path, (where, write) in zip(self._paths, self._writers):
             write(get_leaf(observation, path), out[where])
