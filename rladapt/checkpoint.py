@@ -17,7 +17,6 @@ import json
 import os
 import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -141,8 +140,8 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
             f"refusing to load {path}: it is not an rladapt checkpoint and holds pickled objects other than "
             f"tensors (possibly code); rladapt never unpickles code. Details: {str(e).splitlines()[0]}"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
-        raise CheckpointError(f"{path} is not an rladapt checkpoint (cannot be read as one: {e})") from None
+    except Exception as e:  # not a torch file at all (text, truncated, another format)
+        raise CheckpointError(f"{path} is not an rladapt checkpoint (cannot be read as one: {type(e).__name__}: {e})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an rladapt checkpoint (no '{FORMAT}' marker)")
     if payload.get("version") != VERSION:

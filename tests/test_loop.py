@@ -1,0 +1,281 @@
+"""The agent loop: NEXT_STEP autoreset handled exactly, GAE equals a hand computation, masks flow
+into storage, env rebuilding, logging, the off-policy hook, settings errors, determinism."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from tensordict import TensorDictBase
+from torch import nn
+
+from rladapt.agents import A2C, PPO
+from rladapt.agents.base import OffPolicyAgent, OffPolicyConfig
+from rladapt.collect import EnvRebuildError, VectorCollector, make_vector_env
+
+torch.set_num_threads(1)
+
+GAMMA, LAMBDA = 0.9, 0.8
+
+
+class KnownEndsEnv(gym.Env):
+    """Episodes of known lengths ending by termination or truncation, in a fixed cycle.
+
+    Observation ``[t, episode]`` (float32), reward ``10 * episode + t + 1``; action ignored.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, ends: list[tuple[int, str]]):
+        self.ends = ends
+        self.observation_space = spaces.Box(-1e3, 1e3, (2,), np.float32)
+        self.action_space = spaces.Discrete(2)
+        self.episode = -1
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.episode += 1
+        self.t = 0
+        return np.array([0, self.episode], np.float32), {}
+
+    def step(self, action):
+        length, how = self.ends[self.episode % len(self.ends)]
+        reward = 10.0 * self.episode + self.t + 1
+        self.t += 1
+        done = self.t >= length
+        obs = np.array([self.t, self.episode], np.float32)
+        return obs, reward, done and how == "terminated", done and how == "truncated", {}
+
+
+class ValueIsObs(nn.Module):
+    """A fixed actor-critic: action 0, log_prob 0, ``V(obs) = obs[0] + 0.5 * obs[1]``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    @staticmethod
+    def value(obs: torch.Tensor) -> torch.Tensor:
+        return obs[:, 0] + 0.5 * obs[:, 1]
+
+    def get_value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.value(obs)
+
+    def forward(self, td: TensorDictBase, deterministic: bool = False, generator=None) -> TensorDictBase:
+        obs = td.get("observation")
+        td.set("action", torch.zeros(obs.shape[0], dtype=torch.int64))
+        td.set("log_prob", torch.zeros(obs.shape[0]))
+        td.set("value", self.value(obs))
+        return td
+
+    def evaluate_actions(self, obs, action, mask=None, entropy=True):
+        zero = self.dummy * 0 + torch.zeros(obs.shape[0])
+        return zero, zero if entropy else None, self.value(obs)
+
+
+ENDS = [
+    [(3, "terminated"), (2, "truncated"), (4, "terminated")],
+    [(2, "truncated"), (1, "terminated"), (5, "truncated")],
+]
+
+
+def simulate(ends: list[tuple[int, str]], n_steps: int) -> list[dict]:
+    """What one env of a NEXT_STEP vector env sees over ``n_steps`` steps, written out by hand."""
+    rows, episode, t, pending_reset = [], 0, 0, False
+    for _ in range(n_steps):
+        obs = [t, episode]
+        if pending_reset:  # the step after a done: the env resets, this is no transition
+            episode, t, pending_reset = episode + 1, 0, False
+            rows.append(dict(obs=obs, valid=False, reward=0.0, next_obs=[0, episode], terminated=False, truncated=False))
+            continue
+        length, how = ends[episode % len(ends)]
+        reward = 10.0 * episode + t + 1
+        t += 1
+        done = t >= length
+        rows.append(dict(obs=obs, valid=True, reward=reward, next_obs=[t, episode],
+                         terminated=done and how == "terminated", truncated=done and how == "truncated"))
+        pending_reset = done
+    return rows
+
+
+def hand_gae(rows: list[dict]) -> list[float | None]:
+    """GAE over the real transitions: bootstrap from the true next obs unless terminated; a done
+    (either kind) ends the recursion; the last transition bootstraps from its next obs."""
+    value = lambda o: o[0] + 0.5 * o[1]  # noqa: E731
+    adv: list[float | None] = [None] * len(rows)
+    following = 0.0
+    for t in reversed(range(len(rows))):
+        r = rows[t]
+        if not r["valid"]:
+            following = 0.0
+            continue
+        delta = r["reward"] + GAMMA * value(r["next_obs"]) * (not r["terminated"]) - value(r["obs"])
+        done = r["terminated"] or r["truncated"]
+        adv[t] = delta + GAMMA * LAMBDA * (0.0 if done else following)
+        following = adv[t]
+    return adv
+
+
+def test_autoreset_transitions_and_gae_match_hand_computation():
+    n_steps = 12
+    agent = PPO(seed=0, network=ValueIsObs(), gamma=GAMMA, gae_lambda=LAMBDA, n_steps=n_steps)
+    envs = make_vector_env([lambda e=e: KnownEndsEnv(e) for e in ENDS])
+    collector = VectorCollector(envs)
+    agent.setup(collector.observation_space, collector.action_space)
+    collector.reset(seed=0)
+    agent.on_learn_start(collector, n_steps * 2)
+    agent.collect_rollout(collector)
+    data = agent.rollout.data
+    for e, ends in enumerate(ENDS):
+        rows = simulate(ends, n_steps)
+        expected_adv = hand_gae(rows)
+        for t, row in enumerate(rows):
+            assert bool(data["valid"][t, e]) == row["valid"], (e, t)
+            assert data["observation"][t, e].tolist() == row["obs"], (e, t)
+            if not row["valid"]:
+                continue
+            assert data["next", "reward"][t, e].item() == row["reward"], (e, t)
+            assert bool(data["next", "terminated"][t, e]) == row["terminated"], (e, t)
+            assert bool(data["next", "truncated"][t, e]) == row["truncated"], (e, t)
+            assert data["advantage"][t, e].item() == pytest.approx(expected_adv[t], abs=1e-4), (e, t)
+            value = row["obs"][0] + 0.5 * row["obs"][1]
+            assert data["value_target"][t, e].item() == pytest.approx(expected_adv[t] + value, abs=1e-4)
+    # Continuing: the next rollout starts where this one stopped (an autoreset may be pending).
+    agent.collect_rollout(collector)
+    rows = simulate(ENDS[0], 2 * n_steps)[n_steps:]
+    assert [bool(v) for v in data["valid"][:, 0]] == [r["valid"] for r in rows]
+    assert data["observation"][:, 0].tolist() == [r["obs"] for r in rows]
+    collector.close()
+
+
+def test_step_tensordict_has_torchrl_keys_and_final_observation():
+    envs = make_vector_env([lambda: KnownEndsEnv([(2, "truncated")])])
+    collector = VectorCollector(envs)
+    collector.reset(seed=0)
+    policy = ValueIsObs()
+    first = collector.step(policy).clone()
+    second = collector.step(policy).clone()
+    third = collector.step(policy).clone()
+    for key in ["observation", "action", "log_prob", "value", "valid", ("next", "observation"),
+                ("next", "reward"), ("next", "terminated"), ("next", "truncated"), ("next", "done")]:
+        assert key in first.keys(include_nested=True)
+    assert first["next", "observation"].tolist() == [[1, 0]]
+    assert second["next", "observation"].tolist() == [[2, 0]]  # the true final observation
+    assert bool(second["next", "truncated"]) and bool(second["valid"])
+    assert not bool(third["valid"])  # the autoreset step is no transition
+    assert third["observation"].tolist() == [[2, 0]] and third["next", "observation"].tolist() == [[0, 1]]
+    collector.close()
+
+
+def test_masks_flow_into_storage_and_are_respected():
+    agent = PPO(seed=0, n_steps=64, num_envs=2)
+    agent.learn("Taxi-v4", 128, progress=False, run_dir=False)
+    data = agent.rollout.data
+    assert agent.use_masks and "action_mask" in data.keys()
+    mask, action, valid = data["action_mask"], data["action"], data["valid"]
+    chosen = mask.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+    assert bool(chosen[valid].all())
+    assert not bool(mask.all())  # Taxi masks some actions somewhere
+
+
+class Unregistered(KnownEndsEnv):
+    def __init__(self):
+        super().__init__([(5, "terminated")])
+
+
+def test_env_without_spec_asks_for_a_factory_and_factory_works(tmp_path):
+    agent = PPO(seed=0, n_steps=8, num_envs=2)
+    with pytest.raises(EnvRebuildError, match="factory"):
+        agent.learn(Unregistered(), 16, progress=False, run_dir=False)
+    agent.learn(Unregistered, 32, progress=False, run_dir=tmp_path)
+    assert agent.num_timesteps == 32
+
+
+def test_run_dir_holds_config_and_metrics(tmp_path):
+    agent = PPO(seed=0, n_steps=16, num_envs=2)
+    agent.learn("CartPole-v1", 64, progress=True, run_dir=tmp_path / "run")
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["agent"] == "PPO" and config["settings"]["n_steps"] == 16
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in lines] == [32, 64]
+    for key in ["train/policy_loss", "train/value_loss", "train/entropy", "train/approx_kl", "train/clip_fraction",
+                "time/steps_per_s"]:
+        assert key in lines[-1]
+    assert (tmp_path / "run" / "agent.pt").exists()
+
+
+def test_logger_object_and_callbacks_stop(tmp_path):
+    class Recorder:
+        def __init__(self):
+            self.config, self.rows, self.closed = None, [], False
+
+        def log_config(self, config):
+            self.config = config
+
+        def log(self, metrics, step):
+            self.rows.append((step, metrics))
+
+        def close(self):
+            self.closed = True
+
+    recorder = Recorder()
+    agent = A2C(seed=0, num_envs=2, n_steps=4)
+    agent.learn("CartPole-v1", 10_000, progress=False, run_dir=False, logger=recorder,
+                callbacks=[lambda a, m: m["step"] < 40])
+    assert recorder.closed and recorder.config["agent"] == "A2C"
+    assert [s for s, _ in recorder.rows] == [8, 16, 24, 32, 40]
+
+
+def test_unknown_setting_lists_valid_ones():
+    with pytest.raises(TypeError, match="valid settings are: .*clip_range"):
+        PPO(lr=1e-3, clip=0.2)
+
+
+class ListAgent(OffPolicyAgent):
+    """A minimal off-policy agent: random actions, steps kept in a list."""
+
+    def build(self) -> None:
+        self.stored, self.updates = [], []
+
+    def act_batch(self, td, deterministic=False):
+        td.set("action", torch.randint(0, 2, td.batch_size, generator=self.generator))
+        return td
+
+    def store(self, step):
+        self.stored.append(step[step["valid"]].clone())
+
+    def update(self, gradient_steps, progress):
+        self.updates.append(gradient_steps)
+        return {"train/loss": 0.0}
+
+
+def test_off_policy_hook_gets_valid_steps_and_updates_after_learning_starts():
+    agent = ListAgent(seed=0, num_envs=2, learning_starts=40, train_freq=4, gradient_steps=3)
+    agent.learn(lambda: KnownEndsEnv([(3, "terminated")]), 80, progress=False, run_dir=False)
+    assert agent.num_timesteps == 80
+    transitions = sum(len(s) for s in agent.stored)
+    assert transitions == 80 - 2 * (80 // 2 // 4)  # one reset step per episode of 3 steps, per env
+    assert all(bool((~s["next", "done"] | s["valid"]).all()) for s in agent.stored)
+    assert agent.updates == [3] * 6  # iterations 5..10 have collected >= 40 steps
+
+
+def test_two_runs_with_one_seed_give_identical_metrics(tmp_path):
+    def run(path):
+        agent = PPO(seed=3, n_steps=32, num_envs=4, n_epochs=2, batch_size=64)
+        agent.learn("CartPole-v1", 1024, progress=False, run_dir=path)
+        lines = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in m.items() if not k.startswith("time/")} for m in lines]
+
+    assert run(tmp_path / "a") == run(tmp_path / "b")
+
+
+def test_evaluate_returns_raw_episode_statistics():
+    agent = PPO(seed=0)
+    result = agent.evaluate("CartPole-v1", episodes=3)
+    assert len(result.returns) == len(result.lengths) == 3
+    assert np.allclose(result.returns, result.lengths)  # CartPole pays 1 per step
+    assert result.mean == pytest.approx(np.mean(result.returns))
