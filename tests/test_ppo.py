@@ -1,0 +1,103 @@
+"""Learning tests for PPO and A2C (fixed seeds). Budgets are small; longer runs are marked slow."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from rladapt import AutoAdapt
+from rladapt.agents import A2C, PPO, RandomAgent
+
+torch.set_num_threads(1)
+
+
+def stop_at(threshold: float):
+    """A callback stopping training once the recent mean training return reaches ``threshold``."""
+    return lambda agent, metrics: metrics.get("rollout/return_mean", -np.inf) < threshold
+
+
+def test_ppo_solves_cartpole_within_100k_steps():
+    agent = PPO(seed=0)
+    env = AutoAdapt(gym.make("CartPole-v1"), agent)
+    agent.learn(env, 100_000, progress=False, run_dir=False)
+    assert agent.num_timesteps <= 100_096  # whole iterations of 256 steps
+    result = agent.evaluate(env, episodes=20)
+    assert result.mean >= 475, result
+
+
+def test_masks_make_taxi_learn_faster():
+    means = {}
+    for mask in (None, False):  # None: AutoAdapt finds Taxi's info['action_mask']
+        agent = PPO(seed=0)
+        env = AutoAdapt("Taxi-v4", agent, mask=mask)
+        agent.learn(env, 40_000, progress=False, run_dir=False)
+        assert agent.use_masks == (mask is None)
+        means[mask] = agent.evaluate(env, episodes=20).mean
+    assert means[None] > means[False] + 50, means
+
+
+def test_ppo_pendulum_continuous_beats_random_by_far():
+    agent = PPO(seed=0)
+    env = AutoAdapt("Pendulum-v1", agent)
+    agent.learn(env, 60_000, progress=False, run_dir=False)
+    assert agent.hp.normalize_observations and agent.hp.normalize_rewards  # continuous defaults
+    result = agent.evaluate(env, episodes=10)
+    assert result.mean > -600, result  # random is about -1200
+
+
+def test_a2c_learns_cartpole():
+    agent = A2C(seed=0)
+    env = AutoAdapt("CartPole-v1", agent)
+    agent.learn(env, 200_000, progress=False, run_dir=False, callbacks=[stop_at(300)])
+    result = agent.evaluate(env, episodes=20)
+    assert result.mean >= 200, (agent.num_timesteps, result)
+
+
+def _value_loss(agent: PPO) -> float:
+    data = agent.rollout.data.reshape(-1)
+    with torch.no_grad():
+        value = agent.policy.get_value(data["observation"])
+    return float(((value - data["value_target"]) ** 2)[data["valid"]].mean())
+
+
+def test_ppo_trains_on_atari_pixels_and_its_loss_decreases():
+    pytest.importorskip("ale_py")
+    agent = PPO(seed=0, num_envs=2, n_steps=32, batch_size=64, n_epochs=2, num_threads=1)
+    env = AutoAdapt("ALE/Pong-v5", agent)
+    assert env.observation_space.shape == (4, 84, 84) and env.observation_space.dtype == np.uint8
+    agent.learn(env, 64, progress=False, run_dir=False)
+    assert agent.rollout.data["observation"].dtype == torch.uint8  # images stay uint8 in storage
+    before = _value_loss(agent)
+    agent.hp.n_epochs = 8
+    agent.update(agent.rollout, 0.0)  # more epochs on the same rollout
+    assert _value_loss(agent) < before
+
+
+def test_ppo_trains_on_nested_dict_env_with_multidiscrete_masks():
+    agent = PPO(seed=0, num_envs=4, n_steps=32, batch_size=64, num_threads=1)
+    env = AutoAdapt("tests/NestedDict-v0", agent)
+    assert isinstance(env.observation_space, gym.spaces.Dict) and agent.spec.masks
+    random = RandomAgent(seed=0).evaluate(AutoAdapt("tests/NestedDict-v0", RandomAgent()), episodes=10).mean
+    agent.learn(env, 6_000, progress=False, run_dir=False)
+    assert agent.use_masks and agent.rollout.data["action_mask"].shape[-1] == 7
+    result = agent.evaluate(env, episodes=10)
+    assert result.mean > random + 2, (random, result)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2])
+def test_ppo_solves_cartpole_other_seeds(seed):
+    agent = PPO(seed=seed)
+    env = AutoAdapt("CartPole-v1", agent)
+    agent.learn(env, 100_000, progress=False, run_dir=False)
+    assert agent.evaluate(env, episodes=20).mean >= 475
+
+
+@pytest.mark.slow
+def test_ppo_pendulum_longer_run():
+    agent = PPO(seed=1)
+    env = AutoAdapt("Pendulum-v1", agent)
+    agent.learn(env, 150_000, progress=False, run_dir=False)
+    assert agent.evaluate(env, episodes=10).mean > -300
