@@ -551,11 +551,11 @@ class OnPolicyAgent(Agent):
 
     def collect_rollout(self, collector: Any) -> None:
         """``n_steps`` vector steps into the rollout buffer, then advantages and value targets."""
-        rollout, policy, to_env = self.rollout, self._collect_policy, self.env_action
-        for t in range(self.hp.n_steps):
-            step = collector.step(policy, to_env)
-            rollout.add(t, step)
-        with torch.inference_mode():
+        rollout, policy, to_env = self.rollout, self.act_batch, self.env_action
+        with torch.inference_mode():  # once around the loop: entering it costs per step
+            for t in range(self.hp.n_steps):
+                step = collector.step(policy, to_env)
+                rollout.add(t, step)
             last_value = self.policy.get_value(step.get(("next", "observation")))
         if self.reward_norm is not None:
             self._scale_rewards()

@@ -27,8 +27,10 @@ class RolloutBuffer:
         self.n_steps = n_steps
         self.device = torch.device(device)
         self.data: TensorDict | None = None
-        self._rows: list[tuple[tuple[str, ...] | str, tuple[torch.Tensor, ...]]] = []
+        self._keys: list = []
+        self._rows: list[list[torch.Tensor]] = []
 
+    @torch.inference_mode(False)  # normal tensors, even when the first add runs in inference mode
     def _allocate(self, step: TensorDictBase) -> None:
         template = step.exclude(*SKIPPED_KEYS)
         data = torch.zeros_like(template.unsqueeze(0).expand(self.n_steps, *template.batch_size)).to(self.device)
@@ -37,17 +39,15 @@ class RolloutBuffer:
         data.set("value_target", torch.zeros(n, dtype=torch.float32, device=self.device))
         self.data = data
         # (key, per-row views): add() copies into these without TensorDict indexing.
-        self._rows = [
-            (key, data.get(key).unbind(0))
-            for key in template.keys(include_nested=True, leaves_only=True)
-        ]
+        self._keys = list(template.keys(include_nested=True, leaves_only=True))
+        rows = [data.get(key).unbind(0) for key in self._keys]
+        self._rows = [[r[t] for r in rows] for t in range(self.n_steps)]  # row t: one view per key
 
     def add(self, t: int, step: TensorDictBase) -> None:
         """Copy one collector step into row ``t`` (in place)."""
         if self.data is None:
             self._allocate(step)
-        for key, rows in self._rows:
-            rows[t].copy_(step.get(key))
+        torch._foreach_copy_(self._rows[t], [step.get(key) for key in self._keys])  # one call for all keys
 
     def compute_advantages(self, last_value: torch.Tensor, gamma: float, gae_lambda: float) -> None:
         """Generalised advantage estimation, exact under NEXT_STEP autoreset.
