@@ -279,3 +279,48 @@ def test_evaluate_returns_raw_episode_statistics():
     assert len(result.returns) == len(result.lengths) == 3
     assert np.allclose(result.returns, result.lengths)  # CartPole pays 1 per step
     assert result.mean == pytest.approx(np.mean(result.returns))
+
+
+def test_custom_encoder_network_and_ppo_options(tmp_path):
+    encoder = nn.Sequential(nn.Linear(4, 32), nn.ReLU())  # observations -> [B, 32] features
+    agent = PPO(seed=0, network=encoder, n_steps=16, num_envs=2, clip_value=True, target_kl=1e-4, n_epochs=10)
+    agent.learn("CartPole-v1", 128, progress=False, run_dir=tmp_path)
+    assert agent.policy.encoder is encoder
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert all(1 <= m["train/epochs"] <= 10 for m in lines)
+    assert any(m["train/epochs"] < 10 for m in lines)  # target_kl stopped some updates early
+    # A custom module is not stored as code: loading asks for it again.
+    from rladapt import load
+    from rladapt.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match="network"):
+        load(tmp_path / "agent.pt")
+    again = load(tmp_path / "agent.pt", network=nn.Sequential(nn.Linear(4, 32), nn.ReLU()))
+    obs = np.array([0.01, -0.02, 0.03, 0.0], np.float32)
+    assert again.act(obs) == agent.act(obs)
+
+
+def test_multidiscrete_and_continuous_heads_sample_valid_actions():
+    from rladapt.agents.nets import ActorCritic
+    from tensordict import TensorDict
+
+    g = torch.Generator().manual_seed(0)
+    obs_space = spaces.Box(-1, 1, (3,), np.float32)
+    md = ActorCritic(obs_space, spaces.MultiDiscrete([3, 2, 4]))
+    mask = torch.tensor([[True, False, True, False, True, False, False, True, True]]).expand(500, 9)
+    td = TensorDict({"observation": torch.randn(500, 3), "action_mask": mask}, [500])
+    with torch.no_grad():
+        md(td, generator=g)
+    action = td["action"]
+    assert set(action[:, 0].tolist()) == {0, 2} and set(action[:, 1].tolist()) == {1}
+    assert set(action[:, 2].tolist()) == {2, 3}
+    log_prob, entropy, _ = md.evaluate_actions(td["observation"], action, mask)
+    assert torch.allclose(log_prob, td["log_prob"], atol=1e-5) and bool((entropy > 0).all())
+    box = spaces.Box(np.array([-2.0, 0.0]), np.array([2.0, 1.0]), dtype=np.float32)
+    gauss = ActorCritic(obs_space, box)
+    td = TensorDict({"observation": torch.randn(500, 3)}, [500])
+    with torch.no_grad():
+        gauss(td, generator=g)
+    env_action = gauss.head.to_env(td["action"].numpy())
+    assert box.contains(env_action[0]) and np.all(env_action >= box.low) and np.all(env_action <= box.high)
+    assert (td["action"].numpy() > 1.0).any()  # the stored action is the unclipped sample
