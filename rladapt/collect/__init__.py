@@ -2,8 +2,16 @@
 
 ``make_env_fns`` finds how to rebuild copies of the adapted env (its gymnasium spec, or a factory),
 ``make_vector_env`` vectorizes them with gymnasium (sync in-process, or async worker processes), and
-:class:`VectorCollector` steps them with a policy. A multiprocess or torch.distributed collector
-plugs in by providing the same ``reset``/``step``/``close`` interface.
+:class:`VectorCollector` steps them with a policy in the learner's process.
+
+``make_worker_collector`` moves collection out of the learner's process (``learn(..., workers=N)``):
+:class:`~rladapt.collect.workers.WorkerCollector` runs N worker processes that act with their own copy
+of the policy and hand over whole rollouts or chunks of transitions through shared memory, and
+:class:`~rladapt.collect.distributed.DistributedCollector` does the same with the ranks of a
+torch.distributed group (``torchrun``). Those collectors set ``acts_remotely`` and offer
+``collect_rollout(n_steps)`` (on-policy) and ``transitions(vector_steps)`` (off-policy) instead of
+``step``; ``reset``, ``close``, ``num_envs``, ``steps``, ``episodes`` and the episode statistics are
+common to all.
 """
 
 from __future__ import annotations
@@ -14,8 +22,12 @@ from typing import Any, Callable
 import gymnasium as gym
 
 from rladapt.collect.vector import Policy, VectorCollector, observation_tensors
+from rladapt.collect.workers import AdaptedFactory, WorkerCollector, WorkerError, Workers
 
-__all__ = ["VectorCollector", "Policy", "make_env_fns", "make_vector_env", "observation_tensors"]
+__all__ = [
+    "VectorCollector", "Policy", "make_env_fns", "make_vector_env", "observation_tensors",
+    "Workers", "WorkerCollector", "WorkerError", "make_worker_collector",
+]
 
 
 class EnvRebuildError(ValueError):
@@ -55,3 +67,41 @@ def make_vector_env(env_fns: list[Callable[[], gym.Env]], mode: str = "sync") ->
     if mode == "async":
         return gym.vector.AsyncVectorEnv(env_fns, shared_memory=True, copy=False)
     raise ValueError(f"vectorization must be 'sync' or 'async', got {mode!r}")
+
+
+def make_worker_collector(agent: Any, env: Any, source: Any, num_envs: int, workers: "int | str | Workers") -> Any:
+    """The collector for ``learn(..., workers=...)``.
+
+    :param agent: the learner's agent, set up for the adapted env's spaces.
+    :param env: what the user passed to ``learn`` (a factory there is sent to the workers, which
+        adapt what it makes, as ``learn`` does).
+    :param source: the adapted env (its spec rebuilds it in the workers), or an adapted factory.
+    :param num_envs: envs over all workers (or ranks).
+    :param workers: a number of worker processes, a :class:`~rladapt.collect.workers.Workers`, or
+        ``"distributed"``: the ranks of the torch.distributed group started by ``torchrun`` (this
+        process must be rank 0, the learner; see :mod:`rladapt.collect.distributed`).
+    :return: a :class:`~rladapt.collect.workers.WorkerCollector` or a
+        :class:`~rladapt.collect.distributed.DistributedCollector`.
+    """
+    source = worker_env_source(agent, env, source)
+    if workers == "distributed":
+        from rladapt.collect.distributed import DistributedCollector
+
+        return DistributedCollector(agent, source, num_envs)
+    if isinstance(workers, str):
+        raise ValueError(f"workers must be a number of processes, a Workers(...) or 'distributed', got {workers!r}")
+    settings = workers if isinstance(workers, Workers) else Workers(int(workers))
+    return WorkerCollector(agent, source, num_envs, settings)
+
+
+def worker_env_source(agent: Any, env: Any, source: Any) -> Any:
+    """What worker processes rebuild their envs from: the adapted env (sent as its spec), or for a
+    factory, the user's factory adapted in the worker (so the learner's agent is not pickled along).
+
+    :param agent: the learner's agent.
+    :param env: what the user passed to ``learn``.
+    :param source: what ``learn`` resolved it to.
+    """
+    if isinstance(source, gym.Env):
+        return source
+    return AdaptedFactory(env, type(agent))

@@ -1,0 +1,367 @@
+"""Collection over the ranks of a torch.distributed group (gloo backend), started with ``torchrun``.
+
+Every rank runs the same script, which calls ``agent.learn(env, steps, workers="distributed")``::
+
+    torchrun --nproc-per-node 3 --master-addr 127.0.0.1 --master-port 29511 examples/distributed_torchrun.py
+
+Rank 0 learns: its ``learn`` runs the ordinary loop over a :class:`DistributedCollector`. Every other
+rank collects: its ``learn`` calls :func:`serve`, which steps that rank's share of the ``num_envs``
+envs with the same :class:`~rladapt.collect.workers.EnvRunner` as a worker process (its own vector
+env, a CPU copy of the agent acting itself) until rank 0 is done, then loads the final weights into
+the rank's agent and returns. Beyond one machine the same script runs under ``torchrun --nnodes N``.
+
+One iteration, all synchronous:
+
+1. rank 0 broadcasts a command (int64 ``[op, steps, seed given, seed]`` plus float64
+   ``[num_timesteps, progress]``), then the weights: every tensor of the agent's state packed in
+   one byte buffer (:class:`~rladapt.collect.workers.FlatState`), one ``broadcast``;
+2. each collector rank collects ``steps`` vector steps and sends its result as one consolidated
+   TensorDict (``TensorDict.isend(0, consolidated=True)``: rows ``[steps, envs of the rank]``, the
+   observation after the last row, finished episodes, and a status with the traceback text if an
+   env raised);
+3. rank 0 receives every rank's result into a consolidated TensorDict of the same structure
+   (``irecv(consolidated=True)``), each within ``timeout`` seconds.
+
+On-policy agents get whole rollouts with the current weights, as with worker processes. Off-policy
+agents get chunks of ``train_freq`` steps per iteration, also collected with the current weights
+(policy lag 0; there is no asynchronous streaming between ranks).
+
+Faults: an env exception on a collector rank is sent to rank 0, which raises
+:class:`~rladapt.collect.workers.WorkerError` with that rank, the env index and the traceback; a rank
+that dies or stays silent for ``timeout`` seconds makes rank 0 raise a ``WorkerError`` naming it
+(rank 0's ``close`` still tells the others to stop). Restarting whole groups is ``torchrun``'s job
+(``--max-restarts``). Endpoints: when ``MASTER_ADDR`` is a loopback address (or unset: it is then
+set to 127.0.0.1), gloo's own sockets are bound to the loopback interface (``GLOO_SOCKET_IFNAME``);
+give a routable ``MASTER_ADDR`` (and, if needed, ``GLOO_SOCKET_IFNAME``) to span machines. The
+rendezvous store is torchrun's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import traceback
+from datetime import timedelta
+from typing import Any, Iterator
+
+import torch
+import torch.distributed as dist
+from tensordict import TensorDict
+
+from rladapt.collect.workers import (
+    ROLLOUT_SKIPPED_KEYS,
+    AgentBlueprint,
+    EnvBlueprint,
+    EnvError,
+    EnvRunner,
+    FlatState,
+    WorkerError,
+    agent_state,
+    derived_seed,
+    split_envs,
+    step_template,
+)
+
+RESET, ROLLOUT, CHUNK, STOP = 1, 2, 3, 4
+#: Bytes of a collector rank's error report (traceback text, truncated from the front).
+ERROR_BYTES = 16_384
+LOOPBACK_ADDRESSES = ("127.0.0.1", "localhost", "::1")
+_created_group = False
+
+
+def rank() -> int:
+    """This process's rank under ``torchrun`` (0 without it)."""
+    return dist.get_rank() if dist.is_initialized() else int(os.environ.get("RANK", "0"))
+
+
+def is_learner() -> bool:
+    """True on rank 0 (and outside ``torchrun``)."""
+    return rank() == 0
+
+
+def is_collector_rank() -> bool:
+    """True on the ranks > 0 of a ``torchrun`` group: they collect for rank 0."""
+    return rank() > 0
+
+
+def _loopback_interface() -> str:
+    for _, name in socket.if_nameindex():
+        if name.startswith("lo"):
+            return name
+    return "lo"
+
+
+def init_group(timeout: float = 300.0) -> None:
+    """Join the torch.distributed group of this ``torchrun`` launch (gloo backend), unless joined.
+
+    :param timeout: seconds collective operations may wait before failing.
+    """
+    global _created_group
+    if dist.is_initialized():
+        return
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        raise RuntimeError(
+            "workers='distributed' needs the ranks of a torchrun launch, e.g. "
+            "torchrun --nproc-per-node 3 --master-addr 127.0.0.1 --master-port 29511 train.py "
+            "(1 learner + 2 collectors); on one machine, workers=N (processes) needs no torchrun"
+        )
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    if os.environ["MASTER_ADDR"] in LOOPBACK_ADDRESSES:  # no address given: stay on loopback
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", _loopback_interface())
+    dist.init_process_group("gloo", timeout=timedelta(seconds=timeout))
+    _created_group = True
+
+
+def _close_group() -> None:
+    global _created_group
+    if _created_group and dist.is_initialized():
+        with contextlib.suppress(Exception):
+            dist.destroy_process_group()
+    _created_group = False
+
+
+def _result_template(rows: TensorDict, last: Any | None) -> TensorDict:
+    """What a collector rank sends back, before consolidation (same structure on both sides)."""
+    capacity = rows.numel()  # at most one finished episode per env step
+    parts: dict[str, Any] = {
+        "rows": rows,
+        "episode_return": torch.zeros(capacity, dtype=torch.float64),
+        "episode_length": torch.zeros(capacity, dtype=torch.int64),
+        "episode_count": torch.zeros(1, dtype=torch.int64),
+        "status": torch.zeros(1, dtype=torch.int64),  # 0: ok, 1: an env or the rank raised
+        "env_index": torch.full((1,), -1, dtype=torch.int64),
+        "error": torch.zeros(ERROR_BYTES, dtype=torch.uint8),
+    }
+    if last is not None:
+        parts["last"] = last
+    return TensorDict(parts, batch_size=[]).consolidate()
+
+
+def _shapes(template: TensorDict, op: int, steps: int, envs: int) -> tuple[TensorDict, Any | None]:
+    """Zero rows ``[steps, envs]`` (and the last observation for rollouts) for a command."""
+    if op == ROLLOUT:
+        rows = template[:envs].exclude(*ROLLOUT_SKIPPED_KEYS)
+        last = template.get(("next", "observation"))[:envs].clone()
+    else:
+        rows, last = template[:envs], None
+    return rows.unsqueeze(0).expand(steps, envs).clone().zero_(), last
+
+
+class DistributedCollector:
+    """Rank 0's collector: the ranks 1..W-1 of the torch.distributed group act and step; the loop
+    gets whole rollouts (on-policy) or chunks (off-policy) as with worker processes.
+
+    :param agent: the learner's agent (set up for the adapted env's spaces).
+    :param source: the adapted env or factory (every rank rebuilds the same from its own script).
+    :param num_envs: envs over all collector ranks.
+    :param timeout: seconds to wait for a collector rank's result before giving up on it.
+    """
+
+    acts_remotely = True
+
+    def __init__(self, agent: Any, source: Any, num_envs: int, timeout: float = 300.0) -> None:
+        init_group()
+        if dist.get_rank() != 0:
+            raise RuntimeError("DistributedCollector runs on rank 0; the other ranks call serve()")
+        world = dist.get_world_size()
+        if world < 2:
+            raise RuntimeError("workers='distributed' needs at least 2 ranks (1 learner + collectors)")
+        self.agent, self.num_envs, self.timeout = agent, num_envs, timeout
+        self.observation_space, self.action_space = agent.observation_space, agent.action_space
+        self.parts = split_envs(num_envs, world - 1)
+        self.template = step_template(agent, num_envs)
+        self.state = FlatState(agent_state(agent))
+        self.command = torch.zeros(4, dtype=torch.int64)
+        self.meta = torch.zeros(2, dtype=torch.float64)
+        self._results: dict[tuple[int, int], list[TensorDict]] = {}
+        self._rows: TensorDict | None = None
+        self._last: Any = None
+        self._staging: list[TensorDict] = []
+        from collections import deque
+
+        self.episode_returns: deque[float] = deque(maxlen=100)
+        self.episode_lengths: deque[int] = deque(maxlen=100)
+        self.episodes = 0
+        self.steps = 0
+        self._closed = False
+
+    def _send_command(self, op: int, steps: int = 0, seed: int | None = None, weights: bool = False) -> None:
+        self.command[:] = torch.tensor([op, steps, seed is not None, seed or 0])
+        self.meta[0], self.meta[1] = float(self.agent.num_timesteps), float(getattr(self.agent, "progress", 0.0))
+        try:
+            dist.broadcast(self.command, src=0)
+            dist.broadcast(self.meta, src=0)
+            if weights:
+                self.state.copy_from(list(agent_state(self.agent).values()))
+                dist.broadcast(self.state.buffer, src=0)
+        except RuntimeError as error:
+            raise WorkerError(f"a collector rank is gone: broadcast failed ({error})") from error
+
+    def _gather(self, op: int, steps: int) -> list[TensorDict]:
+        key = (op, steps)
+        if key not in self._results:
+            self._results[key] = [_result_template(*_shapes(self.template, op, steps, len(r))) for r in self.parts]
+        results = self._results[key]
+        works = [res.irecv(src=i + 1, consolidated=True, return_premature=True)[0] for i, res in enumerate(results)]
+        for i, work in enumerate(works):
+            try:
+                work.wait(timeout=timedelta(seconds=self.timeout))
+            except RuntimeError as error:
+                raise WorkerError(f"collector rank {i + 1} sent no result within {self.timeout:.0f} s or is gone: {error}",
+                                  worker=i + 1) from error
+        for i, res in enumerate(results):
+            if int(res["status"][0]):
+                text = bytes(res["error"].numpy()).rstrip(b"\0").decode("utf-8", "replace")
+                env_index = int(res["env_index"][0])
+                where = f"env {env_index} on collector rank {i + 1}" if env_index >= 0 else f"collector rank {i + 1}"
+                raise WorkerError(f"{where} failed:\n\nTraceback on the rank:\n{text}", worker=i + 1,
+                                  env_index=env_index if env_index >= 0 else None, worker_traceback=text)
+            count = int(res["episode_count"][0])
+            self.episode_returns.extend(res["episode_return"][:count].tolist())
+            self.episode_lengths.extend(res["episode_length"][:count].tolist())
+            self.episodes += count
+        return results
+
+    def reset(self, seed: int | None = None) -> None:
+        """Reset every env on every rank (env ``i`` gets ``seed + i``)."""
+        self._send_command(RESET, seed=seed)
+
+    def collect_rollout(self, n_steps: int) -> tuple[TensorDict, Any]:
+        """On-policy: every collector rank collects ``n_steps`` steps with the current weights.
+
+        :return: ``(rows, last)`` as :meth:`~rladapt.collect.workers.WorkerCollector.collect_rollout`.
+        """
+        if self._rows is None or self._rows.shape[0] != n_steps:
+            self._rows, self._last = _shapes(self.template, ROLLOUT, n_steps, self.num_envs)
+        self._send_command(ROLLOUT, n_steps, weights=True)
+        for part, res in zip(self.parts, self._gather(ROLLOUT, n_steps)):
+            cols = slice(part.start, part.stop)
+            self._rows[:, cols] = res["rows"]
+            self._last[cols] = res["last"]
+        self.steps += n_steps * self.num_envs
+        return self._rows, self._last
+
+    def transitions(self, vector_steps: int) -> Iterator[TensorDict]:
+        """Off-policy: ``vector_steps`` steps of every env, collected with the current weights, as
+        ``[num_envs]`` steps whose ``valid`` rows are one rank's transitions at a time."""
+        if not self._staging:
+            for _ in self.parts:
+                staging = self.template.clone()
+                staging.get("valid").zero_()
+                self._staging.append(staging)
+        self._send_command(CHUNK, vector_steps, weights=True)
+        results = self._gather(CHUNK, vector_steps)
+        for t in range(vector_steps):
+            for part, staging, res in zip(self.parts, self._staging, results):
+                staging[part.start : part.stop] = res["rows"][t]
+                self.steps += len(part)
+                yield staging
+
+    def metrics(self) -> dict[str, float]:
+        """Collection metrics: the policy lag is 0 (every chunk uses the current weights)."""
+        return {"collect/policy_lag": 0.0}
+
+    @property
+    def recent_return(self) -> float | None:
+        return sum(self.episode_returns) / len(self.episode_returns) if self.episode_returns else None
+
+    @property
+    def recent_length(self) -> float | None:
+        return sum(self.episode_lengths) / len(self.episode_lengths) if self.episode_lengths else None
+
+    def close(self) -> None:
+        """Tell the collector ranks to stop (with the final weights), then leave the group."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(Exception):
+            self._send_command(STOP, weights=True)
+        _close_group()
+
+
+def serve(agent: Any, env: Any, source: Any, num_envs: int) -> None:
+    """A collector rank's part of ``learn``: step this rank's envs for rank 0 until it says stop,
+    then load the final weights into ``agent``.
+
+    :param agent: this rank's agent (set up for the adapted env's spaces, as on rank 0).
+    :param env: what the script passed to ``learn``.
+    :param source: the adapted env or factory ``learn`` resolved it to.
+    :param num_envs: envs over all collector ranks.
+    """
+    from rladapt.collect import worker_env_source
+
+    init_group()
+    me, world = dist.get_rank(), dist.get_world_size()
+    envs = split_envs(num_envs, world - 1)[me - 1]
+    runner = None
+    failure: tuple[str, int] | None = None
+    try:
+        blueprint = AgentBlueprint.of(agent)
+        try:
+            runner = EnvRunner(blueprint, EnvBlueprint.of(worker_env_source(agent, env, source), agent, True), envs,
+                               derived_seed(agent.config.seed, me))
+        except Exception as error:  # reported to rank 0 with the first result
+            failure = (traceback.format_exc(), error.env_index if isinstance(error, EnvError) else -1)
+        template = step_template(agent, num_envs)
+        state = FlatState(agent_state(runner.agent if runner is not None else agent))
+        command, meta = torch.zeros(4, dtype=torch.int64), torch.zeros(2, dtype=torch.float64)
+        results: dict[tuple[int, int], TensorDict] = {}
+        while True:
+            dist.broadcast(command, src=0)
+            dist.broadcast(meta, src=0)
+            op, steps, has_seed, seed = command.tolist()
+            if op in (ROLLOUT, CHUNK, STOP):
+                dist.broadcast(state.buffer, src=0)
+            if op == STOP:
+                state.copy_to(list(agent_state(agent).values()))  # this rank's agent ends trained too
+                agent.num_timesteps = int(meta[0])
+                return
+            if op == RESET:
+                if runner is not None and failure is None:
+                    try:
+                        runner.reset((seed + envs.start) if has_seed else None)
+                    except Exception as error:
+                        failure = (traceback.format_exc(), error.env_index if isinstance(error, EnvError) else -1)
+                continue
+            key = (op, steps)
+            if key not in results:
+                results[key] = _result_template(*_shapes(template, op, steps, len(envs)))
+            result = results[key]
+            result["status"].zero_()
+            if failure is None:
+                try:
+                    state.copy_to(runner.state)
+                    runner.agent.num_timesteps, runner.agent.progress = int(meta[0]), float(meta[1])
+                    _collect(runner, result, op)
+                except Exception as error:
+                    failure = (traceback.format_exc(), error.env_index if isinstance(error, EnvError) else -1)
+            if failure is not None:
+                text = failure[0].encode("utf-8")[-ERROR_BYTES:]
+                result["status"][0], result["env_index"][0] = 1, failure[1]
+                result["error"].zero_()
+                result["error"][: len(text)] = torch.frombuffer(bytearray(text), dtype=torch.uint8)
+            result.isend(dst=0, consolidated=True)
+    finally:
+        if runner is not None:
+            with contextlib.suppress(Exception):
+                runner.close()
+        _close_group()
+
+
+def _collect(runner: EnvRunner, result: TensorDict, op: int) -> None:
+    rows = result["rows"]
+    if op == ROLLOUT:
+        runner.rollout(rows, result["last"])
+    else:
+        keys = list(rows.keys(include_nested=True, leaves_only=True))
+        leaves = [rows.get(key) for key in keys]
+        for t in range(rows.shape[0]):
+            step = runner.collector.step(runner.policy, runner.to_env)
+            for key, leaf in zip(keys, leaves):
+                leaf[t].copy_(step.get(key))
+    returns, lengths = runner.new_episodes()
+    result["episode_count"][0] = len(returns)
+    if returns:
+        result["episode_return"][: len(returns)] = torch.tensor(returns, dtype=torch.float64)
+        result["episode_length"][: len(lengths)] = torch.tensor(lengths, dtype=torch.int64)

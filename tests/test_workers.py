@@ -1,0 +1,234 @@
+"""Collection in worker processes (``learn(..., workers=N)``): learning, faults, clean shutdown.
+
+Every test here ends with no child process left (checked by the autouse fixture: the test
+process's children in /proc, after stopping Python's own multiprocessing helpers, the forkserver
+and the resource tracker, which Python starts once per process and keeps for later use) and no new
+shared-memory file.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import multiprocessing
+import multiprocessing.forkserver
+import multiprocessing.resource_tracker
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from rladapt import AutoAdapt
+from rladapt.agents import DQN, PPO
+from rladapt.collect import WorkerError, Workers
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def children(pid: int) -> list[tuple[int, str]]:
+    """``(pid, command line)`` of the live child processes of ``pid`` (read from /proc)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+            state = stat[stat.rindex(")") + 2]
+            if ppid == pid and state != "Z":
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    out.append((int(entry), f.read().replace(b"\0", b" ").decode(errors="replace")))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def shm_files() -> set[str]:
+    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers():
+    before_shm = shm_files()
+    yield
+    multiprocessing.forkserver._forkserver._stop()  # Python's helpers, started once per process
+    multiprocessing.resource_tracker._resource_tracker._stop()  # (by forkserver and spawn)
+    assert multiprocessing.active_children() == []
+    assert children(os.getpid()) == []
+    leaked = {f for f in shm_files() - before_shm if f.startswith("torch")}
+    assert not leaked, leaked
+
+
+class RaisingEnv(gym.Env):
+    """CartPole-like counter env whose ``step`` raises after ``fail_at`` steps."""
+
+    observation_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = spaces.Discrete(2)
+
+    def __init__(self, fail_at: int = 20) -> None:
+        self.fail_at, self.t = fail_at, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        if self.t >= self.fail_at:
+            raise ValueError(f"boom at step {self.t}")
+        return np.zeros(2, np.float32), 1.0, False, self.t % 10 == 0, {}
+
+
+def worker_pids() -> list[int]:
+    return [p.pid for p in multiprocessing.active_children() if p.name.startswith("rladapt-worker")]
+
+
+def test_ppo_with_two_workers_solves_cartpole():
+    agent = PPO(seed=0)
+    env = AutoAdapt(gym.make("CartPole-v1"), agent)
+    agent.learn(env, 100_000, workers=2, progress=False, run_dir=False)
+    assert agent.num_timesteps <= 100_096  # whole iterations of 256 steps, as in-process
+    result = agent.evaluate(env, episodes=20)
+    assert result.mean >= 475, result
+
+
+def test_dqn_with_two_workers_learns_and_logs_policy_lag():
+    agent = DQN(seed=0)
+    env = AutoAdapt("CartPole-v1", agent)
+    rows = []
+    agent.learn(env, 30_000, workers=2, progress=False, run_dir=False, callbacks=[lambda a, m: rows.append(m)])
+    lags = [m["collect/policy_lag"] for m in rows if "collect/policy_lag" in m]
+    assert lags and max(lags) <= 2 * Workers(2).chunk_slots  # bounded by the chunk slots
+    result = agent.evaluate(env, episodes=20)
+    assert result.mean >= 60, result  # random: ~22
+
+
+def test_killed_worker_is_restarted_and_the_run_completes():
+    agent = PPO(seed=0, n_steps=64)
+    env = AutoAdapt("CartPole-v1", agent)
+    killed, rows = [], []
+
+    def kill_once(agent, metrics):
+        rows.append(metrics)
+        if agent.num_updates == 3 and not killed:
+            pid = worker_pids()[1]
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    start = time.monotonic()
+    with pytest.warns(RuntimeWarning, match="killed by SIGKILL; restarting it"):
+        agent.learn(env, 8192, workers=2, progress=False, run_dir=False, callbacks=[kill_once])
+    assert killed and agent.num_timesteps >= 8192
+    assert rows[-1]["collect/worker_restarts"] == 1
+    assert time.monotonic() - start < 120
+
+
+def test_killed_streaming_worker_is_restarted_and_the_run_completes():
+    agent = DQN(seed=0, learning_starts=500)
+    env = AutoAdapt("CartPole-v1", agent)
+    killed = []
+
+    def kill_once(agent, metrics):
+        if agent.num_timesteps >= 1000 and not killed:
+            pid = worker_pids()[0]
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    with pytest.warns(RuntimeWarning, match="restarting it"):
+        agent.learn(env, 3000, workers=2, progress=False, run_dir=False, callbacks=[kill_once])
+    assert killed and agent.num_timesteps >= 3000
+
+
+def test_env_exception_in_a_worker_raises_with_env_index_and_traceback():
+    agent = PPO(seed=0, num_envs=4, n_steps=16)
+    start = time.monotonic()
+    with pytest.warns(RuntimeWarning, match="restarting it"):
+        with pytest.raises(WorkerError) as info:
+            agent.learn(functools.partial(RaisingEnv, fail_at=40), 10_000, workers=Workers(2, max_restarts=1),
+                        progress=False, run_dir=False)
+    error = info.value
+    assert time.monotonic() - start < 90
+    assert error.env_index in range(4) and error.worker == error.env_index // 2
+    message = str(error)
+    assert f"env {error.env_index} (in worker {error.worker}) raised ValueError: boom at step 40 in step()" in message
+    assert "failed 2 times (max_restarts=1)" in message
+    assert "in step\n    raise ValueError" in message  # the original traceback, from the worker
+
+
+def test_hung_worker_is_detected(tmp_path):
+    agent = PPO(seed=0, num_envs=2, n_steps=16)
+    hang = functools.partial(HangingEnv, str(tmp_path / "hung"))
+    with pytest.warns(RuntimeWarning, match="made no env step for 3 s"):
+        agent.learn(hang, 2048, workers=Workers(2, stall_timeout=3), progress=False, run_dir=False)
+    assert agent.num_timesteps >= 2048
+
+
+class HangingEnv(RaisingEnv):
+    """Hangs once (in the first process that steps it 30 times), then behaves."""
+
+    def __init__(self, marker: str) -> None:
+        super().__init__(fail_at=10**9)
+        self.marker = marker
+
+    def step(self, action):
+        if self.t == 30 and not os.path.exists(self.marker):
+            Path(self.marker).touch()
+            time.sleep(3600)
+        return super().step(action)
+
+
+def test_workers_need_at_least_one_env_each():
+    with pytest.raises(ValueError, match="num_envs=2 is less than workers=3"):
+        PPO(seed=0).learn("CartPole-v1", 64, num_envs=2, workers=3, progress=False, run_dir=False)
+
+
+SCRIPT = """
+import json, sys, time
+import multiprocessing
+from rladapt.agents import PPO
+
+def record(agent, metrics):
+    pids = [p.pid for p in multiprocessing.active_children() if p.name.startswith("rladapt-worker")]
+    with open(sys.argv[1], "w") as f:
+        json.dump(pids, f)
+    time.sleep(0.05)
+
+if __name__ == "__main__":
+    PPO(seed=0).learn("CartPole-v1", 10_000_000, workers=2, progress=False, run_dir=False, callbacks=[record])
+"""
+
+
+def test_ctrl_c_stops_every_worker(tmp_path):
+    script, pids_file = tmp_path / "train.py", tmp_path / "pids.json"
+    script.write_text(textwrap.dedent(SCRIPT))
+    process = subprocess.Popen([sys.executable, str(script), str(pids_file)], cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not pids_file.exists() or not pids_file.read_text():
+            assert process.poll() is None, process.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        time.sleep(0.5)
+        pids = json.loads(pids_file.read_text())
+        assert len(pids) == 2
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole process group
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        process.wait()
+    assert "KeyboardInterrupt" in stderr
+    assert stderr.count("Traceback") == 1  # the learner's only: workers ignore Ctrl-C
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or open(f"/proc/{pid}/stat").read().split()[2] == "Z", pid
