@@ -29,7 +29,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Iterator
+from typing import Any, ClassVar, Iterable, Iterator, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -41,9 +41,12 @@ from torch import nn
 from rladapt.agents.registry import register
 from rladapt.spec import AgentSpec
 
-#: A callback: called after every training iteration with the agent and that iteration's metrics
-#: (``metrics["step"]`` is the agent's total env steps); returning ``False`` stops training.
-Callback = Callable[["Agent", dict], "bool | None"]
+class ActionValues(NamedTuple):
+    """What an agent thinks of every action of a ``Discrete`` space, for the terminal view:
+    ``values[i]`` is the value (``kind="q"``) or the probability (``kind="prob"``) of action ``i``."""
+
+    values: np.ndarray
+    kind: str
 
 
 @dataclass
@@ -197,6 +200,15 @@ class Agent(nn.Module):
         opt = getattr(self, "optimizer", None)
         return {"optimizer": opt} if opt is not None else {}
 
+    def action_values(self, obs: Any, mask: np.ndarray | None = None) -> ActionValues | None:
+        """The value or probability of every action for one observation (the terminal view of
+        :meth:`play`); None when the agent has no per-action view (continuous actions).
+
+        :param obs: one observation of the adapted env.
+        :param mask: the valid-action mask, or None.
+        """
+        return None
+
     # ---------------------------------------------------------------------------------------
     # Binding to an env
     # ---------------------------------------------------------------------------------------
@@ -280,9 +292,9 @@ class Agent(nn.Module):
         steps: int,
         *,
         num_envs: int | None = None,
-        workers: int | str | Any = 0,
+        workers: int = 0,
         logger: Any = None,
-        callbacks: Iterable[Callback] = (),
+        callbacks: Iterable[Any] = (),
         progress: bool = True,
         run_dir: str | Path | bool | None = None,
         vectorization: str | None = None,
@@ -295,15 +307,12 @@ class Agent(nn.Module):
             a spec), or a ready gymnasium vector env (taken as adapted, not closed).
         :param steps: env steps to train for in this call (rounded up to whole iterations).
         :param num_envs: envs stepped in parallel (default: the agent's per-kind default).
-        :param workers: > 0 collects in that many worker processes, each stepping its share of
-            the envs and acting with its own copy of the policy (:mod:`rladapt.collect.workers`);
-            a :class:`rladapt.collect.Workers` sets restarts and timeouts too; ``"distributed"``
-            uses the ranks of a ``torchrun`` group: rank 0 learns, the others collect
-            (:mod:`rladapt.collect.distributed`).
+        :param workers: > 0 runs the envs in worker processes (gymnasium ``AsyncVectorEnv``).
         :param logger: None (run directory only), ``"wandb"``, or an object with
             ``log_config(dict)``, ``log(dict, step)`` and ``close()``.
-        :param callbacks: called after each iteration as ``callback(agent, metrics)``;
-            returning ``False`` stops training.
+        :param callbacks: :class:`rladapt.callbacks.Callback` objects (hooks at learn start, each
+            step, episode end, update, evaluation and learn end), or functions
+            ``callback(agent, metrics)`` called after each iteration. Returning ``False`` stops training.
         :param progress: show a progress bar (steps/s, recent mean return, ETA).
         :param run_dir: directory for ``config.json``, ``metrics.jsonl`` and the final
             ``agent.pt``; None: ``runs/<agent>-<env>-<time>/``; False: no run directory.
@@ -311,8 +320,10 @@ class Agent(nn.Module):
         :param checkpoint_every: also save ``checkpoint.pt`` in the run directory every this many steps.
         :return: the agent.
         """
-        from rladapt.collect import VectorCollector, make_env_fns, make_vector_env, make_worker_collector
+        from rladapt.collect import VectorCollector, make_env_fns, make_vector_env
+        from rladapt.callbacks import TrainingRun
         from rladapt.logging import ProgressBar, RunDirLogger, default_run_dir, make_logger
+        from rladapt.logging.metadata import run_metadata
 
         if steps <= 0:
             raise ValueError(f"steps must be positive, got {steps}")
@@ -321,28 +332,16 @@ class Agent(nn.Module):
                    probe.single_action_space if isinstance(probe, gym.vector.VectorEnv) else probe.action_space)
         self.use_masks = self._masks_on(probe)
         if isinstance(probe, gym.vector.VectorEnv):
-            if workers:
-                raise ValueError("workers rebuild the envs in their own processes: pass the env, its id or a factory, not a vector env")
             envs, own_envs = probe, False
         else:
             n = num_envs or getattr(self.hp, "num_envs", None) or 1
-            own_envs = True
-            if workers == "distributed":
-                from rladapt.collect import distributed
-
-                if distributed.is_collector_rank():  # torchrun rank > 0: collect until rank 0 is done
-                    distributed.serve(self, env, source, n)
-                    return self
-            if not workers:
-                envs = make_vector_env(make_env_fns(source, n), vectorization or "sync")
-            else:  # worker processes (or ranks) act and step; the loop gets whole rollouts or chunks
-                collector = make_worker_collector(self, env, source, n, workers)
+            mode = vectorization or ("async" if workers else "sync")
+            envs, own_envs = make_vector_env(make_env_fns(source, n), mode), True
             if probe is not source:  # a probe made from a factory
                 probe.close()
-        if not workers:
-            collector = VectorCollector(
-                envs, masks=self.use_masks, mask_size=mask_size(self.action_space) if self.use_masks else None, device=self.device
-            )
+        collector = VectorCollector(
+            envs, masks=self.use_masks, mask_size=mask_size(self.action_space) if self.use_masks else None, device=self.device
+        )
         env_name = getattr(getattr(probe, "spec", None), "id", None) or type(getattr(probe, "unwrapped", probe)).__name__
         run_logger = None
         if run_dir is not False:
@@ -352,7 +351,10 @@ class Agent(nn.Module):
         log.log_config({
             "agent": type(self).__name__, "env": env_name, "steps": steps, "num_envs": collector.num_envs,
             "masks": self.use_masks, "settings": self.settings(resolved=True),
+            **run_metadata(probe, run_logger.path if run_logger is not None else None),
         })
+        eval_env = None if isinstance(probe, gym.vector.VectorEnv) else probe if probe is source else env
+        run = TrainingRun(self, eval_env, steps, run_logger.path if run_logger is not None else None, log, callbacks)
         bar = ProgressBar(steps, progress, f"{type(self).__name__} {env_name}")
         start_steps, target = self.num_timesteps, self.num_timesteps + steps
         seed = None if self.config.seed is None else self.config.seed + start_steps
@@ -361,6 +363,8 @@ class Agent(nn.Module):
             with self._threads():
                 collector.reset(seed=seed)
                 self.on_learn_start(collector, steps)
+                collector = run.observe(collector)  # per-step and episode-end hooks
+                run.learn_start()
                 t0 = time.perf_counter()
                 while self.num_timesteps < target:
                     before, episodes_before = collector.steps, collector.episodes
@@ -370,8 +374,6 @@ class Agent(nn.Module):
                     self.num_updates += 1
                     elapsed = time.perf_counter() - t0
                     row = dict(metrics)
-                    if hasattr(collector, "metrics"):  # worker collectors: restarts, policy lag
-                        row.update(collector.metrics())
                     if collector.recent_return is not None:
                         row["rollout/return_mean"] = collector.recent_return
                         row["rollout/length_mean"] = collector.recent_length
@@ -381,17 +383,18 @@ class Agent(nn.Module):
                     log.log(row, self.num_timesteps)
                     bar.update(collector.steps - before, collector.recent_return)
                     row["step"] = self.num_timesteps
-                    stop = False
-                    for callback in callbacks:
-                        stop = callback(self, row) is False or stop
+                    stop = run.after_iteration(row)
                     if run_logger is not None and self.num_timesteps >= next_checkpoint:
                         self.save(run_logger.path / "checkpoint.pt")
                         next_checkpoint += checkpoint_every
                     if stop:
                         break
+                run.learn_end()
             if run_logger is not None:
-                self.save(run_logger.path / "agent.pt")
+                final = self.save(run_logger.path / "agent.pt")
+                log.log_checkpoint(final)
         finally:
+            run.close()
             bar.close()
             log.close()
             if own_envs:
@@ -425,7 +428,16 @@ class Agent(nn.Module):
             return int(action)
         return action
 
-    def evaluate(self, env: Any, episodes: int = 10, deterministic: bool = True, seed: int | None = None) -> EvalResult:
+    def evaluate(
+        self,
+        env: Any,
+        episodes: int = 10,
+        deterministic: bool = True,
+        seed: int | None = None,
+        video_dir: str | Path | None = None,
+        video_episodes: int | None = None,
+        gif: bool = False,
+    ) -> EvalResult:
         """Play ``episodes`` episodes and return their raw returns and lengths.
 
         Returns come from ``RecordEpisodeStatistics`` (innermost in an adapted env), so they are
@@ -435,6 +447,10 @@ class Agent(nn.Module):
         :param episodes: number of episodes.
         :param deterministic: take the most likely action.
         :param seed: seed of the first reset (default: the agent's seed).
+        :param video_dir: record the episodes as mp4 files here: the env's own frames (a copy of
+            the adapted env rendering ``rgb_array``), ``eval-episode-<i>.mp4``.
+        :param video_episodes: record only the first this many episodes (None: all).
+        :param gif: also write each recording as an animated GIF.
         """
         if isinstance(env, gym.vector.VectorEnv):
             raise TypeError("evaluate takes a single env (or an id or factory), not a vector env")
@@ -442,25 +458,61 @@ class Agent(nn.Module):
         self.setup(probe.observation_space, probe.action_space)
         masks = self._masks_on(probe)
         returns, lengths = [], []
+        recorder = None
+        if video_dir is not None:
+            from rladapt.logging.video import recording_copy
+
+            count = episodes if video_episodes is None else min(video_episodes, episodes)
+            recorder = recording_copy(probe, video_dir, episodes=count, gif=gif)
+        play = recorder if recorder is not None else probe
         try:
             with self._threads():
-                obs, info = probe.reset(seed=self.config.seed if seed is None else seed)
+                obs, info = play.reset(seed=self.config.seed if seed is None else seed)
                 total, length = 0.0, 0
                 while len(returns) < episodes:
                     action = self.act(obs, info.get("action_mask") if masks else None, deterministic)
-                    obs, reward, terminated, truncated, info = probe.step(action)
+                    obs, reward, terminated, truncated, info = play.step(action)
                     total += float(reward)
                     length += 1
                     if terminated or truncated:
                         stats = info.get("episode")
                         returns.append(float(stats["r"]) if stats is not None else total)
                         lengths.append(int(stats["l"]) if stats is not None else length)
-                        obs, info = probe.reset()
+                        obs, info = play.reset()
                         total, length = 0.0, 0
         finally:
+            if recorder is not None:
+                recorder.close() if recorder.owns_env else recorder.finish()
             if not isinstance(env, gym.Env):  # made here from an id or a factory
                 probe.close()
         return EvalResult(np.asarray(returns, dtype=np.float64), np.asarray(lengths, dtype=np.int64))
+
+    def play(
+        self,
+        env: Any,
+        episodes: int = 1,
+        render: str | None = "ansi",
+        deterministic: bool = True,
+        seed: int | None = None,
+        delay: float = 0.0,
+        max_steps: int | None = None,
+    ) -> EvalResult:
+        """Play in the terminal: each step prints the env's text render and the agent's view (the
+        value or probability of every action, the chosen one marked, masked ones shown as
+        masked), then the reward and whether the episode ended. See :mod:`rladapt.logging.terminal`.
+
+        :param env: an env id, an env (adapted here if needed) or a factory.
+        :param episodes: number of episodes.
+        :param render: ``"ansi"`` (the env's text), ``"human"`` (its window) or None (observations).
+        :param deterministic: take the most likely action.
+        :param seed: seed of the first reset (default: the agent's seed).
+        :param delay: seconds to wait after each step.
+        :param max_steps: cut episodes after this many steps (None: play them to the end).
+        :return: the raw returns and lengths of the episodes.
+        """
+        from rladapt.logging.terminal import play
+
+        return play(self, env, episodes, render, deterministic, seed, delay, max_steps)
 
     # ---------------------------------------------------------------------------------------
     # Settings, save and load
@@ -546,6 +598,21 @@ class OnPolicyAgent(Agent):
         """One update from a full rollout (``rollout.data`` holds advantages); return metrics."""
         raise NotImplementedError
 
+    def action_values(self, obs: Any, mask: np.ndarray | None = None) -> ActionValues | None:
+        """The policy's probability of every action (``Discrete`` actions, built-in networks)."""
+        from rladapt.agents.nets import MASKED_LOGIT, CategoricalHead
+
+        head, features = getattr(self.policy, "head", None), getattr(self.policy, "features", None)
+        if not isinstance(head, CategoricalHead) or features is None:
+            return None
+        with torch.inference_mode():
+            logits = head(features(_to_batch(obs, self.device))[0])
+            if mask is not None:
+                valid = torch.as_tensor(np.asarray(mask, dtype=bool), device=self.device).unsqueeze(0)
+                logits = logits.masked_fill(~valid, MASKED_LOGIT)
+            probs = torch.softmax(logits, -1)[0]
+        return ActionValues(probs.cpu().numpy(), "prob")
+
     def on_learn_start(self, collector: Any, steps: int) -> None:
         from rladapt.buffers.rollout import RolloutBuffer
 
@@ -571,17 +638,10 @@ class OnPolicyAgent(Agent):
         """``n_steps`` vector steps into the rollout buffer, then advantages and value targets."""
         rollout, policy, to_env = self.rollout, self.act_batch, self.env_action
         with torch.inference_mode():  # once around the loop: entering it costs per step
-            if getattr(collector, "acts_remotely", False):  # workers collected it with the current weights
-                rows, last_observation = collector.collect_rollout(self.hp.n_steps)
-                for t in range(self.hp.n_steps):
-                    rollout.add(t, rows[t])
-                last_observation = last_observation.to(self.device)
-            else:
-                for t in range(self.hp.n_steps):
-                    step = collector.step(policy, to_env)
-                    rollout.add(t, step)
-                last_observation = step.get(("next", "observation"))
-            last_value = self.policy.get_value(last_observation)
+            for t in range(self.hp.n_steps):
+                step = collector.step(policy, to_env)
+                rollout.add(t, step)
+            last_value = self.policy.get_value(step.get(("next", "observation")))
         if self.reward_norm is not None:
             self._scale_rewards()
         rollout.compute_advantages(last_value, self.hp.gamma, self.hp.gae_lambda)
@@ -652,12 +712,8 @@ class OffPolicyAgent(Agent):
         self._collect_policy = collect_policy
 
     def train_iteration(self, collector: Any, progress: float) -> dict[str, float]:
-        if getattr(collector, "acts_remotely", False):  # workers act with the latest published weights
-            for step in collector.transitions(self.hp.train_freq):
-                self.store(step)
-        else:
-            for _ in range(self.hp.train_freq):
-                self.store(collector.step(self._collect_policy, self.env_action))
+        for _ in range(self.hp.train_freq):
+            self.store(collector.step(self._collect_policy, self.env_action))
         collected = self.num_timesteps + self.hp.train_freq * collector.num_envs
         if collected < (self.hp.learning_starts or 0):
             return {}

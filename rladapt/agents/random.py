@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from rladapt.agents.base import Agent
+from rladapt.agents.base import ActionValues, Agent
 from rladapt.spec import AgentSpec
 
 
@@ -65,3 +65,10 @@ class RandomAgent(Agent):
         if self.action_space is None:
             raise RuntimeError("RandomAgent has no action space yet: call agent.setup(env.observation_space, env.action_space) or evaluate(env) first")
         return sample_action(self.action_space, self.np_random, mask)
+
+    def action_values(self, obs: Any, mask: np.ndarray | None = None) -> ActionValues | None:
+        """Uniform probabilities over the valid actions (``Discrete`` spaces)."""
+        if not isinstance(self.action_space, spaces.Discrete):
+            return None
+        valid = np.ones(int(self.action_space.n), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+        return ActionValues(valid / max(1, valid.sum()), "prob")

@@ -6,10 +6,14 @@ only implements those::
     log_config(config: dict) -> None       # once, before training
     log(metrics: dict, step: int) -> None  # after each update
     close() -> None
+
+and optionally ``log_video(path, step, key)`` (evaluation videos) and ``log_checkpoint(path)``
+(the final checkpoint).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from rladapt.logging.progress import ProgressBar
@@ -42,6 +46,18 @@ class MultiLogger:
     def log(self, metrics: dict[str, Any], step: int) -> None:
         for logger in self.loggers:
             logger.log(metrics, step)
+
+    def log_video(self, path: Path, step: int, key: str = "eval/video") -> None:
+        """Hand a video file to the loggers that take videos (``log_video(path, step, key)``)."""
+        for logger in self.loggers:
+            if callable(getattr(logger, "log_video", None)):
+                logger.log_video(path, step, key)
+
+    def log_checkpoint(self, path: Path) -> None:
+        """Hand the final checkpoint to the loggers that store them (``log_checkpoint(path)``)."""
+        for logger in self.loggers:
+            if callable(getattr(logger, "log_checkpoint", None)):
+                logger.log_checkpoint(path)
 
     def close(self) -> None:
         for logger in self.loggers:

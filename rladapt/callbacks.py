@@ -1,0 +1,414 @@
+"""Callbacks: code that runs at fixed points of ``agent.learn`` and can stop training.
+
+Subclass :class:`Callback` and override the hooks you need; pass instances to
+``agent.learn(env, steps, callbacks=[...])``. A plain function ``callback(agent, metrics)`` still
+works: it is called after every training iteration, like :meth:`Callback.on_update`.
+
+When the hooks fire, in one ``learn`` call::
+
+    on_learn_start(run)                  once, after the envs are reset
+    on_step(run, step)                   after every vector step (``num_envs`` env steps)
+    on_episode_end(run, episode)         for every finished episode, with its raw return
+    on_update(run, metrics)              after every training iteration (collect, then update)
+    on_eval(run, result)                 after every evaluation made by an EvalCallback
+    on_learn_end(run)                    once, when training ends (also after a stop)
+
+Any hook returning ``False`` stops training at the end of the current iteration (or call
+``run.stop()``). Built-ins: :class:`EvalCallback` (evaluate, optionally with video, every N steps),
+:class:`CheckpointCallback` (save every N steps) and :class:`StopOnReward` (stop at a return).
+
+Example:
+    >>> from rladapt.callbacks import Callback, EvalCallback, StopOnReward
+    >>> class PrintEpisodes(Callback):
+    ...     def on_episode_end(self, run, episode):
+    ...         print(f"step {episode.step}: return {episode.raw_return}")
+    >>> agent.learn(env, 50_000, callbacks=[PrintEpisodes(), EvalCallback(every=10_000),
+    ...                                     StopOnReward(475)])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+import numpy as np
+from tensordict import TensorDictBase
+
+if TYPE_CHECKING:
+    from rladapt.agents.base import Agent, EvalResult
+
+__all__ = [
+    "Callback",
+    "CheckpointCallback",
+    "Episode",
+    "EvalCallback",
+    "FunctionCallback",
+    "StopOnReward",
+    "TrainingRun",
+]
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One finished training episode.
+
+    :param raw_return: the sum of the env's own rewards (before any clipping or scaling).
+    :param length: number of env steps in the episode.
+    :param step: the agent's total env steps when the episode ended.
+    """
+
+    raw_return: float
+    length: int
+    step: int
+
+
+class Callback:
+    """Base class of callbacks: every hook does nothing; override those you need.
+
+    A hook that returns ``False`` stops training at the end of the current iteration. ``run``
+    (:class:`TrainingRun`) gives the agent, the adapted env, the run directory, the current env
+    step and ``run.log(metrics)``.
+    """
+
+    def on_learn_start(self, run: TrainingRun) -> bool | None:
+        """Once per ``learn`` call, after the envs are reset and before the first iteration."""
+
+    def on_step(self, run: TrainingRun, step: TensorDictBase) -> bool | None:
+        """After every vector step. ``step`` is the collector's ``[num_envs]`` TensorDict
+        (``observation``, ``action``, ``("next", "reward")``, ``("next", "done")`` ...), overwritten
+        by the next step: read or copy it here."""
+
+    def on_episode_end(self, run: TrainingRun, episode: Episode) -> bool | None:
+        """For every finished training episode, with its raw return and length."""
+
+    def on_update(self, run: TrainingRun, metrics: dict[str, Any]) -> bool | None:
+        """After every training iteration (collect, then update). ``metrics`` holds the losses,
+        ``rollout/return_mean``, ``time/steps_per_s`` ... and ``step`` (the agent's env steps)."""
+
+    def on_eval(self, run: TrainingRun, result: EvalResult) -> bool | None:
+        """After every evaluation made by an :class:`EvalCallback` during training."""
+
+    def on_learn_end(self, run: TrainingRun) -> None:
+        """Once, when training ends: the step budget is spent or a callback stopped it."""
+
+
+class FunctionCallback(Callback):
+    """Adapts a plain function ``fn(agent, metrics)`` (the older callback form): called after
+    every training iteration; returning ``False`` stops training.
+
+    :param fn: the function.
+    """
+
+    def __init__(self, fn: Callable[[Agent, dict[str, Any]], bool | None]) -> None:
+        self.fn = fn
+
+    def on_update(self, run: TrainingRun, metrics: dict[str, Any]) -> bool | None:
+        return self.fn(run.agent, metrics)
+
+
+def _as_callback(callback: Any) -> Callback:
+    if isinstance(callback, Callback):
+        return callback
+    if callable(callback):
+        return FunctionCallback(callback)
+    raise TypeError(f"a callback must be a Callback or a function fn(agent, metrics), got {type(callback).__name__}")
+
+
+class TrainingRun:
+    """What callbacks see of one ``learn`` call, and the loop's side of the hooks.
+
+    :param agent: the agent being trained.
+    :param env: the adapted env the agent was given (a single env; None for a vector env).
+    :param steps: env steps this ``learn`` call trains for.
+    :param run_dir: the run directory, or None when it is turned off.
+    :param logger: the loop's logger (``log(metrics, step)``; optionally ``log_video``).
+    :param callbacks: the callbacks (instances, or plain functions ``fn(agent, metrics)``).
+    """
+
+    def __init__(
+        self,
+        agent: Agent,
+        env: Any,
+        steps: int,
+        run_dir: Path | None,
+        logger: Any,
+        callbacks: Iterable[Callback | Callable[..., Any]] = (),
+    ) -> None:
+        self.agent = agent
+        self.env = env
+        self.steps = steps
+        self.run_dir = run_dir
+        self.logger = logger
+        self.callbacks = [_as_callback(c) for c in callbacks]
+        #: Env steps of the agent when this ``learn`` call started, and the target.
+        self.start_step = agent.num_timesteps
+        self.target_step = agent.num_timesteps + steps
+        self.stop_requested = False
+        self._collector: Any = None
+        self._collector_start = 0
+        self._episodes_seen = 0
+        self._episodes_file = None
+        if run_dir is not None:  # one JSON line per finished episode, for plots at episode resolution
+            Path(run_dir).mkdir(parents=True, exist_ok=True)
+            self._episodes_file = open(Path(run_dir) / "episodes.jsonl", "a", encoding="utf-8")
+        # on_step runs every vector step: only the callbacks that override it are called.
+        self._step_hooks = [c for c in self.callbacks if type(c).on_step is not Callback.on_step]
+
+    # -- what callbacks use -----------------------------------------------------------------
+    @property
+    def step(self) -> int:
+        """The agent's env steps so far, up to the latest vector step."""
+        if self._collector is None:
+            return self.agent.num_timesteps
+        return self.start_step + self._collector.steps - self._collector_start
+
+    def stop(self) -> None:
+        """Stop training at the end of the current iteration."""
+        self.stop_requested = True
+
+    def log(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        """Log ``metrics`` (to the run directory and the logger) at ``step`` (default: now)."""
+        self.logger.log(metrics, self.step if step is None else step)
+
+    def log_video(self, path: str | Path, step: int | None = None, key: str = "eval/video") -> None:
+        """Hand a recorded video file to the loggers that take videos (W&B)."""
+        log_video = getattr(self.logger, "log_video", None)
+        if log_video is not None:
+            log_video(Path(path), self.step if step is None else step, key)
+
+    # -- what the loop calls ----------------------------------------------------------------
+    def _call(self, hook: str, *args: Any) -> None:
+        for callback in self.callbacks:
+            if getattr(callback, hook)(self, *args) is False:
+                self.stop_requested = True
+
+    def observe(self, collector: Any) -> Any:
+        """The collector, with its ``step`` reporting steps and finished episodes to this run."""
+        self._collector = collector
+        self._collector_start = collector.steps
+        self._episodes_seen = collector.episodes
+        return _ObservedCollector(collector, self)
+
+    def learn_start(self) -> None:
+        self._call("on_learn_start")
+
+    def after_step(self, step: TensorDictBase) -> None:
+        self._report_episodes()
+        for callback in self._step_hooks:
+            if callback.on_step(self, step) is False:
+                self.stop_requested = True
+
+    def after_iteration(self, metrics: dict[str, Any]) -> bool:
+        """Report episodes not seen yet, call ``on_update``; True when training should stop."""
+        self._report_episodes()
+        self._call("on_update", metrics)
+        return self.stop_requested
+
+    def evaluated(self, result: EvalResult) -> None:
+        self._call("on_eval", result)
+
+    def learn_end(self) -> None:
+        for callback in self.callbacks:
+            callback.on_learn_end(self)
+
+    def close(self) -> None:
+        if self._episodes_file is not None:
+            self._episodes_file.close()
+            self._episodes_file = None
+
+    def _report_episodes(self) -> None:
+        collector = self._collector
+        if collector is None:
+            return
+        new = collector.episodes - self._episodes_seen
+        if not new:
+            return
+        self._episodes_seen = collector.episodes
+        returns, lengths = collector.episode_returns, collector.episode_lengths
+        first = max(0, len(returns) - new)  # more episodes than the window holds: the latest ones
+        step = self.step
+        for raw_return, length in zip(itertools.islice(returns, first, None), itertools.islice(lengths, first, None)):
+            episode = Episode(float(raw_return), int(length), step)
+            if self._episodes_file is not None:
+                self._episodes_file.write(json.dumps({"step": step, "return": episode.raw_return, "length": length}) + "\n")
+            self._call("on_episode_end", episode)
+
+
+class _ObservedCollector:
+    """A collector whose ``step`` also tells the :class:`TrainingRun` (everything else is the
+    wrapped collector's)."""
+
+    def __init__(self, collector: Any, run: TrainingRun) -> None:
+        self._collector = collector
+        self._run = run
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._collector, name)
+
+    def step(self, *args: Any, **kwargs: Any) -> TensorDictBase:
+        td = self._collector.step(*args, **kwargs)
+        self._run.after_step(td)
+        return td
+
+
+# -------------------------------------------------------------------------------------------
+# Built-in callbacks
+# -------------------------------------------------------------------------------------------
+
+
+class EvalCallback(Callback):
+    """Evaluate the agent every ``every`` env steps (and at the end), log ``eval/return_mean``,
+    ``eval/return_std`` and ``eval/length_mean``, and optionally record a video of the env's own
+    frames (``<run_dir>/videos/step-<N>/``, also sent to W&B when that is the logger).
+
+    :param every: env steps between evaluations.
+    :param episodes: episodes per evaluation.
+    :param env: the env to evaluate on (default: the env given to ``learn``).
+    :param deterministic: take the most likely action.
+    :param video: record the first ``video_episodes`` episodes of each evaluation (mp4).
+    :param video_episodes: how many episodes of each evaluation to record.
+    :param gif: also write an animated GIF next to each mp4.
+    :param at_end: evaluate once more when training ends (if not just done).
+    :param seed: seed of each evaluation's first reset (default: the agent's seed).
+    """
+
+    def __init__(
+        self,
+        every: int,
+        episodes: int = 5,
+        env: Any = None,
+        deterministic: bool = True,
+        video: bool = False,
+        video_episodes: int = 1,
+        gif: bool = False,
+        at_end: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        if every <= 0:
+            raise ValueError(f"every must be a positive number of env steps, got {every}")
+        self.every, self.episodes, self.env = every, episodes, env
+        self.deterministic, self.video, self.video_episodes, self.gif = deterministic, video, video_episodes, gif
+        self.at_end, self.seed = at_end, seed
+        #: Every evaluation so far, as ``(step, EvalResult)``.
+        self.results: list[tuple[int, EvalResult]] = []
+        self._next = 0
+        self._last_step: int | None = None
+
+    def on_learn_start(self, run: TrainingRun) -> None:
+        self._next = run.start_step + self.every
+        if self.env is None and run.env is None:
+            raise ValueError("EvalCallback needs env=...: learn was given a vector env, which cannot be evaluated")
+
+    def on_update(self, run: TrainingRun, metrics: dict[str, Any]) -> None:
+        if run.step >= self._next:
+            self.evaluate(run)
+            while self._next <= run.step:
+                self._next += self.every
+
+    def on_learn_end(self, run: TrainingRun) -> None:
+        if self.at_end and self._last_step != run.step:
+            self.evaluate(run)
+
+    def evaluate(self, run: TrainingRun) -> EvalResult:
+        """Evaluate now, log the results (and the video), and call every callback's ``on_eval``."""
+        step = run.step
+        video_dir = None
+        if self.video:
+            root = run.run_dir if run.run_dir is not None else Path("videos")
+            video_dir = (root / "videos" if run.run_dir is not None else root) / f"step-{step}"
+        t0 = time.perf_counter()
+        result = run.agent.evaluate(
+            self.env if self.env is not None else run.env, episodes=self.episodes, deterministic=self.deterministic,
+            seed=self.seed, video_dir=video_dir, video_episodes=self.video_episodes, gif=self.gif,
+        )
+        self._last_step = step
+        self.results.append((step, result))
+        run.log({
+            "eval/return_mean": result.mean, "eval/return_std": result.std,
+            "eval/length_mean": float(np.mean(result.lengths)), "eval/episodes": len(result.returns),
+            "eval/time_s": time.perf_counter() - t0,
+        }, step)
+        if video_dir is not None:
+            for path in sorted(video_dir.glob("*.mp4")):
+                run.log_video(path, step)
+        run.evaluated(result)
+        return result
+
+
+class CheckpointCallback(Callback):
+    """Save the agent every ``every`` env steps, to ``<directory>/step-<N>.pt``.
+
+    :param every: env steps between checkpoints.
+    :param directory: where to save (default: ``<run_dir>/checkpoints``, or ``checkpoints`` when
+        the run directory is off).
+    :param keep: keep only the latest this many checkpoints (None: keep all).
+    """
+
+    def __init__(self, every: int, directory: str | Path | None = None, keep: int | None = None) -> None:
+        if every <= 0:
+            raise ValueError(f"every must be a positive number of env steps, got {every}")
+        if keep is not None and keep < 1:
+            raise ValueError(f"keep must be at least 1 (or None to keep all), got {keep}")
+        self.every, self.directory, self.keep = every, directory, keep
+        #: Paths of the checkpoints saved (and not deleted) so far.
+        self.saved: deque[Path] = deque()
+        self._next = 0
+
+    def on_learn_start(self, run: TrainingRun) -> None:
+        self._next = run.start_step + self.every
+
+    def on_update(self, run: TrainingRun, metrics: dict[str, Any]) -> None:
+        if run.step < self._next:
+            return
+        while self._next <= run.step:
+            self._next += self.every
+        if self.directory is not None:
+            directory = Path(self.directory)
+        else:
+            directory = run.run_dir / "checkpoints" if run.run_dir is not None else Path("checkpoints")
+        self.saved.append(run.agent.save(directory / f"step-{run.step}.pt"))
+        while self.keep is not None and len(self.saved) > self.keep:
+            self.saved.popleft().unlink(missing_ok=True)
+
+
+class StopOnReward(Callback):
+    """Stop training once the agent reaches a return.
+
+    :param threshold: the return to reach.
+    :param source: ``"episodes"``: the mean raw return of the last ``window`` training episodes;
+        ``"eval"``: the mean return of an evaluation (needs an :class:`EvalCallback`).
+    :param window: training episodes averaged (``source="episodes"``).
+    """
+
+    def __init__(self, threshold: float, source: str = "episodes", window: int = 20) -> None:
+        if source not in ("episodes", "eval"):
+            raise ValueError(f"source must be 'episodes' or 'eval', got {source!r}")
+        self.threshold, self.source = float(threshold), source
+        self.returns: deque[float] = deque(maxlen=window)
+        #: The env step at which the threshold was reached (None while not reached).
+        self.reached_at: int | None = None
+
+    def on_learn_start(self, run: TrainingRun) -> None:
+        self.returns.clear()
+
+    def _check(self, run: TrainingRun, value: float) -> bool | None:
+        if value >= self.threshold:
+            self.reached_at = run.step
+            return False
+        return None
+
+    def on_episode_end(self, run: TrainingRun, episode: Episode) -> bool | None:
+        if self.source != "episodes":
+            return None
+        self.returns.append(episode.raw_return)
+        if len(self.returns) < self.returns.maxlen:
+            return None
+        return self._check(run, float(np.mean(self.returns)))
+
+    def on_eval(self, run: TrainingRun, result: EvalResult) -> bool | None:
+        return self._check(run, result.mean) if self.source == "eval" else None
