@@ -232,3 +232,77 @@ def test_ctrl_c_stops_every_worker(tmp_path):
     assert stderr.count("Traceback") == 1  # the learner's only: workers ignore Ctrl-C
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or open(f"/proc/{pid}/stat").read().split()[2] == "Z", pid
+
+
+# -------------------------------------------------------------------------------------------
+# The Atari fast path: ale-py's C++ vector env with the Python pipeline's semantics
+# -------------------------------------------------------------------------------------------
+
+
+def _python_and_cpp(game: str):
+    from rladapt import AgentSpec
+    from rladapt.collect.atari import AtariPipelineVectorEnv, atari_fast_path
+
+    spec = AgentSpec(observations={"image"}, actions={"discrete"}, frame_stack=4)
+    # No no-op starts and no sticky actions: both sides are then deterministic given the actions.
+    env = AutoAdapt(game, spec, noop_max=0, env_kwargs={"repeat_action_probability": 0.0})
+    settings = atari_fast_path(env)
+    assert settings is not None
+    return env, AtariPipelineVectorEnv(1, **settings)
+
+
+@pytest.mark.parametrize("game", ["ALE/Pong-v5", "ALE/SpaceInvaders-v5"])
+def test_atari_fast_path_equals_the_python_pipeline_step_for_step(game):
+    pytest.importorskip("ale_py")
+    env, fast = _python_and_cpp(game)
+    assert fast.single_observation_space == env.observation_space  # uint8 (4, 84, 84)
+    assert fast.single_action_space == env.action_space
+    obs, _ = env.reset(seed=3)
+    fast_obs, _ = fast.reset(seed=3)
+    assert fast_obs.dtype == np.uint8 and np.array_equal(obs, fast_obs[0])
+    rng = np.random.default_rng(0)
+    episodes = 0
+    for t in range(4000):
+        action = int(rng.integers(env.action_space.n))
+        obs, reward, terminated, truncated, info = env.step(action)
+        fast_obs, fast_reward, fast_term, fast_trunc, fast_info = fast.step(np.array([action]))
+        assert np.array_equal(obs, fast_obs[0]), t
+        assert (reward, terminated, truncated) == (fast_reward[0], fast_term[0], fast_trunc[0]), t
+        if terminated or truncated:
+            # Episode statistics: the raw score (not the clipped rewards) and the length in frames.
+            assert fast_info["_episode"][0]
+            assert fast_info["episode"]["r"][0] == info["episode"]["r"]
+            assert fast_info["episode"]["l"][0] == info["episode"]["l"]
+            episodes += 1
+            obs, _ = env.reset()
+            fast_obs = fast.step(np.array([0]))[0]  # NEXT_STEP autoreset: the reset observation
+            assert np.array_equal(obs, fast_obs[0])
+            break
+    assert episodes == 1
+    if game == "ALE/SpaceInvaders-v5":
+        assert info["episode"]["r"] > 50  # raw points (5 to 30 per alien): clipping did not touch them
+
+
+def test_atari_fast_path_only_for_the_standard_pipeline():
+    pytest.importorskip("ale_py")
+    from rladapt.collect.atari import atari_fast_path
+
+    assert atari_fast_path(AutoAdapt("ALE/Pong-v5", PPO())) == {
+        "game": "pong", "frame_skip": 4, "noop_max": 30, "height": 84, "width": 84, "stack": 4,
+        "pad_with_reset": True, "clip_rewards": True, "repeat_action_probability": 0.25,
+        "full_action_space": False, "max_frames": 108_000,
+    }
+    assert atari_fast_path(AutoAdapt("ALE/Pong-v5", PPO(), terminal_on_life_loss=True)) is None
+    assert atari_fast_path(AutoAdapt("ALE/Pong-v5", PPO(), grayscale=False)) is None
+    assert atari_fast_path(AutoAdapt("CartPole-v1", PPO())) is None
+
+
+def test_ppo_collects_atari_in_workers_with_the_fast_path():
+    pytest.importorskip("ale_py")
+    agent = PPO(seed=0, num_envs=4, n_steps=32, batch_size=64, n_epochs=1)
+    env = AutoAdapt("ALE/Pong-v5", agent)
+    agent.learn(env, 256, workers=2, progress=False, run_dir=False)
+    data = agent.rollout.data
+    assert data["observation"].dtype == torch.uint8 and data["observation"].shape == (32, 4, 4, 84, 84)
+    assert bool((data["observation"][-1].flatten(1).float().std(1) > 0).all())  # every env's frames arrived
+    assert bool(data["valid"].all())  # no episode ended within 64 steps

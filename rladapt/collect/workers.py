@@ -683,8 +683,11 @@ class WorkerCollector:
         self._rows: TensorDict | None = None
         self._last: Any = None
         self._slots: list[TensorDict] | None = None
-        self._pending: deque[tuple[int, int, int, int]] = deque()  # (worker, generation, slot, next row)
-        self._staging: list[TensorDict] = []
+        # Per worker, chunks received and not yet delivered: (generation, slot, next row, learner
+        # updates when the chunk's oldest acting weights were published).
+        self._pending: list[deque[tuple[int, int, int, int]]] = [deque() for _ in self.workers]
+        self._staging: TensorDict | None = None
+        self._copies: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
         self._lags: list[int] = []
         self._last_publish = -math.inf
         self._closed = False
@@ -771,7 +774,7 @@ class WorkerCollector:
                     message += f"\n\nTraceback in the worker:\n{text}"
                 raise WorkerError(message, worker.index, env_index, text)
             warnings.warn(f"{what}; restarting it ({worker.restarts}/{limit})", RuntimeWarning, stacklevel=3)
-            self._pending = deque(p for p in self._pending if p[0] != worker.index)  # its chunks: discarded
+            self._pending[worker.index].clear()  # its chunks: discarded
             self._start(worker)
             failure = self._await_ready(worker)
             if failure is None:
@@ -890,9 +893,10 @@ class WorkerCollector:
             worker.conn.send(("rollout_buffers", self._rows[:, worker.columns], self._last[worker.columns]))
 
     def transitions(self, vector_steps: int) -> Iterator[TensorDict]:
-        """Off-policy: ``vector_steps * num_envs`` env steps, streamed by the workers, as
-        ``[num_envs]`` steps whose ``valid`` rows are the transitions (one worker's envs at a time;
-        each yielded step is overwritten by a later one: store it before the next).
+        """Off-policy: at least ``vector_steps * num_envs`` env steps, streamed by the workers, as
+        ``[num_envs]`` steps holding the next chunk row of every worker that has one waiting
+        (``valid`` is False for the others' envs). Each yielded step is overwritten by the next:
+        store it first.
 
         :param vector_steps: how many steps of all envs to deliver (the agent's ``train_freq``).
         """
@@ -901,49 +905,53 @@ class WorkerCollector:
         else:
             self._publish(force=False)
         wanted, delivered = vector_steps * self.num_envs, 0
+        valid = self._staging.get("valid")
         self._lags = []
         while delivered < wanted:
-            while not self._pending:
-                self._receive_chunks()
-            index, generation, slot, row = self._pending[0]
-            worker = self.workers[index]
-            chunk = self._slots[index][slot]
-            staging = self._staging[index]
-            staging[worker.columns] = chunk[row]
-            delivered += len(worker.env_indices)
-            self.steps += len(worker.env_indices)
-            if row + 1 < chunk.shape[0]:
-                self._pending[0] = (index, generation, slot, row + 1)
-            else:
-                self._pending.popleft()
-                if generation == worker.generation and self._send(worker, ("free", slot)):
-                    worker.free_slots += 1
-            yield staging
+            self._receive_chunks(block=not any(self._pending))
+            valid.zero_()
+            for worker, pending in zip(self.workers, self._pending):
+                if not pending:
+                    continue
+                generation, slot, row, updates = pending[0]
+                for dst, src in self._copies[worker.index]:  # chunk row -> the worker's columns
+                    dst.copy_(src[slot, row])
+                delivered += len(worker.env_indices)
+                self.steps += len(worker.env_indices)
+                self._lags.append(int(self.agent.num_updates) - updates)
+                if row + 1 < self._slots[worker.index].shape[1]:
+                    pending[0] = (generation, slot, row + 1, updates)
+                else:
+                    pending.popleft()
+                    if generation == worker.generation and self._send(worker, ("free", slot)):
+                        worker.free_slots += 1
+            yield self._staging
 
     def _start_streaming(self) -> None:
         chunk = self.settings.chunk_steps or int(getattr(self.agent.hp, "train_freq", None) or 1)
-        self._slots, self._staging = [], []
+        keys = list(self.template.keys(include_nested=True, leaves_only=True))
+        self._staging = self.template.clone()
+        self._slots, self._copies = [], []
         for worker in self.workers:
             k = len(worker.env_indices)
             slots = self.template[:k].unsqueeze(0).unsqueeze(0).expand(self.settings.chunk_slots, chunk, k)
-            self._slots.append(slots.clone().zero_().share_memory_())
-            staging = self.template.clone()
-            staging.get("valid").zero_()
-            self._staging.append(staging)
+            slots = slots.clone().zero_().share_memory_()
+            self._slots.append(slots)
+            self._copies.append([(self._staging.get(key)[worker.columns], slots.get(key)) for key in keys])
         self._publish()
         for worker in self.workers:
             worker.free_slots = self.settings.chunk_slots
             self._send(worker, ("stream", self._slots[worker.index]))
 
-    def _receive_chunks(self) -> None:
+    def _receive_chunks(self, block: bool) -> None:
+        """Take in the chunks the workers announced (waiting for one when ``block``)."""
         busy = [w for w in self.workers if w.free_slots > 0]
-        for worker, message in self._poll(busy or self.workers):
+        for worker, message in self._poll(busy or self.workers, timeout=1.0 if block else 0.0):
             if message[0] == "chunk":
                 _, slot, updates, returns, lengths = message
                 worker.free_slots -= 1
-                self._lags.append(int(self.agent.num_updates) - updates)
                 self._record(returns, lengths)
-                self._pending.append((worker.index, worker.generation, slot, 0))
+                self._pending[worker.index].append((worker.generation, slot, 0, updates))
             elif message[0] == "failed":  # its undelivered chunks are dropped; it streams anew
                 self._restart(worker, *message[1:])
 
@@ -954,7 +962,8 @@ class WorkerCollector:
 
     def metrics(self) -> dict[str, float]:
         """Collection metrics for the loop's log: worker restarts so far, and (off-policy) the
-        policy lag of the chunks received in the last iteration, in learner updates."""
+        policy lag of the transitions delivered in the last iteration: how many learner updates
+        older than the learner's current weights the acting weights were (mean and max)."""
         out = {"collect/worker_restarts": float(self.restarts)}
         if self._lags:
             out["collect/policy_lag"] = float(np.mean(self._lags))
@@ -984,8 +993,7 @@ class WorkerCollector:
             if worker.process is not None:
                 worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
             self._stop_process(worker)
-        self._rows = self._last = self._slots = None
-        self._staging = []
+        self._rows = self._last = self._slots = self._staging = None
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
