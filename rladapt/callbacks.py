@@ -294,8 +294,9 @@ class EvalCallback(Callback):
         self.every, self.episodes, self.env = every, episodes, env
         self.deterministic, self.video, self.video_episodes, self.gif = deterministic, video, video_episodes, gif
         self.at_end, self.seed = at_end, seed
-        #: Every evaluation so far, as ``(step, EvalResult)``.
+        #: Every evaluation so far, as ``(step, EvalResult)``, and the video files written.
         self.results: list[tuple[int, EvalResult]] = []
+        self.videos: list[Path] = []
         self._next = 0
         self._last_step: int | None = None
 
@@ -334,6 +335,7 @@ class EvalCallback(Callback):
             "eval/time_s": time.perf_counter() - t0,
         }, step)
         if video_dir is not None:
+            self.videos.extend(sorted(video_dir.glob("*.mp4")) + sorted(video_dir.glob("*.gif")))
             for path in sorted(video_dir.glob("*.mp4")):
                 run.log_video(path, step)
         run.evaluated(result)
