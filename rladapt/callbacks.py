@@ -7,7 +7,7 @@ works: it is called after every training iteration, like :meth:`Callback.on_upda
 When the hooks fire, in one ``learn`` call::
 
     on_learn_start(run)                  once, after the envs are reset
-    on_step(run, step)                   after every vector step (``num_envs`` env steps)
+    on_step(run, step)                   after every vector step (in-process collection only)
     on_episode_end(run, episode)         for every finished episode, with its raw return
     on_update(run, metrics)              after every training iteration (collect, then update)
     on_eval(run, result)                 after every evaluation made by an EvalCallback
@@ -79,9 +79,10 @@ class Callback:
         """Once per ``learn`` call, after the envs are reset and before the first iteration."""
 
     def on_step(self, run: TrainingRun, step: TensorDictBase) -> bool | None:
-        """After every vector step. ``step`` is the collector's ``[num_envs]`` TensorDict
-        (``observation``, ``action``, ``("next", "reward")``, ``("next", "done")`` ...), overwritten
-        by the next step: read or copy it here."""
+        """After every vector step of in-process collection. ``step`` is the collector's
+        ``[num_envs]`` TensorDict (``observation``, ``action``, ``("next", "reward")``,
+        ``("next", "done")`` ...), overwritten by the next step: read or copy it here. Worker
+        collection (``learn(..., workers=N)``) hands over whole rollouts: no ``on_step`` there."""
 
     def on_episode_end(self, run: TrainingRun, episode: Episode) -> bool | None:
         """For every finished training episode, with its raw return and length."""
