@@ -32,7 +32,7 @@ def test_masks_make_taxi_learn_faster():
     for mask in (None, False):  # None: AutoAdapt finds Taxi's info['action_mask']
         agent = PPO(seed=0)
         env = AutoAdapt("Taxi-v4", agent, mask=mask)
-        agent.learn(env, 40_000, progress=False, run_dir=False)
+        agent.learn(env, 30_000, progress=False, run_dir=False)
         assert agent.use_masks == (mask is None)
         means[mask] = agent.evaluate(env, episodes=20).mean
     assert means[None] > means[False] + 50, means
@@ -80,7 +80,7 @@ def test_ppo_trains_on_nested_dict_env_with_multidiscrete_masks():
     env = AutoAdapt("tests/NestedDict-v0", agent)
     assert isinstance(env.observation_space, gym.spaces.Dict) and agent.spec.masks
     random = RandomAgent(seed=0).evaluate(AutoAdapt("tests/NestedDict-v0", RandomAgent()), episodes=10).mean
-    agent.learn(env, 6_000, progress=False, run_dir=False)
+    agent.learn(env, 4_096, progress=False, run_dir=False)
     assert agent.use_masks and agent.rollout.data["action_mask"].shape[-1] == 7
     result = agent.evaluate(env, episodes=10)
     assert result.mean > random + 2, (random, result)
