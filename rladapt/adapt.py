@@ -555,7 +555,7 @@ class AutoAdapt(gym.Wrapper):
         atari = _is_atari(env) if options.atari is None else options.atari
         use_atari = atari and bool({"image", "vector"} & spec.observations) and is_image(env.observation_space)
         probe_info = None
-        if options.mask is None and not isinstance(env.action_space, spaces.Box):
+        if options.mask in (None, True) and not isinstance(env.action_space, spaces.Box):
             _, probe_info = env.reset()  # info-based masks (Taxi) show only in infos
 
         builder.episode_statistics()

@@ -140,6 +140,7 @@ def test_mask_of_the_wrong_shape_is_refused() -> None:
 def test_mask_false_turns_masks_off_and_mask_true_requires_one() -> None:
     env = AutoAdapt("Taxi-v4", TABULAR, mask=False)
     assert "ActionMask" not in env.plan.wrappers and not env.metadata.get("action_mask")
+    assert "ActionMask" in AutoAdapt("Taxi-v4", TABULAR, mask=True).plan.wrappers  # found in the infos
     with pytest.raises(AdaptError, match="exposes no invalid-action mask"):
         AutoAdapt("CartPole-v1", FLAT, mask=True)
 
