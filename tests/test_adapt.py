@@ -364,3 +364,16 @@ def test_in_place_frame_stack_equals_gymnasium_frame_stack(padding: str) -> None
         np.testing.assert_array_equal(a, b)
     # each observation is its own array: later steps must not change an earlier one
     assert not np.shares_memory(ours[1], ours[2])
+
+
+def test_channel_first_images_larger_than_84_are_resized_through_hwc() -> None:
+    from rladapt.wrappers import ChannelFirstObservation
+
+    chw = ChannelFirstObservation(gym.make("CarRacing-v3"))  # a CHW env: uint8[3,96,96]
+    env = AutoAdapt(chw, KINDS["image"])
+    assert env.plan.wrappers == [STATS, "ChannelLastObservation", "ResizeObservation", "ChannelFirstObservation"]
+    assert env.observation_space.shape == (3, 84, 84)
+    obs, _ = env.reset(seed=0)
+    reference, _ = AutoAdapt("CarRacing-v3", KINDS["image"]).reset(seed=0)
+    np.testing.assert_array_equal(obs, reference)
+    assert gym.make(env.spec).observation_space == env.observation_space

@@ -256,9 +256,29 @@ class NestedObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
         return out
 
 
-class ChannelFirstObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+class _TransposeImage(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """Moves an image's axes from layout ``source`` to ``target`` (gymnasium has no transpose
+    wrapper: ``ReshapeObservation`` reshapes, which scrambles pixels)."""
+
+    source: str
+    axes: tuple[int, int, int]
+
+    def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.ObservationWrapper.__init__(self, env)
+        space = env.observation_space
+        if not isinstance(space, spaces.Box) or image_layout(space.shape) != self.source:
+            raise ValueError(f"{type(self).__name__} needs a {self.source} image observation, got {space}")
+        self.observation_space = spaces.Box(
+            np.transpose(space.low, self.axes), np.transpose(space.high, self.axes), dtype=space.dtype
+        )
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.transpose(observation, self.axes))
+
+
+class ChannelFirstObservation(_TransposeImage):
     """Moves the channel axis of an HWC image first (HWC -> CHW), as torch convolutions expect.
-    gymnasium has no transpose wrapper (``ReshapeObservation`` reshapes, which scrambles pixels).
 
     Example:
         >>> env = ChannelFirstObservation(gym.make("CarRacing-v3"))
@@ -268,36 +288,14 @@ class ChannelFirstObservation(gym.ObservationWrapper, gym.utils.RecordConstructo
     :param env: the env to wrap; its observation must be an HWC image.
     """
 
-    def __init__(self, env: gym.Env):
-        gym.utils.RecordConstructorArgs.__init__(self)
-        gym.ObservationWrapper.__init__(self, env)
-        space = env.observation_space
-        if not isinstance(space, spaces.Box) or image_layout(space.shape) != "HWC":
-            raise ValueError(f"ChannelFirstObservation needs an HWC image observation, got {space}")
-        self.observation_space = spaces.Box(
-            np.transpose(space.low, (2, 0, 1)), np.transpose(space.high, (2, 0, 1)), dtype=space.dtype
-        )
-
-    def observation(self, observation: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(np.transpose(observation, (2, 0, 1)))
+    source, axes = "HWC", (2, 0, 1)
 
 
-class ChannelLastObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+class ChannelLastObservation(_TransposeImage):
     """Moves the channel axis of a CHW image last (CHW -> HWC), so gymnasium's image wrappers
     (ResizeObservation, GrayscaleObservation), which expect HWC, can process it.
 
     :param env: the env to wrap; its observation must be a CHW image.
     """
 
-    def __init__(self, env: gym.Env):
-        gym.utils.RecordConstructorArgs.__init__(self)
-        gym.ObservationWrapper.__init__(self, env)
-        space = env.observation_space
-        if not isinstance(space, spaces.Box) or image_layout(space.shape) != "CHW":
-            raise ValueError(f"ChannelLastObservation needs a CHW image observation, got {space}")
-        self.observation_space = spaces.Box(
-            np.transpose(space.low, (1, 2, 0)), np.transpose(space.high, (1, 2, 0)), dtype=space.dtype
-        )
-
-    def observation(self, observation: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(np.transpose(observation, (1, 2, 0)))
+    source, axes = "CHW", (1, 2, 0)
