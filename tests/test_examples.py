@@ -34,8 +34,9 @@ def test_every_example_is_tested():
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_example_runs(name, tmp_path):
     steps, patterns = CASES[name]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RLADAPT_EXAMPLE_STEPS": str(steps), "RLADAPT_PLAY_DELAY": "0",
-           "WANDB_MODE": "offline", "SDL_VIDEODRIVER": "dummy"}
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}  # not the W&B service of this process
+    env.update(PYTHONPATH=str(ROOT), RLADAPT_EXAMPLE_STEPS=str(steps), RLADAPT_PLAY_DELAY="0", WANDB_MODE="offline",
+               SDL_VIDEODRIVER="dummy")
     done = subprocess.run([sys.executable, str(EXAMPLES / name)], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=300)
     output = done.stdout + done.stderr

@@ -94,8 +94,9 @@ class WandbLogger:
             return
         run_dir = config.get("run_dir")
         directory = self.directory if self.directory is not None else run_dir
-        if directory is not None:
-            Path(directory).mkdir(parents=True, exist_ok=True)
+        if directory is not None:  # absolute: a shared wandb-core service resolves paths from its own cwd
+            directory = Path(directory).resolve()
+            directory.mkdir(parents=True, exist_ok=True)
         name = self.name or (Path(run_dir).name if run_dir else None)
         settings = self._wandb.Settings(console="off", x_disable_stats=True, save_code=False)
         self.run = self._wandb.init(
