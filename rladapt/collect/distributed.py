@@ -38,10 +38,10 @@ rendezvous store is torchrun's.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import socket
-import traceback
 from datetime import timedelta
 from typing import Any, Iterator
 
@@ -53,12 +53,12 @@ from rladapt.collect.workers import (
     ROLLOUT_SKIPPED_KEYS,
     AgentBlueprint,
     EnvBlueprint,
-    EnvError,
     EnvRunner,
     FlatState,
     WorkerError,
     agent_state,
     derived_seed,
+    describe_failure,
     split_envs,
     step_template,
 )
@@ -94,6 +94,8 @@ def _loopback_interface() -> str:
 
 def init_group(timeout: float = 300.0) -> None:
     """Join the torch.distributed group of this ``torchrun`` launch (gloo backend), unless joined.
+    The group stays for the life of the process (several ``learn`` calls reuse it; re-creating a
+    group on torchrun's store could meet the old group's addresses) and is left at exit.
 
     :param timeout: seconds collective operations may wait before failing.
     """
@@ -111,6 +113,7 @@ def init_group(timeout: float = 300.0) -> None:
         os.environ.setdefault("GLOO_SOCKET_IFNAME", _loopback_interface())
     dist.init_process_group("gloo", timeout=timedelta(seconds=timeout))
     _created_group = True
+    atexit.register(_close_group)
 
 
 def _close_group() -> None:
@@ -131,7 +134,7 @@ def _result_template(rows: TensorDict, last: Any | None) -> TensorDict:
         "episode_count": torch.zeros(1, dtype=torch.int64),
         "status": torch.zeros(1, dtype=torch.int64),  # 0: ok, 1: an env or the rank raised
         "env_index": torch.full((1,), -1, dtype=torch.int64),
-        "error": torch.zeros(ERROR_BYTES, dtype=torch.uint8),
+        "error": torch.zeros(ERROR_BYTES, dtype=torch.uint8),  # UTF-8: what happened, then the traceback
     }
     if last is not None:
         parts["last"] = last
@@ -212,10 +215,9 @@ class DistributedCollector:
                                   worker=i + 1) from error
         for i, res in enumerate(results):
             if int(res["status"][0]):
-                text = bytes(res["error"].numpy()).rstrip(b"\0").decode("utf-8", "replace")
+                what, _, text = bytes(res["error"].numpy()).rstrip(b"\0").decode("utf-8", "replace").partition("\n")
                 env_index = int(res["env_index"][0])
-                where = f"env {env_index} on collector rank {i + 1}" if env_index >= 0 else f"collector rank {i + 1}"
-                raise WorkerError(f"{where} failed:\n\nTraceback on the rank:\n{text}", worker=i + 1,
+                raise WorkerError(f"{what}\n\nTraceback on the rank:\n{text}", worker=i + 1,
                                   env_index=env_index if env_index >= 0 else None, worker_traceback=text)
             count = int(res["episode_count"][0])
             self.episode_returns.extend(res["episode_return"][:count].tolist())
@@ -271,13 +273,12 @@ class DistributedCollector:
         return sum(self.episode_lengths) / len(self.episode_lengths) if self.episode_lengths else None
 
     def close(self) -> None:
-        """Tell the collector ranks to stop (with the final weights), then leave the group."""
+        """Tell the collector ranks to stop (they load the final weights and return from ``learn``)."""
         if self._closed:
             return
         self._closed = True
         with contextlib.suppress(Exception):
             self._send_command(STOP, weights=True)
-        _close_group()
 
 
 def serve(agent: Any, env: Any, source: Any, num_envs: int) -> None:
@@ -302,7 +303,7 @@ def serve(agent: Any, env: Any, source: Any, num_envs: int) -> None:
             runner = EnvRunner(blueprint, EnvBlueprint.of(worker_env_source(agent, env, source), agent, True), envs,
                                derived_seed(agent.config.seed, me))
         except Exception as error:  # reported to rank 0 with the first result
-            failure = (traceback.format_exc(), error.env_index if isinstance(error, EnvError) else -1)
+            failure = _failure(error, me)
         template = step_template(agent, num_envs)
         state = FlatState(agent_state(runner.agent if runner is not None else agent))
         command, meta = torch.zeros(4, dtype=torch.int64), torch.zeros(2, dtype=torch.float64)
@@ -322,7 +323,7 @@ def serve(agent: Any, env: Any, source: Any, num_envs: int) -> None:
                     try:
                         runner.reset((seed + envs.start) if has_seed else None)
                     except Exception as error:
-                        failure = (traceback.format_exc(), error.env_index if isinstance(error, EnvError) else -1)
+                        failure = _failure(error, me)
                 continue
             key = (op, steps)
             if key not in results:
@@ -335,9 +336,9 @@ def serve(agent: Any, env: Any, source: Any, num_envs: int) -> None:
                     runner.agent.num_timesteps, runner.agent.progress = int(meta[0]), float(meta[1])
                     _collect(runner, result, op)
                 except Exception as error:
-                    failure = (traceback.format_exc(), error.env_index if isinstance(error, EnvError) else -1)
+                    failure = _failure(error, me)
             if failure is not None:
-                text = failure[0].encode("utf-8")[-ERROR_BYTES:]
+                text = failure[0].encode("utf-8")[:ERROR_BYTES]
                 result["status"][0], result["env_index"][0] = 1, failure[1]
                 result["error"].zero_()
                 result["error"][: len(text)] = torch.frombuffer(bytearray(text), dtype=torch.uint8)
@@ -346,7 +347,13 @@ def serve(agent: Any, env: Any, source: Any, num_envs: int) -> None:
         if runner is not None:
             with contextlib.suppress(Exception):
                 runner.close()
-        _close_group()
+
+
+def _failure(error: BaseException, me: int) -> tuple[str, int]:
+    """``(report, env index or -1)``: the report's first line says what happened, the rest is the
+    traceback (truncated to ``ERROR_BYTES`` when sent)."""
+    what, env_index, text = describe_failure(error, f"collector rank {me}")
+    return f"{what}\n{text}", -1 if env_index is None else env_index
 
 
 def _collect(runner: EnvRunner, result: TensorDict, op: int) -> None:

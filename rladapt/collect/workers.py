@@ -510,14 +510,20 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _describe_failure(error: BaseException, worker: int) -> tuple[str, int | None, str]:
+def describe_failure(error: BaseException, where: str) -> tuple[str, int | None, str]:
+    """``(what happened, env index or None, traceback text)`` for an exception raised in
+    collection; an env's exception is told with its env index and its own traceback.
+
+    :param error: the exception.
+    :param where: the process, e.g. ``"worker 1"`` or ``"collector rank 2"``.
+    """
     env_error = error if isinstance(error, EnvError) else None
     cause = error.__cause__ if env_error is not None else error
     text = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
     if env_error is not None:
-        what = f"env {env_error.env_index} (in worker {worker}) raised {type(cause).__name__}: {cause} in {env_error.call}()"
+        what = f"env {env_error.env_index} (in {where}) raised {type(cause).__name__}: {cause} in {env_error.call}()"
         return what, env_error.env_index, text
-    return f"worker {worker} raised {type(error).__name__}: {error}", None, text
+    return f"{where} raised {type(error).__name__}: {error}", None, text
 
 
 def worker_main(
@@ -559,7 +565,7 @@ def worker_main(
     except (EOFError, BrokenPipeError, ConnectionResetError):
         pass  # the learner is gone
     except BaseException as error:  # report anything, then exit non-zero
-        what, env_index, text = _describe_failure(error, index)
+        what, env_index, text = describe_failure(error, f"worker {index}")
         with contextlib.suppress(Exception):
             conn.send(("error", what, env_index, text))
         os._exit(1)
