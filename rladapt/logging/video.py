@@ -38,11 +38,16 @@ def write_gif(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: float 
 
     if not len(frames):
         raise ValueError("write_gif needs at least one frame")
-    images = [Image.fromarray(np.asarray(frame, dtype=np.uint8)) for frame in frames]
+    arrays = [np.asarray(frame, dtype=np.uint8) for frame in frames]
+    # One 256-colour palette from a few frames spread over the episode, shared by every frame: several
+    # times faster than a palette per frame, and no colour flicker between frames.
+    sample = np.concatenate([arrays[i] for i in np.linspace(0, len(arrays) - 1, min(8, len(arrays))).astype(int)], 0)
+    palette = Image.fromarray(sample).quantize(colors=256, method=Image.Quantize.FASTOCTREE)
+    images = [Image.fromarray(a).quantize(palette=palette, dither=Image.Dither.NONE) for a in arrays]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     duration = max(20, round(1000 / fps))
-    images[0].save(path, save_all=True, append_images=images[1:], duration=duration, loop=0, optimize=False)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=duration, loop=0)
     return path
 
 
