@@ -23,7 +23,6 @@ if __name__ == "__main__":
         print(f"\nmasks {'on' if masks else 'off'}:\n{env.plan}")
         agent.learn(env, steps, progress=False)
         result = agent.evaluate(env, episodes=200, deterministic=False)
-        wins, losses = np.mean(result.returns > 0), np.mean(result.returns < 0)
-        print(f"after {steps:,} steps: won {wins:.0%}, lost {losses:.0%} (illegal moves count as losses), "
-              f"drew {1 - wins - losses:.0%}")
+        wins, losses, draws = (np.mean(result.returns > 0), np.mean(result.returns < 0), np.mean(result.returns == 0))
+        print(f"after {steps:,} steps: won {wins:.0%}, lost {losses:.0%} (illegal moves count as losses), drew {draws:.0%}")
     agent.play(env, max_steps=2)  # without masks every cell gets a probability, occupied ones too
