@@ -393,7 +393,17 @@ def _read_wandb_file(run_dir: Path) -> list:
     return records
 
 
-def test_wandb_offline_round_trip(tmp_path, monkeypatch):
+@pytest.fixture
+def wandb_service():
+    """Stop the wandb-core service a test's runs started: no process outlives the test, and the
+    offline run files are complete."""
+    yield
+    import wandb
+
+    wandb.teardown()
+
+
+def test_wandb_offline_round_trip(tmp_path, monkeypatch, wandb_service):
     from rladapt.logging.wandb import WandbLogger
 
     fake_key = "fakekey" + "0123456789abcdef" * 2 + "0"
@@ -428,7 +438,7 @@ def test_wandb_offline_round_trip(tmp_path, monkeypatch):
             assert fake_key.encode() not in path.read_bytes(), path
 
 
-def test_wandb_logger_by_name_logs_offline_without_an_account(tmp_path, monkeypatch):
+def test_wandb_logger_by_name_logs_offline_without_an_account(tmp_path, monkeypatch, wandb_service):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
