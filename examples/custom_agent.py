@@ -1,7 +1,5 @@
-"""A custom agent from scratch: tabular Expected SARSA on CliffWalking, in the public Agent API only.
-It declares what it accepts and implements build, act_batch and train_iteration; AutoAdapt, the loop,
-run directory, evaluate, save/load and the terminal view come from Agent. RLADAPT_EXAMPLE_STEPS=2000: quick.
-"""
+"""A custom agent from scratch, public Agent API only: tabular Expected SARSA on CliffWalking. AutoAdapt,
+the loop, run directory, evaluate, save/load and the terminal view come from Agent."""
 
 import os
 from dataclasses import dataclass
@@ -21,7 +19,7 @@ class ExpectedSarsaConfig(AgentConfig):
 
 
 class ExpectedSarsa(Agent):
-    spec = AgentSpec(observations=frozenset({"index"}), actions=frozenset({"discrete"}))  # Discrete states
+    spec = AgentSpec(observations={"index"}, actions={"discrete"})  # Discrete states
     Config = ExpectedSarsaConfig
 
     def build(self) -> None:  # a buffer is saved and loaded with the agent

@@ -11,8 +11,10 @@ _AGENTS: dict[str, type["Agent"]] = {}
 
 
 def register(cls: type["Agent"]) -> None:
-    """Record an agent class under its lowercase name (``PPO`` -> ``"ppo"``)."""
-    _AGENTS[cls.__name__.lower()] = cls
+    """Record an agent class under its lowercase name (``PPO`` -> ``"ppo"``). The base classes of
+    ``rladapt.agents.base`` (``OnPolicyAgent``, ...) are frameworks, not agents: they stay out."""
+    if cls.__module__ != "rladapt.agents.base":
+        _AGENTS[cls.__name__.lower()] = cls
 
 
 def get_agent(name: str) -> type["Agent"]:
