@@ -6,8 +6,9 @@ linearly from 1e-3 and 0.2 over a 100k-step budget), ``torch.set_num_threads(1)`
 ``--eval-every`` steps (after the update at that point) both are evaluated by the same function: 10
 deterministic episodes on a fresh env with fixed seeds. The clock covers building the agent and env
 and training; it is paused during evaluations. A run stops when the mean evaluation return reaches
-475 (or the budget is spent). Runs are interleaved (rladapt, SB3, rladapt, ...) so that load from
-other processes on a shared machine hits both alike.
+475 (or the budget is spent). rladapt runs twice per seed: with its own defaults (``PPO(seed=s)``,
+nothing else set) and with the rl-zoo settings spelled out. Runs are interleaved (rladapt defaults,
+rladapt zoo, SB3, next seed ...) so that load from other processes on a shared machine hits all alike.
 
 ``--lunar``: the same protocol on LunarLander-v3 with rl-zoo's LunarLander settings (16 envs,
 n_steps 1024, batch 64, gae_lambda 0.98, gamma 0.999, 4 epochs, ent_coef 0.01, lr 3e-4), target 200.
@@ -83,7 +84,10 @@ def run_rladapt(setup: dict, seed: int, budget: int, eval_every: int) -> dict:
     from rladapt.agents import PPO
 
     clock = Clock()
-    agent = PPO(seed=seed, num_envs=setup["num_envs"], num_threads=1, **setup["rladapt"])
+    if setup.get("defaults"):  # rladapt's own defaults: PPO() with no settings
+        agent = PPO(seed=seed, num_threads=1)
+    else:
+        agent = PPO(seed=seed, num_envs=setup["num_envs"], num_threads=1, **setup["rladapt"])
     env = AutoAdapt(gym.make(setup["env"]), agent)
     state: dict[str, Any] = {"next": eval_every, "solved": None, "evals": []}
 
@@ -161,13 +165,17 @@ def main() -> None:
     eval_every = args.eval_every or (32_768 if args.lunar else 2_560)
     torch.set_num_threads(1)
 
-    runners = [("rladapt", run_rladapt), ("sb3", run_sb3)]
+    # rladapt twice: with its defaults (PPO(seed=...), the row the target applies to) and with
+    # rl-zoo's settings spelled out (the same settings SB3 gets).
+    defaults = dict(setup, defaults=True)
+    runners = [("rladapt (defaults)", lambda s, *a: run_rladapt(defaults, *a)), ("rladapt (zoo settings)", run_rladapt),
+               ("sb3", run_sb3)]
     results: list[dict] = []
     for seed in args.seeds:
         for name, run in runners:
-            if args.only and name != args.only:
+            if args.only and not name.startswith(args.only):
                 continue
-            r = run(setup, seed, budget, eval_every)
+            r = dict(run(setup, seed, budget, eval_every), lib=name)
             results.append(r)
             print(json.dumps({k: v for k, v in r.items() if k != "evals"}), flush=True)
             print(f"  evaluations (step, mean return): {r['evals']}", flush=True)
@@ -185,8 +193,10 @@ def main() -> None:
         medians[name] = statistics.median(times)
         print(f"| {name} | {sum(r['solved'] for r in rs)}/{len(rs)} | {statistics.median(times):.2f} | "
               f"{statistics.median(steps):,.0f} | {statistics.median(r['steps_per_s'] for r in rs):,.0f} |")
-    if len(medians) == 2 and np.isfinite(medians["sb3"]):
-        print(f"\nrladapt / SB3 median time to target: {medians['rladapt'] / medians['sb3']:.2f}x")
+    if "sb3" in medians and np.isfinite(medians["sb3"]):
+        for name in medians:
+            if name != "sb3":
+                print(f"{name} / SB3 median time to target: {medians[name] / medians['sb3']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -101,3 +101,62 @@ def test_ppo_pendulum_longer_run():
     env = AutoAdapt("Pendulum-v1", agent)
     agent.learn(env, 150_000, progress=False, run_dir=False)
     assert agent.evaluate(env, episodes=10).mean > -300
+
+
+def _small_rollout(env_id: str, **settings) -> tuple[PPO, object]:
+    agent = PPO(seed=0, num_threads=1, **settings)
+    agent.learn(AutoAdapt(env_id, agent), 512, progress=False, run_dir=False)
+    keys = ["observation", "action", "log_prob", "value", "advantage", "value_target"]
+    return agent, agent.rollout.valid_transitions(keys + (["action_mask"] if agent.use_masks else []))
+
+
+@pytest.mark.parametrize("env_id, settings", [("CartPole-v1", {}), ("Taxi-v4", {}), ("Acrobot-v1", {"hidden": (32, 48, 16)}),
+                                              ("CartPole-v1", {"hidden": (64,)})])
+def test_hand_written_ppo_gradient_equals_autograd(env_id, settings):
+    from rladapt.agents.ppo import normalize
+
+    agent, b = _small_rollout(env_id, **settings)
+    assert agent._fast is not None and agent.use_masks == (env_id == "Taxi-v4")
+    adv, mask = normalize(b["advantage"]), b.get("action_mask", None)
+    old = b["log_prob"] + 0.3 * torch.randn(b.shape[0], generator=torch.Generator().manual_seed(0))  # some ratios clipped
+    clip, vf_coef, ent_coef = 0.2, 0.5, 0.05
+    agent.params.zero_grad()
+    stats = agent._fast.loss_and_grad(b["observation"], b["action"], old, adv, b["value_target"], mask, clip, vf_coef, ent_coef, True)
+    fast = agent.params.grad.clone()
+    agent.params.zero_grad()
+    log_prob, entropy, value = agent.policy.evaluate_actions(b["observation"], b["action"], mask)
+    ratio = (log_prob - old).exp()
+    policy_loss = -torch.min(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv).mean()
+    value_loss = 0.5 * ((value - b["value_target"]) ** 2).mean()
+    (policy_loss + vf_coef * value_loss - ent_coef * entropy.mean()).backward()
+    torch.testing.assert_close(fast, agent.params.grad, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(stats[:3], torch.stack([policy_loss, value_loss, entropy.mean()]).detach(), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Taxi-v4"])
+def test_numpy_acting_equals_the_torch_policy(env_id):
+    agent, _ = _small_rollout(env_id)
+    assert agent._numpy_acting is not None
+    td = agent.rollout.data.reshape(-1)[:8].clone()
+    with torch.inference_mode():
+        for deterministic in (True, False):
+            out = agent._numpy_acting(td.clone(), deterministic, torch.Generator().manual_seed(1))
+            ref = agent.policy(td.clone(), deterministic=deterministic, generator=torch.Generator().manual_seed(1))
+            assert torch.equal(out["action"], ref["action"]) and out["action"].dtype == torch.int64
+            torch.testing.assert_close(out["log_prob"], ref["log_prob"], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(out["value"], ref["value"], atol=1e-5, rtol=1e-5)
+
+
+def test_direct_fused_adam_step_equals_optimizer_step():
+    from rladapt.agents.ppo import adam, adam_step
+
+    results = []
+    for direct in (True, False):
+        param = torch.nn.Parameter(torch.randn(100, generator=torch.Generator().manual_seed(0)))
+        optimizer = adam([param], 1e-3, torch.device("cpu"))
+        for i in range(20):
+            param.grad = torch.randn(100, generator=torch.Generator().manual_seed(i))
+            optimizer.param_groups[0]["lr"] = 1e-3 * (1 - i / 40)
+            adam_step(optimizer) if direct else optimizer.step()
+        results.append((param.detach().clone(), optimizer.state_dict()["state"][0]["step"]))
+    assert torch.equal(results[0][0], results[1][0]) and results[0][1] == results[1][1]

@@ -12,11 +12,12 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from tensordict import TensorDictBase
 from torch import nn
 
 from rladapt.agents.base import OnPolicyAgent, OnPolicyConfig
 from rladapt.agents.nets import FlatParameters, NetworkFactory, make_actor_critic
-from rladapt.agents.ppo import adam, default_kind
+from rladapt.agents.ppo import NumpyActing, act_numpy, adam, default_kind
 from rladapt.buffers.rollout import RolloutBuffer
 from rladapt.spec import AgentSpec
 
@@ -81,6 +82,12 @@ class A2C(OnPolicyAgent):
             self.optimizer = torch.optim.RMSprop([self.params.param], lr=hp.lr, alpha=0.99, eps=1e-5)
         else:
             self.optimizer = adam([self.params.param], hp.lr, self.device)
+        # Acting in numpy for the built-in vector/discrete network (as PPO).
+        self._numpy_acting = NumpyActing(self.policy) if NumpyActing.supports(self.policy, self.params) else None
+
+    def act_batch(self, td: TensorDictBase, deterministic: bool = False) -> TensorDictBase:
+        out = act_numpy(self, td, deterministic)
+        return out if out is not None else super().act_batch(td, deterministic)
 
     def update(self, rollout: RolloutBuffer, progress: float) -> dict[str, float]:
         hp = self.hp

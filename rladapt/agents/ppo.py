@@ -7,6 +7,11 @@ learning-rate (and optionally clip-range) annealing, shuffled minibatches over s
 observation and reward normalisation for continuous control, approx_kl and clip fraction in the
 metrics, optional early stop at ``target_kl``.
 
+Speed: for the built-in vector network with a categorical head (classic control, one-hot
+discrete observations), the loss gradient is written out by hand (:class:`FastCategoricalPPO`,
+checked against autograd in the tests) and small acting batches run in numpy
+(:class:`NumpyActing`); other networks and heads take the autograd/torch path. Same math either way.
+
 Example:
     >>> agent = PPO(seed=0)
     >>> env = AutoAdapt(gym.make("CartPole-v1"), agent)        # doctest: +SKIP
@@ -18,12 +23,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from tensordict import TensorDictBase
 from torch import nn
 
 from rladapt.agents.base import OnPolicyAgent, OnPolicyConfig
-from rladapt.agents.nets import FlatParameters, NetworkFactory, make_actor_critic
+from rladapt.agents.nets import (
+    MASKED_LOGIT,
+    ActorCritic,
+    CategoricalHead,
+    DualMLP,
+    FlatParameters,
+    FlattenVector,
+    NetworkFactory,
+    make_actor_critic,
+)
 from rladapt.buffers.rollout import RolloutBuffer, minibatch_indices
 from rladapt.spec import AgentSpec
 
@@ -48,6 +64,25 @@ def adam(params: Any, lr: float, device: torch.device) -> torch.optim.Adam:
         return torch.optim.Adam(params, lr=lr, eps=1e-5)
 
 
+def adam_step(optimizer: torch.optim.Adam) -> None:
+    """``optimizer.step()`` for a fused Adam over one flat parameter, calling the fused kernel
+    directly once its state exists: the same update on the same state tensors (so checkpoints
+    are unchanged), without ``Optimizer.step``'s ~25 us of Python bookkeeping per call."""
+    group = optimizer.param_groups[0]
+    param = group["params"][0]
+    state = optimizer.state.get(param)
+    if (not group.get("fused") or len(optimizer.param_groups) != 1 or len(group["params"]) != 1 or not state
+            or group["amsgrad"] or group["maximize"] or param.grad is None):
+        optimizer.step()
+        return
+    beta1, beta2 = group["betas"]
+    with torch.no_grad():
+        state["step"] += 1
+        torch._fused_adam_([param], [param.grad], [state["exp_avg"]], [state["exp_avg_sq"]], [], [state["step"]],
+                           amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"],
+                           eps=group["eps"], maximize=False)
+
+
 def normalize(advantages: torch.Tensor) -> torch.Tensor:
     """Advantage normalisation: zero mean, unit std (a PPO detail)."""
     if advantages.numel() < 2:
@@ -60,6 +95,180 @@ def default_kind(observation_kind: str, action_kind: str) -> str:
     if observation_kind in ("image", "nested"):
         return "image"
     return "continuous" if action_kind == "continuous" else "vector"
+
+
+def tanh_(z: torch.Tensor) -> torch.Tensor:
+    """``tanh`` in place, by numpy's (single-threaded, SIMD) tanh on CPU: torch's vectorised tanh
+    is slow on this kind of CPU (84 us for 256x128 here; numpy 12 us, ``2 * sigmoid(2z) - 1`` 26 us)."""
+    if z.device.type == "cpu" and z.dtype == torch.float32 and z.is_contiguous():
+        array = z.numpy()
+        np.tanh(array, out=array)
+        return z
+    return torch.sigmoid(z.mul_(2.0), out=z).mul_(2.0).sub_(1.0)  # the same function, to 2e-7
+
+
+class FastCategoricalPPO:
+    """The PPO loss and its gradient for the built-in vector :class:`ActorCritic` (tanh
+    :class:`DualMLP` body, masked :class:`CategoricalHead`), written out by hand: the forward in
+    preallocated-free eager ops without autograd, the backward as the chain rule layer by layer,
+    each gradient written straight into the parameters' flat gradient buffer.
+
+    It computes exactly what autograd computes for the same loss (``tests/test_ppo.py`` checks
+    the gradients against autograd), in about a third of the time: for two 64x64 MLPs at batch
+    256 on CPU the autograd engine's per-node bookkeeping costs more than the arithmetic.
+    ``supports`` says whether a policy qualifies; otherwise PPO uses autograd.
+    """
+
+    def __init__(self, policy: nn.Module) -> None:
+        body, head = policy.body, policy.head
+        self.first, self.weights, self.biases = body.first, list(body.weights), list(body.biases)
+        self.hidden = body.hidden
+        self.head, self.critic, self.encoder = head.linear, policy.critic, policy.encoder
+
+    @staticmethod
+    def supports(policy: nn.Module, params: Any) -> bool:
+        body = getattr(policy, "body", None)
+        if not (isinstance(policy, ActorCritic) and isinstance(body, DualMLP) and isinstance(body.activation, nn.Tanh)
+                and isinstance(policy.head, CategoricalHead) and isinstance(policy.encoder, FlattenVector)):
+            return False
+        owned = {id(p) for p in (body.first.weight, body.first.bias, *body.weights, *body.biases,
+                                 policy.head.linear.weight, policy.head.linear.bias, policy.critic.weight, policy.critic.bias)}
+        return owned == {id(p) for p in params.params}  # every gradient is written, none left stale
+
+    @torch.no_grad()
+    def loss_and_grad(self, obs: torch.Tensor, action: torch.Tensor, old_log_prob: torch.Tensor,
+                      advantages: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor | None,
+                      clip: float, vf_coef: float, ent_coef: float, track: bool) -> torch.Tensor | None:
+        """Write d(loss)/d(parameters) into the parameters' ``.grad``; return the diagnostics
+        ``[policy_loss, value_loss, entropy, approx_kl, clip_fraction]`` when ``track``."""
+        b = obs.shape[0]
+        x = self.encoder(obs)
+        # Forward: first layer for both MLPs, then one batched matmul per deeper layer.
+        a = tanh_(torch.addmm(self.first.bias, x, self.first.weight.t()))  # [B, 2h0]
+        acts = [a.view(b, 2, self.hidden[0]).transpose(0, 1)]  # [2, B, h0]: actor, critic
+        for weight, bias in zip(self.weights, self.biases):
+            acts.append(tanh_(torch.baddbmm(bias, acts[-1], weight)))
+        actor, critic = acts[-1][0], acts[-1][1]
+        logits = torch.addmm(self.head.bias, actor, self.head.weight.t())
+        if mask is not None:
+            logits.masked_fill_(~mask, MASKED_LOGIT)
+        logp = torch.log_softmax(logits, -1)
+        probs = logp.exp()
+        log_prob = logp.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+        value = torch.addmm(self.critic.bias, critic, self.critic.weight.t()).squeeze(-1)
+
+        # d loss / d log_prob of the clipped surrogate: -A * ratio / B where the unclipped term is
+        # the minimum (ties included: there the clipped term has the same gradient), else 0.
+        log_ratio = log_prob - old_log_prob
+        ratio = log_ratio.exp()
+        surr1 = ratio * advantages
+        surr2 = ratio.clamp(1 - clip, 1 + clip) * advantages
+        unclipped = surr1 <= surr2
+        g_log_prob = surr1.mul(unclipped).mul_(-1.0 / b)
+        # d log_prob / d logits = onehot(action) - probs.
+        g_logits = probs.mul(-g_log_prob.unsqueeze(-1))
+        g_logits.scatter_add_(-1, action.unsqueeze(-1), g_log_prob.unsqueeze(-1))
+        entropy = None
+        if ent_coef or track:
+            entropy = -(probs * logp).sum(-1)
+        if ent_coef:  # d(-c * mean H)/d logits = c/B * p * (log p + H)
+            g_logits.addcmul_(probs, logp + entropy.unsqueeze(-1), value=ent_coef / b)
+        if mask is not None:
+            g_logits.masked_fill_(~mask, 0.0)
+        g_value = (value - returns).mul_(vf_coef / b)  # d(vf * 0.5 * mean((v - R)^2)) / dv
+
+        # Backward: heads, then the layers of both MLPs at once.
+        torch.mm(g_logits.t(), actor, out=self.head.weight.grad)
+        torch.sum(g_logits, 0, out=self.head.bias.grad)
+        torch.mm(g_value.unsqueeze(0), critic, out=self.critic.weight.grad)
+        torch.sum(g_value, 0, keepdim=True, out=self.critic.bias.grad)
+        grad = torch.stack([g_logits @ self.head.weight, g_value.unsqueeze(-1) * self.critic.weight])  # [2, B, h]
+        for i in range(len(self.weights) - 1, -1, -1):
+            grad = torch.ops.aten.tanh_backward(grad, acts[i + 1])
+            torch.bmm(acts[i].transpose(1, 2), grad, out=self.weights[i].grad)
+            torch.sum(grad, 1, keepdim=True, out=self.biases[i].grad)
+            grad = torch.bmm(grad, self.weights[i].transpose(1, 2))
+        grad = torch.ops.aten.tanh_backward(grad.transpose(0, 1).reshape(b, -1), a)  # [B, 2h0]
+        self.first.weight.grad.copy_(torch.mm(x.t(), grad).t())  # 4x faster than grad.t() @ x for thin x
+        torch.sum(grad, 0, out=self.first.bias.grad)
+
+        if not track:
+            return None
+        policy_loss = -torch.min(surr1, surr2).mean()
+        value_loss = 0.5 * (value - returns).pow(2).mean()
+        approx_kl = ((ratio - 1) - log_ratio).mean()
+        clip_fraction = ((ratio - 1).abs() > clip).float().mean()
+        return torch.stack([policy_loss, value_loss, entropy.mean(), approx_kl, clip_fraction])
+
+
+class NumpyActing:
+    """Acting of the built-in vector/discrete :class:`ActorCritic` in numpy, for small batches
+    on CPU (one env step of 8 envs): the same function as ``ActorCritic.forward`` (tanh to within
+    float32 rounding), with numpy's ~1 us per op instead of torch's ~5 us plus module calls.
+
+    The arrays are views of the live parameters (Adam and ``load_state_dict`` write in place), so
+    acting always uses the current weights; ``current`` detects a copied agent whose views went stale.
+    """
+
+    def __init__(self, policy: nn.Module) -> None:
+        body, head = policy.body, policy.head
+        view = lambda t: t.detach().numpy()  # noqa: E731 (shares memory with the parameter)
+        self.policy, self.h0 = policy, body.hidden[0]
+        self.w1, self.b1 = view(body.first.weight).T, view(body.first.bias)
+        self.layers = [(view(w), view(b)) for w, b in zip(body.weights, body.biases)]
+        self.wa, self.ba = view(head.linear.weight).T, view(head.linear.bias)
+        self.wc, self.bc = view(policy.critic.weight).T, view(policy.critic.bias)
+        #: Largest matmul work per batch row. numpy's BLAS goes multithreaded above 65536
+        #: multiply-adds per call; acting stays single-threaded like torch (``num_threads``).
+        self.work_per_row = max(self.w1.size, self.wa.size, *(w[0].size for w, _ in self.layers))
+        self.max_batch = 65536 // self.work_per_row
+
+    @staticmethod
+    def supports(policy: nn.Module, params: Any) -> bool:
+        return (FastCategoricalPPO.supports(policy, params) and policy.encoder.norm is None
+                and params.param.device.type == "cpu" and params.param.dtype == torch.float32)
+
+    def current(self) -> bool:
+        return self.b1.ctypes.data == self.policy.body.first.bias.data_ptr()
+
+    def __call__(self, td: TensorDictBase, deterministic: bool, generator: torch.Generator) -> TensorDictBase:
+        obs = td.get("observation")
+        b = obs.shape[0]
+        x = obs.numpy().reshape(b, -1)
+        h = np.tanh(x @ self.w1 + self.b1).reshape(b, 2, self.h0).transpose(1, 0, 2)  # [2, B, h0]
+        for w, bias in self.layers:
+            h = np.tanh(np.matmul(h, w) + bias)
+        logits = h[0] @ self.wa + self.ba
+        mask = td.get("action_mask", None)
+        if mask is not None:
+            logits = np.where(mask.numpy(), logits, np.float32(MASKED_LOGIT))
+        logits = logits - logits.max(-1, keepdims=True)
+        probs = np.exp(logits)
+        total = probs.sum(-1, keepdims=True)
+        if deterministic:
+            action = logits.argmax(-1)
+        else:  # inverse CDF, as sample_categorical
+            u = torch.rand(b, 1, generator=generator).numpy() * total
+            action = np.minimum((probs.cumsum(-1) <= u).sum(-1), logits.shape[-1] - 1)
+        rows = np.arange(b)
+        log_prob = logits[rows, action] - np.log(total[:, 0])
+        td.set("action", torch.from_numpy(action.astype(np.int64, copy=False)))
+        td.set("log_prob", torch.from_numpy(log_prob.astype(np.float32, copy=False)))
+        td.set("value", torch.from_numpy((h[1] @ self.wc + self.bc)[:, 0].astype(np.float32, copy=False)))
+        return td
+
+
+
+def act_numpy(agent: OnPolicyAgent, td: TensorDictBase, deterministic: bool) -> TensorDictBase | None:
+    """Act with the agent's :class:`NumpyActing` (``agent._numpy_acting``, set in ``build``) when
+    it has one, the batch is small (single-threaded BLAS) and needs no gradient; None otherwise
+    (act with torch)."""
+    fast = getattr(agent, "_numpy_acting", None)
+    if fast is None or td.batch_size[0] > fast.max_batch or torch.is_grad_enabled():
+        return None
+    if not fast.current():  # a copied agent: rebuild the views
+        fast = agent._numpy_acting = NumpyActing(agent.policy)
+    return fast(td, deterministic, agent.generator)
 
 
 @dataclass
@@ -124,6 +333,13 @@ class PPO(OnPolicyAgent):
         ).to(self.device)
         self.params = FlatParameters(self.policy)  # one op to zero, clip and step all parameters
         self.optimizer = adam([self.params.param], hp.lr, self.device)
+        # The hand-written loss gradient, for the built-in vector/discrete network.
+        self._fast = FastCategoricalPPO(self.policy) if FastCategoricalPPO.supports(self.policy, self.params) else None
+        self._numpy_acting = NumpyActing(self.policy) if NumpyActing.supports(self.policy, self.params) else None
+
+    def act_batch(self, td: TensorDictBase, deterministic: bool = False) -> TensorDictBase:
+        out = act_numpy(self, td, deterministic)
+        return out if out is not None else super().act_batch(td, deterministic)
 
     def update(self, rollout: RolloutBuffer, progress: float) -> dict[str, float]:
         hp = self.hp
@@ -139,6 +355,8 @@ class PPO(OnPolicyAgent):
         batch = rollout.valid_transitions(keys)  # the reset steps of autoreset are not transitions
         full_batch_advantages = normalize(batch.get("advantage")) if hp.normalize_advantage else batch.get("advantage")
         stats = []
+        if self._fast is not None and not hp.clip_value:
+            return self._fast_update(batch, full_batch_advantages, lr, clip)
         for epoch in range(hp.n_epochs):
             # Diagnostics cost ops: computed in the last epoch (every epoch when target_kl is set).
             track = epoch == hp.n_epochs - 1 or hp.target_kl is not None
@@ -183,6 +401,35 @@ class PPO(OnPolicyAgent):
             if hp.target_kl is not None and float(approx_kl) > hp.target_kl:
                 break
 
+        return self._metrics(stats, batch, epoch, lr, clip)
+
+    def _fast_update(self, batch: Any, full_batch_advantages: torch.Tensor, lr: float, clip: float) -> dict[str, float]:
+        """The same update as the autograd loop, with :class:`FastCategoricalPPO`'s gradients."""
+        hp, fast = self.hp, self._fast
+        obs, action, old_log_prob = batch.get("observation"), batch.get("action"), batch.get("log_prob")
+        advantage, returns, mask = batch.get("advantage"), batch.get("value_target"), batch.get("action_mask", None)
+        ent_coef = hp.ent_coef or 0.0
+        stats = []
+        for epoch in range(hp.n_epochs):
+            track = epoch == hp.n_epochs - 1 or hp.target_kl is not None
+            for idx in minibatch_indices(batch.shape[0], hp.batch_size, self.generator):
+                if idx is None:  # one minibatch holds the whole rollout
+                    mb = (obs, action, old_log_prob, full_batch_advantages, returns, mask)
+                else:
+                    adv = advantage[idx]
+                    mb = (obs[idx], action[idx], old_log_prob[idx], normalize(adv) if hp.normalize_advantage else adv,
+                          returns[idx], None if mask is None else mask[idx])
+                self.params.zero_grad()  # (re-attaches the gradient views; every entry is overwritten)
+                diagnostics = fast.loss_and_grad(*mb, clip, hp.vf_coef, ent_coef, track)
+                self.params.clip_grad_norm_(hp.max_grad_norm)
+                adam_step(self.optimizer)
+                if track:
+                    stats.append(diagnostics)
+            if hp.target_kl is not None and float(stats[-1][3]) > hp.target_kl:
+                break
+        return self._metrics(stats, batch, epoch, lr, clip)
+
+    def _metrics(self, stats: list, batch: Any, epoch: int, lr: float, clip: float) -> dict[str, float]:
         policy_loss, value_loss, entropy, approx_kl, clip_fraction = torch.stack(stats).mean(0).tolist()
         values, returns = batch.get("value"), batch.get("value_target")
         var = returns.var()
