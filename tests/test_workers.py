@@ -111,7 +111,7 @@ def test_dqn_with_two_workers_learns_and_logs_policy_lag():
     lags = [m["collect/policy_lag"] for m in rows if "collect/policy_lag" in m]
     assert lags and max(lags) <= 2 * Workers(2).chunk_slots  # bounded by the chunk slots
     result = agent.evaluate(env, episodes=20)
-    assert result.mean >= 60, result  # random: ~22
+    assert result.mean >= 100, result  # random: ~22; 190 to 496 over seeds 0-2 in 30k steps
 
 
 def test_killed_worker_is_restarted_and_the_run_completes():
