@@ -292,7 +292,7 @@ class Agent(nn.Module):
         steps: int,
         *,
         num_envs: int | None = None,
-        workers: int = 0,
+        workers: int | str | Any = 0,
         logger: Any = None,
         callbacks: Iterable[Any] = (),
         progress: bool = True,
@@ -307,7 +307,11 @@ class Agent(nn.Module):
             a spec), or a ready gymnasium vector env (taken as adapted, not closed).
         :param steps: env steps to train for in this call (rounded up to whole iterations).
         :param num_envs: envs stepped in parallel (default: the agent's per-kind default).
-        :param workers: > 0 runs the envs in worker processes (gymnasium ``AsyncVectorEnv``).
+        :param workers: > 0 collects in that many worker processes, each stepping its share of
+            the envs and acting with its own copy of the policy (:mod:`rladapt.collect.workers`);
+            a :class:`rladapt.collect.Workers` sets restarts and timeouts too; ``"distributed"``
+            uses the ranks of a ``torchrun`` group: rank 0 learns, the others collect
+            (:mod:`rladapt.collect.distributed`).
         :param logger: None (run directory only), ``"wandb"``, or an object with
             ``log_config(dict)``, ``log(dict, step)`` and ``close()``.
         :param callbacks: :class:`rladapt.callbacks.Callback` objects (hooks at learn start, each
@@ -320,7 +324,7 @@ class Agent(nn.Module):
         :param checkpoint_every: also save ``checkpoint.pt`` in the run directory every this many steps.
         :return: the agent.
         """
-        from rladapt.collect import VectorCollector, make_env_fns, make_vector_env
+        from rladapt.collect import VectorCollector, make_env_fns, make_vector_env, make_worker_collector
         from rladapt.callbacks import TrainingRun
         from rladapt.logging import ProgressBar, RunDirLogger, default_run_dir, make_logger
         from rladapt.logging.metadata import run_metadata
@@ -332,16 +336,28 @@ class Agent(nn.Module):
                    probe.single_action_space if isinstance(probe, gym.vector.VectorEnv) else probe.action_space)
         self.use_masks = self._masks_on(probe)
         if isinstance(probe, gym.vector.VectorEnv):
+            if workers:
+                raise ValueError("workers rebuild the envs in their own processes: pass the env, its id or a factory, not a vector env")
             envs, own_envs = probe, False
         else:
             n = num_envs or getattr(self.hp, "num_envs", None) or 1
-            mode = vectorization or ("async" if workers else "sync")
-            envs, own_envs = make_vector_env(make_env_fns(source, n), mode), True
+            own_envs = True
+            if workers == "distributed":
+                from rladapt.collect import distributed
+
+                if distributed.is_collector_rank():  # torchrun rank > 0: collect until rank 0 is done
+                    distributed.serve(self, env, source, n)
+                    return self
+            if not workers:
+                envs = make_vector_env(make_env_fns(source, n), vectorization or "sync")
+            else:  # worker processes (or ranks) act and step; the loop gets whole rollouts or chunks
+                collector = make_worker_collector(self, env, source, n, workers)
             if probe is not source:  # a probe made from a factory
                 probe.close()
-        collector = VectorCollector(
-            envs, masks=self.use_masks, mask_size=mask_size(self.action_space) if self.use_masks else None, device=self.device
-        )
+        if not workers:
+            collector = VectorCollector(
+                envs, masks=self.use_masks, mask_size=mask_size(self.action_space) if self.use_masks else None, device=self.device
+            )
         env_name = getattr(getattr(probe, "spec", None), "id", None) or type(getattr(probe, "unwrapped", probe)).__name__
         run_logger = None
         if run_dir is not False:
@@ -374,6 +390,8 @@ class Agent(nn.Module):
                     self.num_updates += 1
                     elapsed = time.perf_counter() - t0
                     row = dict(metrics)
+                    if hasattr(collector, "metrics"):  # worker collectors: restarts, policy lag
+                        row.update(collector.metrics())
                     if collector.recent_return is not None:
                         row["rollout/return_mean"] = collector.recent_return
                         row["rollout/length_mean"] = collector.recent_length
@@ -638,10 +656,17 @@ class OnPolicyAgent(Agent):
         """``n_steps`` vector steps into the rollout buffer, then advantages and value targets."""
         rollout, policy, to_env = self.rollout, self.act_batch, self.env_action
         with torch.inference_mode():  # once around the loop: entering it costs per step
-            for t in range(self.hp.n_steps):
-                step = collector.step(policy, to_env)
-                rollout.add(t, step)
-            last_value = self.policy.get_value(step.get(("next", "observation")))
+            if getattr(collector, "acts_remotely", False):  # workers collected it with the current weights
+                rows, last_observation = collector.collect_rollout(self.hp.n_steps)
+                for t in range(self.hp.n_steps):
+                    rollout.add(t, rows[t])
+                last_observation = last_observation.to(self.device)
+            else:
+                for t in range(self.hp.n_steps):
+                    step = collector.step(policy, to_env)
+                    rollout.add(t, step)
+                last_observation = step.get(("next", "observation"))
+            last_value = self.policy.get_value(last_observation)
         if self.reward_norm is not None:
             self._scale_rewards()
         rollout.compute_advantages(last_value, self.hp.gamma, self.hp.gae_lambda)
@@ -712,8 +737,12 @@ class OffPolicyAgent(Agent):
         self._collect_policy = collect_policy
 
     def train_iteration(self, collector: Any, progress: float) -> dict[str, float]:
-        for _ in range(self.hp.train_freq):
-            self.store(collector.step(self._collect_policy, self.env_action))
+        if getattr(collector, "acts_remotely", False):  # workers act with the latest published weights
+            for step in collector.transitions(self.hp.train_freq):
+                self.store(step)
+        else:
+            for _ in range(self.hp.train_freq):
+                self.store(collector.step(self._collect_policy, self.env_action))
         collected = self.num_timesteps + self.hp.train_freq * collector.num_envs
         if collected < (self.hp.learning_starts or 0):
             return {}
