@@ -31,17 +31,18 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+# rladapt's value loss is 0.5 * MSE (CleanRL), SB3's the plain MSE: SB3's vf_coef 0.5 is rladapt's 1.0.
 CARTPOLE = dict(
     env="CartPole-v1", target=475.0, num_envs=8,
     rladapt=dict(n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20, ent_coef=0.0,
-                 lr=1e-3, anneal_lr=True, clip_range=0.2, anneal_clip=True),
+                 lr=1e-3, anneal_lr=True, clip_range=0.2, anneal_clip=True, vf_coef=1.0),
     sb3=dict(n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20, ent_coef=0.0,
              learning_rate=("lin", 1e-3), clip_range=("lin", 0.2)),
 )
 LUNAR = dict(
     env="LunarLander-v3", target=200.0, num_envs=16,
     rladapt=dict(n_steps=1024, batch_size=64, gae_lambda=0.98, gamma=0.999, n_epochs=4, ent_coef=0.01,
-                 lr=3e-4, anneal_lr=False, clip_range=0.2, anneal_clip=False),
+                 lr=3e-4, anneal_lr=False, clip_range=0.2, anneal_clip=False, vf_coef=1.0),
     sb3=dict(n_steps=1024, batch_size=64, gae_lambda=0.98, gamma=0.999, n_epochs=4, ent_coef=0.01,
              learning_rate=3e-4, clip_range=0.2),
 )

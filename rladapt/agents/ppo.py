@@ -47,11 +47,14 @@ from rladapt.spec import AgentSpec
 #: images: CleanRL's Atari settings; continuous: CleanRL/SB3's MuJoCo settings, batched.
 PPO_DEFAULTS: dict[str, dict[str, Any]] = {
     "vector": dict(num_envs=8, n_steps=32, batch_size=256, n_epochs=20, lr=1e-3, gamma=0.98, gae_lambda=0.8,
-                   clip_range=0.2, anneal_clip=True, ent_coef=0.0, normalize_observations=False, normalize_rewards=False),
+                   clip_range=0.2, anneal_clip=True, ent_coef=0.0, vf_coef=1.0, normalize_observations=False,
+                   normalize_rewards=False),
     "image": dict(num_envs=8, n_steps=128, batch_size=256, n_epochs=4, lr=2.5e-4, gamma=0.99, gae_lambda=0.95,
-                  clip_range=0.1, anneal_clip=False, ent_coef=0.01, normalize_observations=False, normalize_rewards=False),
+                  clip_range=0.1, anneal_clip=False, ent_coef=0.01, vf_coef=0.5, normalize_observations=False,
+                  normalize_rewards=False),
     "continuous": dict(num_envs=8, n_steps=256, batch_size=256, n_epochs=10, lr=1e-3, gamma=0.95, gae_lambda=0.95,
-                       clip_range=0.2, anneal_clip=False, ent_coef=0.0, normalize_observations=True, normalize_rewards=True),
+                       clip_range=0.2, anneal_clip=False, ent_coef=0.0, vf_coef=0.5, normalize_observations=True,
+                       normalize_rewards=True),
 }
 
 
@@ -282,7 +285,10 @@ class PPOConfig(OnPolicyConfig):
     :param anneal_clip: anneal ``clip_range`` linearly to 0 along with the learning rate.
     :param clip_value: clip the value loss around the old values with ``clip_range``.
     :param ent_coef: entropy bonus coefficient.
-    :param vf_coef: value loss coefficient.
+    :param vf_coef: coefficient of the value loss ``0.5 * mean((V - R)^2)`` (CleanRL's form).
+        Classic control defaults to 1.0, which is SB3/rl-zoo's ``vf_coef=0.5`` on the plain MSE
+        (the CartPole settings were tuned with that; 10 seeds: median 12,800 steps to 475 vs 19,200
+        with 0.5). Images and continuous control: 0.5.
     :param max_grad_norm: global gradient norm clip.
     :param anneal_lr: anneal the learning rate linearly to 0 over each ``learn`` call.
     :param normalize_advantage: standardise advantages per minibatch.
@@ -299,7 +305,7 @@ class PPOConfig(OnPolicyConfig):
     anneal_clip: bool | None = None
     clip_value: bool = False
     ent_coef: float | None = None
-    vf_coef: float = 0.5
+    vf_coef: float | None = None
     max_grad_norm: float = 0.5
     anneal_lr: bool = True
     normalize_advantage: bool = True
