@@ -697,8 +697,9 @@ class OffPolicyConfig(AgentConfig):
     """Settings of off-policy agents (None: the per-kind default).
 
     :param num_envs: envs stepped in parallel when ``learn`` gets no ``num_envs``.
-    :param learning_starts: env steps collected before the first update.
-    :param train_freq: vector steps collected per iteration.
+    :param learning_starts: env steps collected (with uniformly random valid actions) before the
+        first update.
+    :param train_freq: vector steps collected per iteration (``train_freq * num_envs`` env steps).
     :param gradient_steps: gradient steps per iteration.
     """
 
@@ -714,29 +715,64 @@ class OffPolicyAgent(Agent):
 
     Each step is the collector's ``[num_envs]`` TensorDict (``observation``, ``action``,
     ``("next", "observation")``, ``("next", "reward")``, ``("next", "terminated")``,
-    ``("next", "truncated")``, ``valid`` ...), overwritten by the next step: ``store`` copies it,
-    and drops the rows with ``valid == False`` (the reset step of NEXT_STEP autoreset is not a
-    transition), e.g. ``self.replay.extend(step[step["valid"]])``.
+    ``("next", "truncated")``, ``valid`` ...), overwritten by the next step. The default
+    :meth:`store` hands it to the replay buffer made by :meth:`build_replay`, which copies it and
+    leaves out the rows with ``valid == False`` (the reset step of NEXT_STEP autoreset is not a
+    transition). Before ``learning_starts`` the agent acts uniformly at random among the valid
+    actions (:meth:`random_actions`); afterwards through ``act_batch(td, deterministic=False)``,
+    i.e. with the agent's exploration. ``self.progress`` (0 to 1 over the ``learn`` call) is set
+    before each iteration, for exploration schedules.
     """
 
     Config: ClassVar[type[AgentConfig]] = OffPolicyConfig
 
+    #: The replay buffer (kept across ``learn`` calls; rebuilt when the number of envs changes).
+    replay: Any = None
+    progress: float = 0.0
+
+    def build_replay(self, num_envs: int) -> Any:
+        """A replay buffer for ``num_envs`` envs (None: the agent keeps no replay)."""
+        return None
+
     def store(self, step: TensorDictBase) -> None:
-        """Write one collector step into the replay buffer (copying it)."""
-        raise NotImplementedError
+        """Write one collector step into the replay buffer (which copies it)."""
+        self.replay.extend(step)
 
     def update(self, gradient_steps: int, progress: float) -> dict[str, float]:
         """``gradient_steps`` gradient steps from the replay buffer; return metrics."""
         raise NotImplementedError
 
+    def random_actions(self, td: TensorDictBase) -> TensorDictBase:
+        """Write uniformly random (valid, when ``action_mask`` is present) actions into ``td``."""
+        n, space = td.shape[0], self.action_space
+        if isinstance(space, spaces.Discrete):
+            mask = td.get("action_mask", None)
+            scores = torch.rand((n, int(space.n)), generator=self.generator, device=self.device)
+            action = (scores.masked_fill(~mask, -1.0) if mask is not None else scores).argmax(-1)
+        elif isinstance(space, spaces.Box):
+            low = torch.as_tensor(space.low.reshape(-1), device=self.device)
+            high = torch.as_tensor(space.high.reshape(-1), device=self.device)
+            action = low + torch.rand((n, low.numel()), generator=self.generator, device=self.device) * (high - low)
+        else:
+            raise TypeError(f"{type(self).__name__} cannot sample random actions from {space}")
+        td.set("action", action)
+        return td
+
     def on_learn_start(self, collector: Any, steps: int) -> None:
+        if self.replay is None or self.replay.num_envs not in (None, collector.num_envs):
+            self.replay = self.build_replay(collector.num_envs)
+        learning_starts = self.hp.learning_starts or 0
+
         def collect_policy(td: TensorDictBase) -> TensorDictBase:
             with torch.inference_mode():
-                return self.act_batch(td)
+                if self.num_timesteps < learning_starts:
+                    return self.random_actions(td)
+                return self.act_batch(td, deterministic=False)
 
         self._collect_policy = collect_policy
 
     def train_iteration(self, collector: Any, progress: float) -> dict[str, float]:
+        self.progress = progress
         if getattr(collector, "acts_remotely", False):  # workers act with the latest published weights
             for step in collector.transitions(self.hp.train_freq):
                 self.store(step)

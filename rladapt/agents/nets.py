@@ -631,3 +631,197 @@ class FlatParameters:
         norm = torch.linalg.vector_norm(self.grad)
         self.grad.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
         return norm
+
+
+# --------------------------------------------------------------------------------------------
+# Off-policy networks: Q-values (DQN), fused twin critics and squashed-Gaussian actors (SAC)
+# --------------------------------------------------------------------------------------------
+
+
+def make_encoder(observation_space: gym.Space, encoder: nn.Module | None = None) -> nn.Module:
+    """Observations -> ``[B, F]`` features: the raw float vector, a CNN for images, the multi-input
+    encoder for nested dicts, or ``encoder`` (a user module; its width is probed if it has no
+    ``out_dim``). The result has ``out_dim``."""
+    if encoder is not None:
+        if getattr(encoder, "out_dim", None) is None:
+            encoder.out_dim = _probe_features(encoder, observation_space)
+        return encoder
+    kind = observation_kind(observation_space)
+    if kind == "vector":
+        return FlattenVector(observation_space)
+    if kind == "image":
+        return image_encoder(observation_space)
+    if kind == "nested":
+        return MultiInputEncoder(observation_space)
+    raise TypeError(f"no encoder for {kind} observations ({observation_space}); adapt the env with AutoAdapt(env, agent)")
+
+
+class QNetwork(nn.Module):
+    """Q-values of every action of a ``Discrete(n)`` space: encoder, ReLU MLP, then a linear head or
+    a dueling head (Wang et al. 2016: ``Q = V + A - mean(A)``). Vector observations go through
+    the ``hidden`` MLP; images and nested observations use the encoder's features directly (the
+    Nature CNN ends in its own 512-unit layer).
+
+    :param observation_space: the adapted env's (single) observation space.
+    :param n: number of actions.
+    :param hidden: hidden layer sizes of the MLP over vector features.
+    :param dueling: use a dueling head.
+    :param encoder: optional user module mapping observations to ``[B, F]`` features.
+    """
+
+    def __init__(self, observation_space: gym.Space, n: int, hidden: tuple[int, ...] = (64, 64),
+                 dueling: bool = False, encoder: nn.Module | None = None) -> None:
+        super().__init__()
+        self.encoder = make_encoder(observation_space, encoder)
+        d = self.encoder.out_dim
+        vector = encoder is None and observation_kind(observation_space) == "vector"
+        self.body = mlp([d, *hidden], nn.ReLU) if vector and hidden else nn.Identity()
+        features = hidden[-1] if vector and hidden else d
+        self.dueling = dueling
+        self.head = layer_init(nn.Linear(features, n), 1.0)
+        self.value = layer_init(nn.Linear(features, 1), 1.0) if dueling else None
+
+    def forward(self, obs: torch.Tensor | TensorDictBase) -> torch.Tensor:
+        x = self.body(self.encoder(obs))
+        q = self.head(x)
+        if self.value is not None:
+            q = self.value(x) + q - q.mean(-1, keepdim=True)
+        return q
+
+
+class EnsembleLinear(nn.Module):
+    """``k`` independent linear layers computed as one batched matmul (``torch.baddbmm``).
+
+    Input ``[B, in]`` (shared by all members) or ``[k, B, in]``; output ``[k, B, out]``.
+    Initialised like ``nn.Linear`` (uniform in ``±1/sqrt(in)``), member by member.
+    """
+
+    def __init__(self, k: int, in_features: int, out_features: int) -> None:
+        super().__init__()
+        bound = 1.0 / math.sqrt(in_features)
+        self.weight = nn.Parameter(torch.empty(k, in_features, out_features).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(k, 1, out_features).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 2:
+            x = x.expand(self.weight.shape[0], *x.shape)
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class TwinQ(nn.Module):
+    """Two critics fused into one network (SAC's clipped double Q): every layer computes both
+    critics in one batched matmul. One encoder is shared by both (images: one CNN pass).
+
+    Continuous actions: ``forward(obs, action) -> [2, B]``. Discrete actions (``action_dim=None``):
+    ``forward(obs) -> [2, B, n]``, the Q-value of every action.
+
+    :param observation_space: the adapted env's (single) observation space.
+    :param n: number of actions (discrete) or the action dimension (continuous).
+    :param continuous: the critic takes an action input.
+    :param hidden: hidden layer sizes.
+    :param encoder: optional user module mapping observations to ``[B, F]`` features.
+    """
+
+    def __init__(self, observation_space: gym.Space, n: int, continuous: bool,
+                 hidden: tuple[int, ...] = (256, 256), encoder: nn.Module | None = None) -> None:
+        super().__init__()
+        self.encoder = make_encoder(observation_space, encoder)
+        self.continuous = continuous
+        sizes = [self.encoder.out_dim + (n if continuous else 0), *hidden, 1 if continuous else n]
+        self.layers = nn.ModuleList(EnsembleLinear(2, a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+
+    def forward(self, obs: torch.Tensor | TensorDictBase, action: torch.Tensor | None = None,
+                detach_params: bool = False) -> torch.Tensor:
+        """Q-values ``[2, B]`` (continuous) or ``[2, B, n]`` (discrete). ``detach_params``: no
+        gradient reaches the critics' parameters (gradients still flow into ``action``), for
+        the actor's loss."""
+        if detach_params:
+            with torch.no_grad():
+                x = self.encoder(obs)
+        else:
+            x = self.encoder(obs)
+        if self.continuous:
+            x = torch.cat([x, action], -1)
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            w, b = (layer.weight.detach(), layer.bias.detach()) if detach_params else (layer.weight, layer.bias)
+            x = torch.baddbmm(b, x if x.ndim == 3 else x.expand(w.shape[0], *x.shape), w)
+            if i < last:
+                x = x.relu()
+        return x.squeeze(-1) if self.continuous else x
+
+
+#: Bounds of the actor's log standard deviation (CleanRL/SpinningUp: squashed into [-5, 2]).
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+_LOG2 = math.log(2.0)
+
+
+class SquashedGaussianActor(nn.Module):
+    """SAC's policy for ``Box(-1, 1)`` actions: a Gaussian over pre-squash actions ``u``, then
+    ``a = tanh(u)``. The log-probability carries the tanh change of variables,
+    ``log pi(a) = log N(u) - sum log(1 - tanh(u)^2)``, written in the stable form
+    ``2 * (log 2 - u - softplus(-2u))``.
+
+    :param observation_space: the adapted env's (single) observation space.
+    :param action_dim: action dimension.
+    :param hidden: hidden layer sizes.
+    :param encoder: optional user module mapping observations to ``[B, F]`` features.
+    """
+
+    def __init__(self, observation_space: gym.Space, action_dim: int, hidden: tuple[int, ...] = (256, 256),
+                 encoder: nn.Module | None = None) -> None:
+        super().__init__()
+        self.encoder = make_encoder(observation_space, encoder)
+        self.body = mlp([self.encoder.out_dim, *hidden], nn.ReLU)
+        self.out = nn.Linear(hidden[-1], 2 * action_dim)
+        self.dim = action_dim
+        self._log_norm = 0.5 * math.log(2 * math.pi) * action_dim
+
+    def forward(self, obs: torch.Tensor | TensorDictBase, deterministic: bool = False,
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(action, log_prob)``: a sample (the mean when ``deterministic``), squashed into [-1, 1]."""
+        mean, log_std = self.out(self.body(self.encoder(obs))).split(self.dim, -1)
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
+        if deterministic:
+            u = mean
+            noise_term = torch.zeros_like(mean)
+        else:
+            noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+            u = mean + noise * log_std.exp()
+            noise_term = -0.5 * noise.pow(2)
+        log_prob = (noise_term - log_std - 2 * (_LOG2 - u - nn.functional.softplus(-2 * u))).sum(-1) - self._log_norm
+        return torch.tanh(u), log_prob
+
+
+class CategoricalActor(nn.Module):
+    """Logits of a categorical policy over ``Discrete(n)`` (discrete SAC): encoder, ReLU MLP, linear.
+    Masking is the caller's (``logits.masked_fill(~mask, MASKED_LOGIT)``).
+
+    :param observation_space: the adapted env's (single) observation space.
+    :param n: number of actions.
+    :param hidden: hidden layer sizes.
+    :param encoder: optional user module mapping observations to ``[B, F]`` features.
+    """
+
+    def __init__(self, observation_space: gym.Space, n: int, hidden: tuple[int, ...] = (256, 256),
+                 encoder: nn.Module | None = None) -> None:
+        super().__init__()
+        self.encoder = make_encoder(observation_space, encoder)
+        self.body = mlp([self.encoder.out_dim, *hidden], nn.ReLU)
+        self.out = layer_init(nn.Linear(hidden[-1], n), 0.01)
+
+    def forward(self, obs: torch.Tensor | TensorDictBase) -> torch.Tensor:
+        return self.out(self.body(self.encoder(obs)))
+
+
+def frozen_copy(module: nn.Module) -> tuple[nn.Module, torch.Tensor]:
+    """A target network: a copy of ``module`` that takes no gradients, with its parameters as
+    views into one flat tensor (returned), so that a hard update (``flat.copy_(source)``) or a
+    Polyak update (``flat.lerp_(source, tau)``) is a single op against the source's
+    :class:`FlatParameters` ``param``. Call before flattening ``module`` itself."""
+    import copy
+
+    target = copy.deepcopy(module)
+    flat = FlatParameters(target).param.detach()
+    target.requires_grad_(False)
+    return target, flat
