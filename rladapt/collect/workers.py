@@ -11,13 +11,15 @@ cross processes step by step, and the learner's process does no env work at all:
     SharedWeights.publish(agent)  --- shared mem -->  load when the version changed
     "rollout" / "free" (pipe)     --------------->    VectorCollector.step x T, each step written
     read rows [T, N]              <-- shared mem ---    into rows[:, lo:hi] of the shared TensorDict
-    "done" + episode stats (pipe) <---------------
+    "rollout"/"chunk" + episode   <---------------
+    stats (pipe)
 
 Shared memory layout (allocated once by the learner, handed to each worker):
 
 - weights: every tensor of ``agent.state_dict()`` packed into one flat shared byte buffer
-  (:class:`FlatState`), plus an int64 ``[seq, version]`` seqlock and float64 ``[num_timesteps,
-  progress]`` (off-policy exploration schedules). The version is the learner's ``num_updates``.
+  (:class:`FlatState`), int64 ``[seq, version, updates]`` (a seqlock: ``seq`` is odd while the
+  learner writes; ``version`` counts publishes; ``updates`` is the learner's ``num_updates`` at the
+  publish) and float64 ``[num_timesteps, progress]`` (for off-policy exploration schedules).
 - on-policy: ``rows`` ``[n_steps, num_envs]`` with the keys of the collector's step except
   ``next/observation`` (what the rollout buffer stores: ``observation``, ``action``, ``log_prob``,
   ``value``, ``next/reward``, ``valid``, ...), and ``last`` ``[num_envs]``: the observation after
@@ -29,13 +31,16 @@ On-policy agents (PPO, A2C) collect synchronously: the learner publishes version
 collects ``n_steps`` with it, the learner updates; each rollout comes from the current policy.
 Off-policy agents (DQN, SAC) collect asynchronously: workers fill their chunk slots continuously
 with the newest weights they have seen, the learner stores each chunk into its replay and frees the
-slot; ``collect/policy_lag`` (learner version minus the chunk's oldest acting version) is logged.
+slot; ``collect/policy_lag`` (the learner's ``num_updates`` now minus its ``num_updates`` when the
+oldest weights a chunk was collected with were published) is logged with its maximum.
 
 Faults (DESIGN.md principle 8): the learner waits on the workers' pipes and process sentinels
 together, so a worker that dies (killed, or its env raised) is seen at once; a worker that stops
 stepping for ``stall_timeout`` seconds is killed. Its in-flight rollout or chunk is discarded, the
 worker is restarted (fresh envs, new seed) up to ``max_restarts`` times, then :class:`WorkerError`
-stops the run with the worker's traceback. Env exceptions name the worker and the env index.
+stops the run with the worker's traceback. Env exceptions name the worker and the env index. (After
+a restart, the restarted envs begin new episodes; an off-policy replay with ``n_step > 1`` may join
+the window of their last stored transitions to the new episode's first ones.)
 Workers ignore Ctrl-C (the learner shuts them down), exit when the learner's pipe closes, and get
 SIGTERM if the learner dies (Linux); shared memory is file-descriptor backed, freed with the last
 process that maps it.
