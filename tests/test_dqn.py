@@ -171,9 +171,12 @@ def test_dqn_rejects_bad_settings():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [1, 2, 3, 4])
-def test_dqn_solves_cartpole_other_seeds(seed):
-    agent = DQN(seed=seed)
-    env = AutoAdapt("CartPole-v1", agent)
-    agent.learn(env, 50_000, progress=False, run_dir=False)
-    assert agent.evaluate(env, episodes=20).mean >= 475
+def test_dqn_solves_cartpole_on_4_of_5_seeds():
+    # The benchmark's target (benchmarks/dqn_cartpole.py): success on at least 4 of seeds 0-4.
+    means = []
+    for seed in range(5):
+        agent = DQN(seed=seed)
+        env = AutoAdapt("CartPole-v1", agent)
+        agent.learn(env, 50_000, progress=False, run_dir=False)
+        means.append(agent.evaluate(env, episodes=20, seed=1000).mean)
+    assert sum(m >= 475 for m in means) >= 4, means

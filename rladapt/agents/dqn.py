@@ -27,6 +27,7 @@ from torch import nn
 
 from rladapt.agents.base import ActionValues, OffPolicyAgent, OffPolicyConfig, _to_batch
 from rladapt.agents.nets import MASKED_LOGIT, FlatParameters, NetworkFactory, QNetwork, frozen_copy, sample_categorical
+from rladapt.agents.ppo import adam_step
 from rladapt.buffers import ReplayBuffer
 from rladapt.spec import AgentSpec
 
@@ -246,7 +247,7 @@ class DQN(OffPolicyAgent):
             loss.backward()
             if hp.max_grad_norm is not None:
                 self.params.clip_grad_norm_(hp.max_grad_norm)
-            self.optimizer.step()
+            adam_step(self.optimizer)
             if hp.prioritized:
                 replay.update_priorities(index, td_error.detach())
 

@@ -6,7 +6,8 @@ of the visited ``(state, action)`` entries::
 
     Q[s, a] += lr * (r + gamma * max_{a' valid in s'} Q[s', a'] - Q[s, a])
 
-with the bootstrap term dropped on termination (kept on truncation). Exploration is epsilon-greedy
+with the bootstrap term dropped on termination (kept on truncation). An entry visited by several
+envs in the same step gets the sum of their updates. Exploration is epsilon-greedy
 with a linear schedule; greedy ties are broken at random (a zero-initialised table has many);
 invalid-action masks are respected in acting, in exploring and in the max of the target.
 

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -44,6 +45,7 @@ from rladapt.agents.nets import (
     frozen_copy,
     sample_categorical,
 )
+from rladapt.agents.ppo import adam_step
 from rladapt.buffers import ReplayBuffer
 from rladapt.spec import AgentSpec
 
@@ -162,8 +164,6 @@ class SAC(OffPolicyAgent):
         if network is None:
             return None, None
         if isinstance(network, nn.Module):
-            import copy
-
             return network, copy.deepcopy(network)
         return network(self.observation_space, self.action_space), network(self.observation_space, self.action_space)
 
@@ -238,7 +238,7 @@ class SAC(OffPolicyAgent):
             loss = critic_loss + actor_loss + alpha_loss if self.auto_alpha else critic_loss + actor_loss
             self.params.zero_grad()
             loss.backward()
-            self.optimizer.step()
+            adam_step(self.optimizer)
             self.target_flat.lerp_(self.critic_flat, hp.tau)  # Polyak update of the target critics
             stats.append(torch.stack([critic_loss.detach(), actor_loss.detach(), entropy, alpha.squeeze()]))
         critic_loss, actor_loss, entropy, alpha = torch.stack(stats).mean(0).tolist()
