@@ -1,0 +1,113 @@
+"""DQN on CartPole-v1, rladapt vs Stable-Baselines3, side by side: success rate and time.
+
+Each (library, seed) run trains for ``--steps`` env steps in its own subprocess (clean torch thread
+settings and memory), runs alternate between the libraries (SB3 seed 0, rladapt seed 0, SB3 seed
+1, ...) so that load from other processes on a shared machine spreads over both, and each trained
+policy plays 20 deterministic episodes (the first reset seeded with 1000). A run succeeds when the mean
+return is >= 475.
+
+rladapt: ``DQN(seed=s)`` with its defaults for vector observations (double DQN, 3-step returns,
+64x64 MLP, 4 envs). SB3: the rl-baselines3-zoo hyperparameters for CartPole-v1 (below). Both use
+one torch thread by default (``--sb3-threads 0`` leaves SB3 at torch's default, which on a busy
+2-core machine is several times slower); times are wall-clock and process CPU seconds of the
+training call only (not the evaluation).
+
+Usage: ``python benchmarks/dqn_cartpole.py [--seeds 5] [--steps 50000] [--sb3-threads 1]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ZOO = dict(  # rl-baselines3-zoo hyperparams/dqn.yml, CartPole-v1
+    learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1000, gamma=0.99,
+    target_update_interval=10, train_freq=256, gradient_steps=128, exploration_fraction=0.16,
+    exploration_final_eps=0.04, policy_kwargs=dict(net_arch=[256, 256]),
+)
+EVAL_EPISODES, EVAL_SEED, SUCCESS = 20, 1000, 475.0
+
+
+def run_sb3(seed: int, steps: int) -> dict:
+    import gymnasium as gym
+    from stable_baselines3 import DQN
+
+    model = DQN("MlpPolicy", gym.make("CartPole-v1"), seed=seed, verbose=0, **ZOO)
+    wall, cpu = time.perf_counter(), time.process_time()
+    model.learn(steps)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    env, returns = gym.make("CartPole-v1"), []
+    obs, _ = env.reset(seed=EVAL_SEED)
+    while len(returns) < EVAL_EPISODES:
+        total, done = 0.0, False
+        while not done:
+            action, _ = model.predict(obs, deterministic=True)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total, done = total + float(reward), terminated or truncated
+        returns.append(total)
+        obs, _ = env.reset()
+    return {"wall": wall, "cpu": cpu, "mean": float(np.mean(returns))}
+
+
+def run_rladapt(seed: int, steps: int) -> dict:
+    from rladapt import AutoAdapt
+    from rladapt.agents import DQN
+
+    agent = DQN(seed=seed)
+    env = AutoAdapt("CartPole-v1", agent)
+    wall, cpu = time.perf_counter(), time.process_time()
+    agent.learn(env, steps, progress=False, run_dir=False)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    result = agent.evaluate(env, episodes=EVAL_EPISODES, seed=EVAL_SEED)
+    return {"wall": wall, "cpu": cpu, "mean": result.mean}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=50_000)
+    parser.add_argument("--sb3-threads", type=int, default=1, help="torch threads for SB3 (0: torch's default)")
+    parser.add_argument("--one", choices=["sb3", "rladapt"], help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.one:  # a child process: one run, JSON on the last line
+        import torch
+
+        threads = args.sb3_threads if args.one == "sb3" else 1
+        if threads:
+            torch.set_num_threads(threads)
+        out = (run_sb3 if args.one == "sb3" else run_rladapt)(args.seed, args.steps)
+        print(json.dumps(out))
+        return
+
+    results: dict[str, list[dict]] = {"sb3": [], "rladapt": []}
+    for seed in range(args.seeds):
+        for lib in ("sb3", "rladapt"):
+            cmd = [sys.executable, __file__, "--one", lib, "--seed", str(seed), "--steps", str(args.steps),
+                   "--sb3-threads", str(args.sb3_threads)]
+            line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            results[lib].append(json.loads(line))
+            r = results[lib][-1]
+            print(f"{lib:8s} seed {seed}: mean return {r['mean']:7.1f}  wall {r['wall']:7.1f} s  cpu {r['cpu']:7.1f} s", flush=True)
+
+    print(f"\nDQN CartPole-v1, {args.steps} steps, {args.seeds} seeds, success = mean of {EVAL_EPISODES} deterministic episodes >= {SUCCESS:g}\n")
+    print("| library | successes | mean returns | wall s (mean) | CPU s (mean) |")
+    print("| --- | ---: | --- | ---: | ---: |")
+    for lib, name in (("rladapt", "rladapt DQN (defaults)"), ("sb3", f"SB3 DQN (zoo, {args.sb3_threads or 'default'} thread(s))")):
+        rs = results[lib]
+        wins = sum(r["mean"] >= SUCCESS for r in rs)
+        means = ", ".join(f"{r['mean']:.0f}" for r in rs)
+        print(f"| {name} | {wins}/{len(rs)} | {means} | {np.mean([r['wall'] for r in rs]):.1f} | {np.mean([r['cpu'] for r in rs]):.1f} |")
+    wall = np.mean([r["wall"] for r in results["rladapt"]]) / np.mean([r["wall"] for r in results["sb3"]])
+    cpu = np.mean([r["cpu"] for r in results["rladapt"]]) / np.mean([r["cpu"] for r in results["sb3"]])
+    print(f"\nrladapt / SB3 time: wall {wall:.2f}x, CPU {cpu:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
