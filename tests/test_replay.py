@@ -159,6 +159,32 @@ def test_nstep_by_hand_two_envs_termination_and_truncation():
         assert got["action"][i].item() == o
 
 
+def test_end_streams_stops_nstep_windows_like_a_truncation():
+    """A collector that replaced env 0 in mid-episode ends its stream: the window of the old
+    episode stops at its last transition (bootstrapping from its next observation) and never
+    reaches into the new episode; env 1 is untouched."""
+    g = 0.9
+    rb = ReplayBuffer(40, num_envs=2, n_step=3, gamma=g)
+    f = [False, False]
+    for t in range(2):
+        rb.extend(_step([[t], [100 + t]], [t, 100 + t], [[t + 1], [101 + t]], [1, 1], f, f))
+    rb.end_streams([0])
+    rb.end_streams([])  # nothing to end
+    for t in range(2):  # env 0's new episode starts at obs 50
+        rb.extend(_step([[50 + t], [102 + t]], [50 + t, 102 + t], [[51 + t], [103 + t]], [1, 1], f, f))
+    got = rb.get(rb.indices())
+    by_obs = {int(o): i for i, o in enumerate(got["observation"][:, 0])}
+    i = by_obs[0]
+    assert got["next", "reward"][i].item() == pytest.approx(1 + g)
+    assert got["next", "discount"][i].item() == pytest.approx(g**2)
+    assert got["next", "observation"][i, 0].item() == 2
+    assert got["next", "truncated"][i].item() and not got["next", "terminated"][i].item()
+    assert got["next", "discount"][by_obs[100]].item() == pytest.approx(g**3)  # env 1: one episode
+    assert got["next", "observation"][by_obs[100], 0].item() == 103
+    with pytest.raises(ValueError, match="out of range"):
+        rb.end_streams([2])
+
+
 def test_one_step_discount():
     rb = ReplayBuffer(8, gamma=0.5)
     rb.extend(_step([[0], [1]], [0, 1], [[1], [2]], [1, 1], [True, False], [False, True]))

@@ -135,7 +135,10 @@ def test_killed_worker_is_restarted_and_the_run_completes():
 
 
 def test_killed_streaming_worker_is_restarted_and_the_run_completes():
-    agent = DQN(seed=0, learning_starts=500)
+    # One-step replay, so each stored next observation is the env's own: within every stream a
+    # transition that is not done must be followed by one that starts from its next observation,
+    # across the restart too (the killed worker's streams end as truncations).
+    agent = DQN(seed=0, learning_starts=500, n_step=1)
     env = AutoAdapt("CartPole-v1", agent)
     killed = []
 
@@ -148,6 +151,17 @@ def test_killed_streaming_worker_is_restarted_and_the_run_completes():
     with pytest.warns(RuntimeWarning, match="restarting it"):
         agent.learn(env, 3000, workers=2, progress=False, run_dir=False, callbacks=[kill_once])
     assert killed and agent.num_timesteps >= 3000
+    replay = agent.replay
+    index = replay.indices()
+    stored = replay.get(index)
+    position = {(int(i % replay.num_envs), int(i // replay.num_envs)): row for row, i in enumerate(index)}
+    followed = 0
+    for (env_index, t), row in position.items():
+        after = position.get((env_index, t + 1))
+        if after is not None and not stored["next", "done"][row]:
+            assert torch.equal(stored["next", "observation"][row], stored["observation"][after]), (env_index, t)
+            followed += 1
+    assert followed > 2500
 
 
 def test_env_exception_in_a_worker_raises_with_env_index_and_traceback():

@@ -738,6 +738,12 @@ class OffPolicyAgent(Agent):
         """Write one collector step into the replay buffer (which copies it)."""
         self.replay.extend(step)
 
+    def streams_interrupted(self, env_ids: range) -> None:
+        """The collector replaced envs ``env_ids`` in mid-episode (a restarted worker): their
+        stored streams end here, so no n-step window joins the old episode to the new one."""
+        if self.replay is not None and hasattr(self.replay, "end_streams"):
+            self.replay.end_streams(np.arange(env_ids.start, env_ids.stop))
+
     def update(self, gradient_steps: int, progress: float) -> dict[str, float]:
         """``gradient_steps`` gradient steps from the replay buffer; return metrics."""
         raise NotImplementedError

@@ -409,6 +409,26 @@ class ReplayBuffer:
             if evicted is not None and evicted.size:
                 self._tree.update(evicted, 0.0)
 
+    def end_streams(self, env_ids: Any) -> None:
+        """End each env's stored stream at its newest transition, as a truncation: n-step windows
+        stop there (the transition itself still bootstraps from its next observation) and the
+        env's next transition starts a new episode. For a collector whose envs were replaced in
+        mid-episode (a restarted worker), so a window never joins two unrelated episodes.
+
+        :param env_ids: the env indices whose streams end.
+        """
+        if self._storage is None:
+            return
+        envs = _to_numpy(env_ids).astype(np.int64).reshape(-1)
+        if envs.size and (envs.min() < 0 or envs.max() >= self._num_envs):
+            raise ValueError(f"env_ids out of range [0, {self._num_envs}): {envs.tolist()}")
+        envs = envs[self._nt[envs] > self._lo[envs]]  # envs with a stored transition
+        slot = (self._nt[envs] - 1) % self._T
+        truncated = self._leaves[("next", "truncated")]
+        truncated.view(truncated.shape[0], truncated.shape[1], -1)[torch.from_numpy(envs), torch.from_numpy(slot)] = True
+        if self.frame_stack is not None:
+            self._open[envs] = False
+
     @staticmethod
     def _done(td: TensorDictBase, rows: np.ndarray | None) -> np.ndarray:
         B = td.batch_size[0]

@@ -38,9 +38,9 @@ Faults (DESIGN.md principle 8): the learner waits on the workers' pipes and proc
 together, so a worker that dies (killed, or its env raised) is seen at once; a worker that stops
 stepping for ``stall_timeout`` seconds is killed. Its in-flight rollout or chunk is discarded, the
 worker is restarted (fresh envs, new seed) up to ``max_restarts`` times, then :class:`WorkerError`
-stops the run with the worker's traceback. Env exceptions name the worker and the env index. (After
-a restart, the restarted envs begin new episodes; an off-policy replay with ``n_step > 1`` may join
-the window of their last stored transitions to the new episode's first ones.)
+stops the run with the worker's traceback. Env exceptions name the worker and the env index. After
+an off-policy restart the learner ends those envs' replay streams at their last stored transition
+(as a truncation), so n-step windows never join the old episode to the new one.
 Workers ignore Ctrl-C (the learner shuts them down), exit when the learner's pipe closes, and get
 SIGTERM if the learner dies (Linux); shared memory is file-descriptor backed, freed with the last
 process that maps it.
@@ -796,6 +796,10 @@ class WorkerCollector:
         seed = None if self._seed is None else self._seed + worker.env_indices.start + 1_000_003 * worker.restarts
         worker.conn.send(("reset", seed))
         if self._slots is not None:  # off-policy: it streams again, all its slots free
+            # Every row delivered so far is stored (the consumer stores each before the next), so
+            # the replay's streams of these envs end exactly at the old process's last transition.
+            if hasattr(self.agent, "streams_interrupted"):
+                self.agent.streams_interrupted(worker.env_indices)
             worker.free_slots = self.settings.chunk_slots
             worker.conn.send(("stream", self._slots[worker.index]))
 
