@@ -7,7 +7,7 @@ works: it is called after every training iteration, like :meth:`Callback.on_upda
 When the hooks fire, in one ``learn`` call::
 
     on_learn_start(run)                  once, after the envs are reset
-    on_step(run, step)                   after every vector step (in-process collection only)
+    on_step(run, step)                   after every vector step (with workers: as it reaches the learner)
     on_episode_end(run, episode)         for every finished episode, with its raw return
     on_update(run, metrics)              after every training iteration (collect, then update)
     on_eval(run, result)                 after every evaluation made by an EvalCallback
@@ -34,7 +34,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import numpy as np
 from tensordict import TensorDictBase
@@ -81,8 +81,13 @@ class Callback:
     def on_step(self, run: TrainingRun, step: TensorDictBase) -> bool | None:
         """After every vector step of in-process collection. ``step`` is the collector's
         ``[num_envs]`` TensorDict (``observation``, ``action``, ``("next", "reward")``,
-        ``("next", "done")`` ...), overwritten by the next step: read or copy it here. Worker
-        collection (``learn(..., workers=N)``) hands over whole rollouts: no ``on_step`` there."""
+        ``("next", "done")`` ...), overwritten by the next step: read or copy it here.
+
+        With worker processes (``learn(..., workers=N)``) the steps reach the learner in batches
+        and the hook runs for each of them on arrival: on-policy, for every row of a finished
+        rollout (without ``("next", "observation")``, which rollouts do not carry); off-policy,
+        for every delivered step, where ``valid`` is False for the envs of workers that had no
+        step waiting."""
 
     def on_episode_end(self, run: TrainingRun, episode: Episode) -> bool | None:
         """For every finished training episode, with its raw return and length."""
@@ -255,6 +260,21 @@ class _ObservedCollector:
         td = self._collector.step(*args, **kwargs)
         self._run.after_step(td)
         return td
+
+    def collect_rollout(self, n_steps: int) -> tuple[TensorDictBase, Any]:
+        """Worker/rank collection, on-policy: the rollout's steps go to ``on_step`` one by one
+        once it has reached the learner."""
+        rows, last = self._collector.collect_rollout(n_steps)
+        if self._run._step_hooks:
+            for t in range(rows.shape[0]):
+                self._run.after_step(rows[t])
+        return rows, last
+
+    def transitions(self, vector_steps: int) -> Iterator[TensorDictBase]:
+        """Worker/rank collection, off-policy: each delivered step goes to ``on_step``."""
+        for step in self._collector.transitions(vector_steps):
+            self._run.after_step(step)
+            yield step
 
 
 # -------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from gymnasium import spaces
 
 from rladapt import AutoAdapt
 from rladapt.agents import DQN, PPO
+from rladapt.callbacks import Callback
 from rladapt.collect import WorkerError, Workers
 
 torch.set_num_threads(1)
@@ -112,6 +113,38 @@ def test_dqn_with_two_workers_learns_and_logs_policy_lag():
     assert lags and max(lags) <= 2 * Workers(2).chunk_slots  # bounded by the chunk slots
     result = agent.evaluate(env, episodes=20)
     assert result.mean >= 100, result  # random: ~22; 190 to 496 over seeds 0-2 in 30k steps
+
+
+class CountSteps(Callback):
+    """Counts the env steps ``on_step`` saw and the rewards of the valid ones."""
+
+    def __init__(self) -> None:
+        self.env_steps, self.valid_steps, self.reward = 0, 0, 0.0
+
+    def on_step(self, run, step):
+        valid = step.get("valid")
+        self.env_steps += step.batch_size[0]
+        self.valid_steps += int(valid.sum())
+        self.reward += float(step.get(("next", "reward"))[valid].sum())
+
+
+def test_on_step_sees_every_rollout_step_with_workers():
+    agent = PPO(seed=0, n_steps=32)
+    counter = CountSteps()
+    agent.learn(AutoAdapt("CartPole-v1", agent), 1024, num_envs=4, workers=2, progress=False,
+                run_dir=False, callbacks=[counter])
+    assert counter.env_steps == agent.num_timesteps == 1024
+    # CartPole pays 1 per real step; only NEXT_STEP autoreset rows are invalid (one per episode).
+    assert counter.reward == counter.valid_steps > 1024 - agent.num_episodes - 4
+
+
+def test_on_step_sees_every_streamed_transition_with_workers():
+    agent = DQN(seed=0, learning_starts=200)
+    counter = CountSteps()
+    agent.learn(AutoAdapt("CartPole-v1", agent), 1024, num_envs=4, workers=2, progress=False,
+                run_dir=False, callbacks=[counter])
+    assert counter.reward == counter.valid_steps == len(agent.replay)
+    assert agent.num_timesteps - agent.num_episodes - 4 <= counter.valid_steps <= agent.num_timesteps
 
 
 def test_killed_worker_is_restarted_and_the_run_completes():
