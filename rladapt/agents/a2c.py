@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from tensordict import TensorDictBase
 from torch import nn
 
-from rladapt.agents.base import OnPolicyAgent, OnPolicyConfig
-from rladapt.agents.nets import FlatParameters, NetworkFactory, make_actor_critic
+from rladapt.agents.base import ACTOR_CRITIC_SPEC, OnPolicyAgent, OnPolicyConfig
+from rladapt.agents.nets import NetworkFactory
 from rladapt.agents.ppo import NumpyActing, act_numpy, adam, default_kind
 from rladapt.buffers.rollout import RolloutBuffer
 from rladapt.spec import AgentSpec
@@ -61,11 +61,7 @@ class A2CConfig(OnPolicyConfig):
 class A2C(OnPolicyAgent):
     """Synchronous advantage actor-critic. Same spaces and masks support as PPO."""
 
-    spec: ClassVar[AgentSpec] = AgentSpec(
-        observations=frozenset({"vector", "image", "nested"}),
-        actions=frozenset({"discrete", "multi_discrete", "continuous"}),
-        masks=True,
-    )
+    spec: ClassVar[AgentSpec] = ACTOR_CRITIC_SPEC
     Config: ClassVar[type[A2CConfig]] = A2CConfig
 
     def default_settings(self, observation_kind: str, action_kind: str) -> dict[str, Any]:
@@ -74,10 +70,7 @@ class A2C(OnPolicyAgent):
     def build(self) -> None:
         super().build()
         hp = self.hp
-        self.policy = make_actor_critic(
-            self.observation_space, self.action_space, hp.network, hp.hidden, bool(hp.normalize_observations)
-        ).to(self.device)
-        self.params = FlatParameters(self.policy)
+        self.build_actor_critic(hp.network, hp.hidden)
         if hp.rms_prop:
             self.optimizer = torch.optim.RMSprop([self.params.param], lr=hp.lr, alpha=0.99, eps=1e-5)
         else:

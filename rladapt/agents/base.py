@@ -29,7 +29,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -40,6 +40,9 @@ from torch import nn
 
 from rladapt.agents.registry import register
 from rladapt.spec import AgentSpec
+
+if TYPE_CHECKING:
+    from rladapt.agents.nets import NetworkFactory
 
 class ActionValues(NamedTuple):
     """What an agent thinks of every action of a ``Discrete`` space, for the terminal view:
@@ -600,6 +603,14 @@ class OnPolicyConfig(AgentConfig):
     normalize_rewards: bool | None = None
 
 
+#: What the networks of :meth:`OnPolicyAgent.build_actor_critic` accept (the ``spec`` of PPO and A2C).
+ACTOR_CRITIC_SPEC = AgentSpec(
+    observations=frozenset({"vector", "image", "nested"}),
+    actions=frozenset({"discrete", "multi_discrete", "continuous"}),
+    masks=True,
+)
+
+
 class OnPolicyAgent(Agent):
     """Collects rollouts into a :class:`~rladapt.buffers.rollout.RolloutBuffer`, computes GAE, and
     calls :meth:`update`. Subclasses build ``self.policy`` (an
@@ -611,6 +622,23 @@ class OnPolicyAgent(Agent):
         from rladapt.agents.nets import RunningNorm
 
         self.reward_norm = RunningNorm(()) if self.hp.normalize_rewards else None
+
+    def build_actor_critic(self, network: nn.Module | NetworkFactory | None, hidden: tuple[int, ...]) -> None:
+        """Build ``self.policy``, the actor-critic for the bound spaces (observations normalised
+        when ``normalize_observations``), and ``self.params``, its parameters as one flat tensor
+        (one op to zero, clip and step them all) for the optimizer. Call it from ``build``.
+
+        :param network: your own network: a full actor-critic module, an encoder module
+            (observations -> ``[B, F]`` features) or a factory ``(obs_space, action_space) -> module``;
+            None: the built-in MLP or CNN.
+        :param hidden: hidden layer sizes of the MLPs.
+        """
+        from rladapt.agents.nets import FlatParameters, make_actor_critic
+
+        self.policy = make_actor_critic(
+            self.observation_space, self.action_space, network, hidden, bool(self.hp.normalize_observations)
+        ).to(self.device)
+        self.params = FlatParameters(self.policy)
 
     def update(self, rollout: Any, progress: float) -> dict[str, float]:
         """One update from a full rollout (``rollout.data`` holds advantages); return metrics."""

@@ -29,16 +29,14 @@ import torch.nn.functional as F
 from tensordict import TensorDictBase
 from torch import nn
 
-from rladapt.agents.base import OnPolicyAgent, OnPolicyConfig
+from rladapt.agents.base import ACTOR_CRITIC_SPEC, OnPolicyAgent, OnPolicyConfig
 from rladapt.agents.nets import (
     MASKED_LOGIT,
     ActorCritic,
     CategoricalHead,
     DualMLP,
-    FlatParameters,
     FlattenVector,
     NetworkFactory,
-    make_actor_critic,
 )
 from rladapt.buffers.rollout import RolloutBuffer, minibatch_indices
 from rladapt.spec import AgentSpec
@@ -321,11 +319,7 @@ class PPO(OnPolicyAgent):
     actions; invalid-action masks. Settings are keyword arguments (:class:`PPOConfig`).
     """
 
-    spec: ClassVar[AgentSpec] = AgentSpec(
-        observations=frozenset({"vector", "image", "nested"}),
-        actions=frozenset({"discrete", "multi_discrete", "continuous"}),
-        masks=True,
-    )
+    spec: ClassVar[AgentSpec] = ACTOR_CRITIC_SPEC
     Config: ClassVar[type[PPOConfig]] = PPOConfig
 
     def default_settings(self, observation_kind: str, action_kind: str) -> dict[str, Any]:
@@ -334,10 +328,7 @@ class PPO(OnPolicyAgent):
     def build(self) -> None:
         super().build()
         hp = self.hp
-        self.policy = make_actor_critic(
-            self.observation_space, self.action_space, hp.network, hp.hidden, bool(hp.normalize_observations)
-        ).to(self.device)
-        self.params = FlatParameters(self.policy)  # one op to zero, clip and step all parameters
+        self.build_actor_critic(hp.network, hp.hidden)
         self.optimizer = adam([self.params.param], hp.lr, self.device)
         # The hand-written loss gradient, for the built-in vector/discrete network.
         self._fast = FastCategoricalPPO(self.policy) if FastCategoricalPPO.supports(self.policy, self.params) else None
