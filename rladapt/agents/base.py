@@ -817,3 +817,37 @@ class OffPolicyAgent(Agent):
         if collected < (self.hp.learning_starts or 0):
             return {}
         return self.update(self.hp.gradient_steps, progress)
+
+
+class EpsilonGreedyAgent(OffPolicyAgent):
+    """An off-policy agent with ``Discrete`` actions that explores epsilon-greedily (DQN, QLearning).
+
+    Its Config has ``exploration_initial_eps``, ``exploration_final_eps`` and
+    ``exploration_fraction``; its ``act_batch`` finds the greedy actions and passes them through
+    :meth:`epsilon_greedy`.
+    """
+
+    @property
+    def epsilon(self) -> float:
+        """The current epsilon: falls linearly over ``exploration_fraction`` of the learn call."""
+        hp = self.hp
+        frac = min(1.0, self.progress / hp.exploration_fraction) if hp.exploration_fraction else 1.0
+        return hp.exploration_initial_eps + frac * (hp.exploration_final_eps - hp.exploration_initial_eps)
+
+    def env_action(self, action: np.ndarray) -> Any:
+        # Actions are stored as indices from 0; the env's Discrete space may start elsewhere.
+        start = int(self.action_space.start)
+        return action + start if start else action
+
+    def epsilon_greedy(self, greedy: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """The greedy actions, each replaced with probability :attr:`epsilon` by a uniformly random
+        valid action. Draws ``[B]`` uniforms from ``self.generator``.
+
+        :param greedy: ``[B]`` greedy actions.
+        :param scores: ``[B, n]`` uniform random scores (``torch.rand``, drawn by the caller, which
+            may also use them to break greedy ties); the random action is the valid one of highest score.
+        :param mask: ``[B, n]`` valid-action mask, or None (every action is valid).
+        """
+        random = (scores.masked_fill(~mask, -1.0) if mask is not None else scores).argmax(-1)
+        explore = torch.rand(greedy.shape[0], generator=self.generator, device=scores.device) < self.epsilon
+        return torch.where(explore, random, greedy)

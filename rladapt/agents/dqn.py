@@ -25,7 +25,7 @@ from gymnasium import spaces
 from tensordict import TensorDictBase
 from torch import nn
 
-from rladapt.agents.base import ActionValues, OffPolicyAgent, OffPolicyConfig, _to_batch
+from rladapt.agents.base import ActionValues, EpsilonGreedyAgent, OffPolicyAgent, OffPolicyConfig, _to_batch
 from rladapt.agents.nets import MASKED_LOGIT, FlatParameters, NetworkFactory, QNetwork, frozen_copy, sample_categorical
 from rladapt.agents.ppo import adam_step
 from rladapt.buffers import ReplayBuffer
@@ -131,7 +131,7 @@ class DQNConfig(OffPolicyConfig):
     network: nn.Module | NetworkFactory | None = None
 
 
-class DQN(OffPolicyAgent):
+class DQN(EpsilonGreedyAgent):
     """Deep Q-learning for discrete actions, with double, dueling, n-step and prioritised options.
 
     Accepts vector, image and nested observations, ``Discrete`` actions (AutoAdapt discretises
@@ -179,17 +179,6 @@ class DQN(OffPolicyAgent):
         self._expected_gradient_steps = max(1, (steps - (hp.learning_starts or 0)) // per_iteration * hp.gradient_steps)
         super().on_learn_start(collector, steps)
 
-    @property
-    def epsilon(self) -> float:
-        """The current epsilon: falls linearly over ``exploration_fraction`` of the learn call."""
-        hp = self.hp
-        frac = min(1.0, self.progress / hp.exploration_fraction) if hp.exploration_fraction else 1.0
-        return hp.exploration_initial_eps + frac * (hp.exploration_final_eps - hp.exploration_initial_eps)
-
-    def env_action(self, action: np.ndarray) -> Any:
-        start = int(self.action_space.start)
-        return action + start if start else action
-
     def act_batch(self, td: TensorDictBase, deterministic: bool = False) -> TensorDictBase:
         mask = td.get("action_mask", None)
         q = masked_max_q(self.q(td.get("observation")), mask)
@@ -197,12 +186,9 @@ class DQN(OffPolicyAgent):
             action = q.argmax(-1)
         elif self.hp.exploration == "boltzmann":
             action = sample_categorical(torch.log_softmax(q / self.hp.temperature, -1), self.generator)
-        else:  # epsilon-greedy: a uniformly random valid action with probability epsilon
-            n = q.shape[0]
+        else:  # epsilon-greedy
             scores = torch.rand(q.shape, generator=self.generator, device=q.device)
-            random = (scores.masked_fill(~mask, -1.0) if mask is not None else scores).argmax(-1)
-            explore = torch.rand(n, generator=self.generator, device=q.device) < self.epsilon
-            action = torch.where(explore, random, q.argmax(-1))
+            action = self.epsilon_greedy(q.argmax(-1), scores, mask)
         td.set("action", action)
         return td
 

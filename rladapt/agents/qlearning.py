@@ -27,7 +27,7 @@ import torch
 from gymnasium import spaces
 from tensordict import TensorDictBase
 
-from rladapt.agents.base import ActionValues, OffPolicyAgent, OffPolicyConfig
+from rladapt.agents.base import ActionValues, EpsilonGreedyAgent, OffPolicyConfig
 from rladapt.spec import AgentSpec
 
 
@@ -59,7 +59,7 @@ class QLearningConfig(OffPolicyConfig):
     exploration_fraction: float = 0.5
 
 
-class QLearning(OffPolicyAgent):
+class QLearning(EpsilonGreedyAgent):
     """Tabular Q-learning with epsilon-greedy exploration and invalid-action masks.
 
     Accepts ``Discrete`` observations (AutoAdapt flattens tuples of discrete spaces, and bins
@@ -83,17 +83,6 @@ class QLearning(OffPolicyAgent):
         self.register_buffer("q", torch.full((n_states, n_actions), float(self.hp.initial_q), device=self.device))
         self._td_errors: list[torch.Tensor] = []
 
-    @property
-    def epsilon(self) -> float:
-        """The current epsilon: falls linearly over ``exploration_fraction`` of the learn call."""
-        hp = self.hp
-        frac = min(1.0, self.progress / hp.exploration_fraction) if hp.exploration_fraction else 1.0
-        return hp.exploration_initial_eps + frac * (hp.exploration_final_eps - hp.exploration_initial_eps)
-
-    def env_action(self, action: np.ndarray) -> Any:
-        start = int(self.action_space.start)
-        return action + start if start else action
-
     def _state(self, obs: torch.Tensor) -> torch.Tensor:
         return obs.long().reshape(-1) - int(self.observation_space.start)
 
@@ -105,10 +94,8 @@ class QLearning(OffPolicyAgent):
         best = valid & (q == q.masked_fill(~valid, -torch.inf).max(-1, keepdim=True).values)
         scores = torch.rand(q.shape, generator=self.generator, device=q.device)
         action = scores.masked_fill(~best, -1.0).argmax(-1)
-        if not deterministic:  # epsilon-greedy: a uniformly random valid action with probability epsilon
-            random = scores.masked_fill(~valid, -1.0).argmax(-1)
-            explore = torch.rand(q.shape[0], generator=self.generator, device=q.device) < self.epsilon
-            action = torch.where(explore, random, action)
+        if not deterministic:  # the same scores pick the random action
+            action = self.epsilon_greedy(action, scores, mask)
         td.set("action", action)
         return td
 
