@@ -49,6 +49,7 @@ import torch
 import torch.distributed as dist
 from tensordict import TensorDict
 
+from rladapt.collect.vector import EpisodeStats
 from rladapt.collect.workers import (
     ROLLOUT_SKIPPED_KEYS,
     AgentBlueprint,
@@ -151,7 +152,7 @@ def _shapes(template: TensorDict, op: int, steps: int, envs: int) -> tuple[Tenso
     return rows.unsqueeze(0).expand(steps, envs).clone().zero_(), last
 
 
-class DistributedCollector:
+class DistributedCollector(EpisodeStats):
     """Rank 0's collector: the ranks 1..W-1 of the torch.distributed group act and step; the loop
     gets whole rollouts (on-policy) or chunks (off-policy) as with worker processes.
 
@@ -181,11 +182,7 @@ class DistributedCollector:
         self._rows: TensorDict | None = None
         self._last: Any = None
         self._staging: list[TensorDict] = []
-        from collections import deque
-
-        self.episode_returns: deque[float] = deque(maxlen=100)
-        self.episode_lengths: deque[int] = deque(maxlen=100)
-        self.episodes = 0
+        super().__init__(stats_window=100)
         self.steps = 0
         self._closed = False
 
@@ -220,9 +217,7 @@ class DistributedCollector:
                 raise WorkerError(f"{what}\n\nTraceback on the rank:\n{text}", worker=i + 1,
                                   env_index=env_index if env_index >= 0 else None, worker_traceback=text)
             count = int(res["episode_count"][0])
-            self.episode_returns.extend(res["episode_return"][:count].tolist())
-            self.episode_lengths.extend(res["episode_length"][:count].tolist())
-            self.episodes += count
+            self.record_episodes(res["episode_return"][:count].tolist(), res["episode_length"][:count].tolist())
         return results
 
     def reset(self, seed: int | None = None) -> None:
@@ -263,14 +258,6 @@ class DistributedCollector:
     def metrics(self) -> dict[str, float]:
         """Collection metrics: the policy lag is 0 (every chunk uses the current weights)."""
         return {"collect/policy_lag": 0.0}
-
-    @property
-    def recent_return(self) -> float | None:
-        return sum(self.episode_returns) / len(self.episode_returns) if self.episode_returns else None
-
-    @property
-    def recent_length(self) -> float | None:
-        return sum(self.episode_lengths) / len(self.episode_lengths) if self.episode_lengths else None
 
     def close(self) -> None:
         """Tell the collector ranks to stop (they load the final weights and return from ``learn``)."""

@@ -19,7 +19,7 @@ so an on-policy value estimate for it comes for free.
 
 Every ``step`` writes in place and returns the same TensorDict; read (or copy) it before the next
 ``step``. A multiprocess collector only has to provide the same ``reset``/``step``/``close``, the
-spaces and the episode statistics.
+spaces and the episode statistics (:class:`EpisodeStats`).
 """
 
 from __future__ import annotations
@@ -76,7 +76,42 @@ def _writers(dst: torch.Tensor | TensorDictBase) -> Callable[[Any], None]:
     return write
 
 
-class VectorCollector:
+class EpisodeStats:
+    """Statistics of the recent finished episodes, the same in every collector (in-process,
+    worker processes, collector ranks): the loop logs them and shows them in the progress bar.
+
+    :param stats_window: how many recent episodes ``recent_return`` averages over.
+    """
+
+    def __init__(self, stats_window: int = 100) -> None:
+        #: Raw returns and lengths of the most recent finished episodes.
+        self.episode_returns: deque[float] = deque(maxlen=stats_window)
+        self.episode_lengths: deque[int] = deque(maxlen=stats_window)
+        #: Episodes finished so far.
+        self.episodes = 0
+
+    def record_episodes(self, returns: list[float], lengths: list[int]) -> None:
+        """Count finished episodes and keep their raw returns and lengths.
+
+        :param returns: the raw return of each finished episode.
+        :param lengths: the length of each, in the same order.
+        """
+        self.episode_returns.extend(returns)
+        self.episode_lengths.extend(lengths)
+        self.episodes += len(returns)
+
+    @property
+    def recent_return(self) -> float | None:
+        """Mean raw return of the recent finished episodes (None before the first one)."""
+        return float(np.mean(self.episode_returns)) if self.episode_returns else None
+
+    @property
+    def recent_length(self) -> float | None:
+        """Mean length of the recent finished episodes (None before the first one)."""
+        return float(np.mean(self.episode_lengths)) if self.episode_lengths else None
+
+
+class VectorCollector(EpisodeStats):
     """Steps a gymnasium vector env with a policy, writing each step into a preallocated TensorDict.
 
     :param envs: a gymnasium vector env in ``NEXT_STEP`` autoreset mode (the default), whose
@@ -135,10 +170,7 @@ class VectorCollector:
         self._next_mask = td.get(("next", "action_mask"), None)
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
         self._pending_shift = False
-        #: Raw returns and lengths of the most recent finished episodes.
-        self.episode_returns: deque[float] = deque(maxlen=stats_window)
-        self.episode_lengths: deque[int] = deque(maxlen=stats_window)
-        self.episodes = 0
+        super().__init__(stats_window)
         self.steps = 0
 
     # ---------------------------------------------------------------------------------------
@@ -179,9 +211,7 @@ class VectorCollector:
             self._next_mask.copy_(torch.from_numpy(self._read_mask(info, done)))
         if "episode" in info:
             ended = info["_episode"]
-            self.episode_returns.extend(info["episode"]["r"][ended].tolist())
-            self.episode_lengths.extend(info["episode"]["l"][ended].tolist())
-            self.episodes += int(ended.sum())
+            self.record_episodes(info["episode"]["r"][ended].tolist(), info["episode"]["l"][ended].tolist())
         self._autoreset = done
         self._pending_shift = True
         self.steps += self.num_envs
@@ -205,15 +235,6 @@ class VectorCollector:
         if empty.any():
             raise ActionMaskError(f"env {int(np.flatnonzero(empty)[0])} masks every action (info['action_mask'] all False)")
         return mask
-
-    @property
-    def recent_return(self) -> float | None:
-        """Mean raw return of the recent finished episodes (None before the first one)."""
-        return float(np.mean(self.episode_returns)) if self.episode_returns else None
-
-    @property
-    def recent_length(self) -> float | None:
-        return float(np.mean(self.episode_lengths)) if self.episode_lengths else None
 
     def close(self) -> None:
         self.envs.close()

@@ -68,7 +68,7 @@ import torch
 from gymnasium.vector import AutoresetMode
 from tensordict import TensorDict, TensorDictBase
 
-from rladapt.collect.vector import VectorCollector
+from rladapt.collect.vector import EpisodeStats, VectorCollector
 
 #: Keys of a step that on-policy rows leave out (the next observation is the next row's).
 ROLLOUT_SKIPPED_KEYS = (("next", "observation"), ("next", "action_mask"))
@@ -654,7 +654,7 @@ class _Worker:
         return slice(self.env_indices.start, self.env_indices.stop)
 
 
-class WorkerCollector:
+class WorkerCollector(EpisodeStats):
     """Collection in worker processes, with the collector interface the agent loop uses.
 
     ``learn(..., workers=N)`` builds it; on-policy agents call :meth:`collect_rollout`, off-policy
@@ -685,9 +685,7 @@ class WorkerCollector:
         self.context = torch.multiprocessing.get_context(workers.start_method)
         if workers.start_method == "forkserver":  # the server imports these once; workers fork from it
             self.context.set_forkserver_preload(["rladapt.collect.workers", "rladapt.agents", "rladapt.adapt"])
-        self.episode_returns: deque[float] = deque(maxlen=stats_window)
-        self.episode_lengths: deque[int] = deque(maxlen=stats_window)
-        self.episodes = 0
+        super().__init__(stats_window)
         self.steps = 0
         self.restarts = 0
         self._seed: int | None = None
@@ -891,7 +889,7 @@ class WorkerCollector:
                 if message[0] == "rollout":
                     if message[1] != version:
                         raise RuntimeError(f"worker {worker.index} collected with weights {message[1]}, not {version}")
-                    self._record(message[2], message[3])
+                    self.record_episodes(message[2], message[3])
                     todo.discard(worker.index)
                 elif message[0] == "failed":  # its part of the rollout is discarded and redone
                     self._restart(worker, *message[1:])
@@ -965,15 +963,10 @@ class WorkerCollector:
             if message[0] == "chunk":
                 _, slot, updates, returns, lengths = message
                 worker.free_slots -= 1
-                self._record(returns, lengths)
+                self.record_episodes(returns, lengths)
                 self._pending[worker.index].append((worker.generation, slot, 0, updates))
             elif message[0] == "failed":  # its undelivered chunks are dropped; it streams anew
                 self._restart(worker, *message[1:])
-
-    def _record(self, returns: list[float], lengths: list[int]) -> None:
-        self.episode_returns.extend(returns)
-        self.episode_lengths.extend(lengths)
-        self.episodes += len(returns)
 
     def metrics(self) -> dict[str, float]:
         """Collection metrics for the loop's log: worker restarts so far, and (off-policy) the
@@ -984,15 +977,6 @@ class WorkerCollector:
             out["collect/policy_lag"] = float(np.mean(self._lags))
             out["collect/policy_lag_max"] = float(np.max(self._lags))
         return out
-
-    @property
-    def recent_return(self) -> float | None:
-        """Mean raw return of the recent finished episodes (None before the first one)."""
-        return float(np.mean(self.episode_returns)) if self.episode_returns else None
-
-    @property
-    def recent_length(self) -> float | None:
-        return float(np.mean(self.episode_lengths)) if self.episode_lengths else None
 
     def close(self) -> None:
         """Stop every worker (politely, then by force) and drop the shared buffers."""
