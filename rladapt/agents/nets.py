@@ -172,52 +172,72 @@ class FlattenVector(nn.Module):
         return self.norm(x) if self.norm is not None else x
 
 
-class NatureCNN(nn.Module):
+class ConvEncoder(nn.Module):
+    """Convolutions, then a linear layer with ReLU: the shape of the CNN encoders below, which
+    differ only in their convolutions (:meth:`conv_layers`).
+
+    Takes uint8 images ``[B, *channels, H, W]`` (the dims before the last two are channels) and
+    scales them to [0, 1] inside.
+
+    :param space: the image observation space.
+    :param features: size of the output features (the linear layer).
+    """
+
+    def __init__(self, space: spaces.Box, features: int) -> None:
+        super().__init__()
+        channels = int(np.prod(space.shape[:-2])) if len(space.shape) > 2 else 1
+        self.hw = tuple(space.shape[-2:])
+        self.conv = nn.Sequential(*self.conv_layers(channels), nn.Flatten())
+        with torch.no_grad():  # the flattened size, from a probe image
+            flat = self.conv(torch.zeros(1, channels, *self.hw)).shape[1]
+        self.fc = nn.Sequential(layer_init(nn.Linear(flat, features)), nn.ReLU())
+        self.out_dim = features
+
+    def conv_layers(self, channels: int) -> list[nn.Module]:
+        """The convolutions and activations, in order, for ``channels`` input channels
+        (``self.hw``, the image height and width, is set)."""
+        raise NotImplementedError
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs.reshape(obs.shape[0], -1, *self.hw).float() / 255.0
+        return self.fc(self.conv(x))
+
+
+class NatureCNN(ConvEncoder):
     """The DQN-Nature CNN (Mnih et al. 2015): 3 conv layers and a 512-unit linear layer.
 
     Takes uint8 images ``[B, *channels, H, W]`` and scales them to [0, 1] inside.
+
+    :param space: the image observation space.
+    :param features: size of the output features.
     """
 
     def __init__(self, space: spaces.Box, features: int = 512) -> None:
-        super().__init__()
-        channels = int(np.prod(space.shape[:-2])) if len(space.shape) > 2 else 1
-        self.hw = tuple(space.shape[-2:])
-        self.conv = nn.Sequential(
+        super().__init__(space, features)
+
+    def conv_layers(self, channels: int) -> list[nn.Module]:
+        return [
             layer_init(nn.Conv2d(channels, 32, 8, stride=4)), nn.ReLU(),
             layer_init(nn.Conv2d(32, 64, 4, stride=2)), nn.ReLU(),
             layer_init(nn.Conv2d(64, 64, 3, stride=1)), nn.ReLU(),
-            nn.Flatten(),
-        )
-        with torch.no_grad():
-            flat = self.conv(torch.zeros(1, channels, *self.hw)).shape[1]
-        self.fc = nn.Sequential(layer_init(nn.Linear(flat, features)), nn.ReLU())
-        self.out_dim = features
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        x = obs.reshape(obs.shape[0], -1, *self.hw).float() / 255.0
-        return self.fc(self.conv(x))
+        ]
 
 
-class SmallCNN(nn.Module):
-    """Two 3x3 convolutions and a linear layer, for tiny images (8 to 35 pixels a side)."""
+class SmallCNN(ConvEncoder):
+    """Two 3x3 convolutions and a linear layer, for tiny images (8 to 35 pixels a side).
+
+    :param space: the image observation space.
+    :param features: size of the output features.
+    """
 
     def __init__(self, space: spaces.Box, features: int = 256) -> None:
-        super().__init__()
-        channels = int(np.prod(space.shape[:-2])) if len(space.shape) > 2 else 1
-        self.hw = tuple(space.shape[-2:])
-        self.conv = nn.Sequential(
+        super().__init__(space, features)
+
+    def conv_layers(self, channels: int) -> list[nn.Module]:
+        return [
             layer_init(nn.Conv2d(channels, 16, 3, stride=1)), nn.ReLU(),
             layer_init(nn.Conv2d(16, 32, 3, stride=2 if min(self.hw) >= 16 else 1)), nn.ReLU(),
-            nn.Flatten(),
-        )
-        with torch.no_grad():
-            flat = self.conv(torch.zeros(1, channels, *self.hw)).shape[1]
-        self.fc = nn.Sequential(layer_init(nn.Linear(flat, features)), nn.ReLU())
-        self.out_dim = features
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        x = obs.reshape(obs.shape[0], -1, *self.hw).float() / 255.0
-        return self.fc(self.conv(x))
+        ]
 
 
 class PixelMLP(nn.Module):
