@@ -17,13 +17,8 @@ Usage: ``python benchmarks/dqn_cartpole.py [--seeds 5] [--steps 50000] [--sb3-th
 
 from __future__ import annotations
 
-import argparse
-import json
-import subprocess
-import sys
-import time
-
 import numpy as np
+from side_by_side import run_both, sb3_mean_return, time_ratios, timed_learn
 
 ZOO = dict(  # rl-baselines3-zoo hyperparams/dqn.yml, CartPole-v1
     learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1000, gamma=0.99,
@@ -38,20 +33,8 @@ def run_sb3(seed: int, steps: int) -> dict:
     from stable_baselines3 import DQN
 
     model = DQN("MlpPolicy", gym.make("CartPole-v1"), seed=seed, verbose=0, **ZOO)
-    wall, cpu = time.perf_counter(), time.process_time()
-    model.learn(steps)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    env, returns = gym.make("CartPole-v1"), []
-    obs, _ = env.reset(seed=EVAL_SEED)
-    while len(returns) < EVAL_EPISODES:
-        total, done = 0.0, False
-        while not done:
-            action, _ = model.predict(obs, deterministic=True)
-            obs, reward, terminated, truncated, _ = env.step(action)
-            total, done = total + float(reward), terminated or truncated
-        returns.append(total)
-        obs, _ = env.reset()
-    return {"wall": wall, "cpu": cpu, "mean": float(np.mean(returns))}
+    wall, cpu = timed_learn(lambda: model.learn(steps))
+    return {"wall": wall, "cpu": cpu, "mean": sb3_mean_return(model, "CartPole-v1", EVAL_EPISODES, EVAL_SEED)}
 
 
 def run_rladapt(seed: int, steps: int) -> dict:
@@ -60,42 +43,16 @@ def run_rladapt(seed: int, steps: int) -> dict:
 
     agent = DQN(seed=seed)
     env = AutoAdapt("CartPole-v1", agent)
-    wall, cpu = time.perf_counter(), time.process_time()
-    agent.learn(env, steps, progress=False, run_dir=False)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    wall, cpu = timed_learn(lambda: agent.learn(env, steps, progress=False, run_dir=False))
     result = agent.evaluate(env, episodes=EVAL_EPISODES, seed=EVAL_SEED)
     return {"wall": wall, "cpu": cpu, "mean": result.mean}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=50_000)
-    parser.add_argument("--sb3-threads", type=int, default=1, help="torch threads for SB3 (0: torch's default)")
-    parser.add_argument("--one", choices=["sb3", "rladapt"], help=argparse.SUPPRESS)
-    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-
-    if args.one:  # a child process: one run, JSON on the last line
-        import torch
-
-        threads = args.sb3_threads if args.one == "sb3" else 1
-        if threads:
-            torch.set_num_threads(threads)
-        out = (run_sb3 if args.one == "sb3" else run_rladapt)(args.seed, args.steps)
-        print(json.dumps(out))
+    results = run_both(__file__, __doc__.splitlines()[0], run_sb3, run_rladapt, seeds=5, steps=50_000)
+    if results is None:
         return
-
-    results: dict[str, list[dict]] = {"sb3": [], "rladapt": []}
-    for seed in range(args.seeds):
-        for lib in ("sb3", "rladapt"):
-            cmd = [sys.executable, __file__, "--one", lib, "--seed", str(seed), "--steps", str(args.steps),
-                   "--sb3-threads", str(args.sb3_threads)]
-            line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-            results[lib].append(json.loads(line))
-            r = results[lib][-1]
-            print(f"{lib:8s} seed {seed}: mean return {r['mean']:7.1f}  wall {r['wall']:7.1f} s  cpu {r['cpu']:7.1f} s", flush=True)
-
+    args = results["args"]
     print(f"\nDQN CartPole-v1, {args.steps} steps, {args.seeds} seeds, success = mean of {EVAL_EPISODES} deterministic episodes >= {SUCCESS:g}\n")
     print("| library | successes | mean returns | wall s (mean) | CPU s (mean) |")
     print("| --- | ---: | --- | ---: | ---: |")
@@ -104,9 +61,7 @@ def main() -> None:
         wins = sum(r["mean"] >= SUCCESS for r in rs)
         means = ", ".join(f"{r['mean']:.0f}" for r in rs)
         print(f"| {name} | {wins}/{len(rs)} | {means} | {np.mean([r['wall'] for r in rs]):.1f} | {np.mean([r['cpu'] for r in rs]):.1f} |")
-    wall = np.mean([r["wall"] for r in results["rladapt"]]) / np.mean([r["wall"] for r in results["sb3"]])
-    cpu = np.mean([r["cpu"] for r in results["rladapt"]]) / np.mean([r["cpu"] for r in results["sb3"]])
-    print(f"\nrladapt / SB3 time: wall {wall:.2f}x, CPU {cpu:.2f}x")
+    print(f"\n{time_ratios(results)}")
 
 
 if __name__ == "__main__":
