@@ -7,7 +7,7 @@ policy plays 20 deterministic episodes (the first reset seeded with 1000). A run
 return is >= 475.
 
 rladapt: ``DQN(seed=s)`` with its defaults for vector observations (double DQN, 3-step returns,
-64x64 MLP, 4 envs). SB3: the rl-baselines3-zoo hyperparameters for CartPole-v1 (below). Both use
+256x256 MLP, 4 envs). SB3: the rl-baselines3-zoo hyperparameters for CartPole-v1 (below). Both use
 one torch thread by default (``--sb3-threads 0`` leaves SB3 at torch's default, which on a busy
 2-core machine is several times slower); times are wall-clock and process CPU seconds of the
 training call only (not the evaluation).
