@@ -5,7 +5,7 @@ settings and memory), runs alternate between the libraries (SB3 seed 0, rladapt 
 1, ...) so that load from other processes on a shared machine spreads over both, and each trained
 policy plays 50 deterministic episodes (the first reset seeded with 1000).
 
-rladapt: ``SAC(seed=s)`` with its defaults for continuous control (64x64 MLPs, fused twin critics,
+rladapt: ``SAC(seed=s)`` with its defaults for continuous control (128x128 MLPs, fused twin critics,
 one backward pass and one Adam step per gradient step, 4 envs, update-to-data ratio 1). SB3: the
 rl-baselines3-zoo hyperparameters for Pendulum-v1 (``learning_rate=1e-3``, otherwise SB3's SAC
 defaults: 256x256 MLPs, batch 256, ``train_freq=1``, ``gradient_steps=1``). Both use one torch

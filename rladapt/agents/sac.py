@@ -52,7 +52,7 @@ from rladapt.spec import AgentSpec
 #: Per-kind defaults for settings left at None.
 SAC_DEFAULTS: dict[str, dict[str, Any]] = {
     "continuous": dict(num_envs=4, learning_starts=1000, train_freq=4, gradient_steps=16, lr=1e-3, buffer_size=1_000_000,
-                       batch_size=256, gamma=0.99, hidden=(64, 64)),
+                       batch_size=256, gamma=0.99, hidden=(128, 128)),
     "discrete": dict(num_envs=4, learning_starts=1000, train_freq=4, gradient_steps=16, lr=3e-4, buffer_size=100_000,
                      batch_size=128, gamma=0.99, hidden=(64, 64)),
     "image": dict(num_envs=4, learning_starts=20_000, train_freq=1, gradient_steps=1, lr=3e-4, buffer_size=100_000,
