@@ -8,6 +8,7 @@ shared-memory file.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import multiprocessing
@@ -271,7 +272,16 @@ def test_ctrl_c_stops_every_worker(tmp_path):
         pids = json.loads(pids_file.read_text())
         assert len(pids) == 2
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole process group
-        _, stderr = process.communicate(timeout=60)
+        try:
+            _, stderr = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # say who is still there and what the learner printed
+            alive = subprocess.run(["ps", "-o", "pid,ppid,stat,etime,args", "-g", str(process.pid)],
+                                   capture_output=True, text=True).stdout
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            _, stderr = process.communicate()
+            pytest.fail(f"the run did not end within 60 s of Ctrl-C (workers {pids});\n"
+                        f"processes of its group:\n{alive}\nits stderr:\n{stderr[-4000:]}")
     finally:
         process.kill()
         process.wait()
