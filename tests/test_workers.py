@@ -242,9 +242,13 @@ def test_workers_need_at_least_one_env_each():
 
 
 SCRIPT = """
-import json, sys, time
+import json, signal, sys, time
 import multiprocessing
 from rladapt.agents import PPO
+
+# As when started from a terminal: a background job of a non-interactive shell (how CI may run
+# pytest) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 def record(agent, metrics):
     pids = [p.pid for p in multiprocessing.active_children() if p.name.startswith("rladapt-worker")]
