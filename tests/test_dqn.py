@@ -13,20 +13,9 @@ from rladapt import AutoAdapt, load
 from rladapt.agents import DQN
 from rladapt.agents.dqn import masked_max_q
 
+from counting import CountInvalid  # tests/counting.py
+
 torch.set_num_threads(1)
-
-
-class CountInvalid(gym.Wrapper):
-    """Counts the steps whose info says the action was invalid (inside AutoAdapt, so every
-    vectorized copy made from the factory counts into the same list)."""
-
-    invalid: list[int] = []
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        if info.get("invalid_action"):
-            CountInvalid.invalid.append(1)
-        return obs, reward, terminated, truncated, info
 
 
 def test_dqn_solves_cartpole_within_50k_steps():
