@@ -79,7 +79,7 @@ class Callback:
         """Once per ``learn`` call, after the envs are reset and before the first iteration."""
 
     def on_step(self, run: TrainingRun, step: TensorDictBase) -> bool | None:
-        """After every vector step of in-process collection. ``step`` is the collector's
+        """After every vector step. ``step`` is the collector's
         ``[num_envs]`` TensorDict (``observation``, ``action``, ``("next", "reward")``,
         ``("next", "done")`` ...), overwritten by the next step: read or copy it here.
 

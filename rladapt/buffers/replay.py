@@ -424,8 +424,8 @@ class ReplayBuffer:
             raise ValueError(f"env_ids out of range [0, {self._num_envs}): {envs.tolist()}")
         envs = envs[self._nt[envs] > self._lo[envs]]  # envs with a stored transition
         slot = (self._nt[envs] - 1) % self._T
-        truncated = self._leaves[("next", "truncated")]
-        truncated.view(truncated.shape[0], truncated.shape[1], -1)[torch.from_numpy(envs), torch.from_numpy(slot)] = True
+        truncated = self._arrays[("next", "truncated")]  # a numpy view, like every other write here
+        truncated.reshape(truncated.shape[0], truncated.shape[1], -1)[envs, slot] = True
         if self.frame_stack is not None:
             self._open[envs] = False
 
