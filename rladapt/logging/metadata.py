@@ -5,6 +5,7 @@ is recorded, and keys that look like secrets are redacted (:func:`redact`)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import platform
 import re
@@ -22,6 +23,11 @@ _LIBRARIES = ("rladapt", "gymnasium", "torch", "numpy", "tensordict", "ale-py", 
 
 def library_versions() -> dict[str, str]:
     """Versions of Python and of the libraries a run depends on (those installed)."""
+    return dict(_installed_versions())
+
+
+@functools.cache  # reading the installed metadata takes ~10 ms, at every learn() call otherwise
+def _installed_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in _LIBRARIES:
         try:
