@@ -324,3 +324,36 @@ def test_multidiscrete_and_continuous_heads_sample_valid_actions():
     env_action = gauss.head.to_env(td["action"].numpy())
     assert box.contains(env_action[0]) and np.all(env_action >= box.low) and np.all(env_action <= box.high)
     assert (td["action"].numpy() > 1.0).any()  # the stored action is the unclipped sample
+
+
+class HostStagedCollector(VectorCollector):
+    """Writes through a separate CPU copy and sends it over, as a collector on a GPU does."""
+
+    def _host_storage(self, td):
+        return td.clone()
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "tests/NestedDict-v0"])
+def test_collector_staging_through_host_storage_gives_the_same_steps(env_id):
+    from rladapt import AutoAdapt
+    from rladapt.agents.base import mask_size
+
+    agent = PPO(seed=0, n_steps=8, num_envs=3)
+    adapted = AutoAdapt(gym.make(env_id), agent)
+    agent.setup(adapted.observation_space, adapted.action_space)
+    masks = agent._masks_on(adapted)
+    steps = {}
+    for cls in (VectorCollector, HostStagedCollector):
+        envs = make_vector_env([lambda: AutoAdapt(gym.make(env_id), PPO())] * 3)
+        collector = cls(envs, masks=masks, mask_size=mask_size(agent.action_space) if masks else None)
+        agent.generator.manual_seed(0)
+        collector.reset(seed=0)
+        with torch.inference_mode():
+            steps[cls] = [collector.step(agent.act_batch, agent.env_action).clone() for _ in range(40)]
+        collector.close()
+    staged = steps[HostStagedCollector]
+    assert any(not bool(s["valid"].all()) for s in staged)  # an autoreset happened
+    for plain, other in zip(steps[VectorCollector], staged):
+        assert set(plain.keys(include_nested=True, leaves_only=True)) == set(other.keys(include_nested=True, leaves_only=True))
+        for key in plain.keys(include_nested=True, leaves_only=True):
+            assert torch.equal(plain[key], other[key]), key
