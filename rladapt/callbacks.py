@@ -164,6 +164,7 @@ class TrainingRun:
             self._episodes_file = open(Path(run_dir) / "episodes.jsonl", "a", encoding="utf-8")
         # on_step runs every vector step: only the callbacks that override it are called.
         self._step_hooks = [c for c in self.callbacks if type(c).on_step is not Callback.on_step]
+        self._episode_hooks = [c for c in self.callbacks if type(c).on_episode_end is not Callback.on_episode_end]
 
     # -- what callbacks use -----------------------------------------------------------------
     @property
@@ -198,6 +199,8 @@ class TrainingRun:
         self._collector = collector
         self._collector_start = collector.steps
         self._episodes_seen = collector.episodes
+        if not (self._step_hooks or self._episode_hooks or self._episodes_file is not None):
+            return collector  # nothing to tell per step (saves a few us per vector step)
         return _ObservedCollector(collector, self)
 
     def learn_start(self) -> None:
