@@ -160,3 +160,34 @@ def test_direct_fused_adam_step_equals_optimizer_step():
             adam_step(optimizer) if direct else optimizer.step()
         results.append((param.detach().clone(), optimizer.state_dict()["state"][0]["step"]))
     assert torch.equal(results[0][0], results[1][0]) and results[0][1] == results[1][1]
+
+
+def test_numpy_acting_writes_its_outputs_in_place_only_where_it_set_them():
+    agent, _ = _small_rollout("CartPole-v1")
+    step, other = (agent.rollout.data[t].clone() for t in (0, 1))
+    expected = agent.rollout.data[1].clone()
+    with torch.inference_mode():
+        action = agent.act_batch(step, deterministic=True)["action"]
+        step.set("observation", other["observation"])
+        again = agent.act_batch(step, deterministic=True)  # the same TensorDict: its tensors, new values
+        assert again["action"] is action
+        values = again["value"].clone()
+        agent.act_batch(other, deterministic=True)  # another TensorDict: tensors of its own
+        assert other["action"] is not action and torch.equal(step["value"], values)
+        assert torch.equal(other["action"], step["action"]) and torch.equal(other["value"], step["value"])
+        agent.act_batch(expected, deterministic=True)
+        assert torch.equal(expected["value"], step["value"])
+
+
+def test_numpy_acting_of_a_copied_agent_uses_the_copy_weights():
+    import copy
+
+    agent, _ = _small_rollout("CartPole-v1")
+    twin = copy.deepcopy(agent)
+    with torch.no_grad():
+        twin.policy.critic.bias.add_(1.0)
+    td = agent.rollout.data.reshape(-1)[:8].clone()
+    with torch.inference_mode():
+        original = agent.act_batch(td.clone(), deterministic=True)["value"]
+        copied = twin.act_batch(td.clone(), deterministic=True)["value"]
+    torch.testing.assert_close(copied, original + 1.0)

@@ -223,6 +223,10 @@ class NumpyActing:
         #: multiply-adds per call; acting stays single-threaded like torch (``num_threads``).
         self.work_per_row = max(self.w1.size, self.wa.size, *(w[0].size for w, _ in self.layers))
         self.max_batch = 65536 // self.work_per_row
+        self._bias, self._bias_address = body.first.bias, body.first.bias.data_ptr()
+        #: The output tensors this acting set last, by key, with their numpy views: when a step
+        #: TensorDict still holds them (the collector's does), they are written in place.
+        self._outputs: dict[str, tuple[torch.Tensor, np.ndarray]] = {}
 
     @staticmethod
     def supports(policy: nn.Module, params: Any) -> bool:
@@ -230,7 +234,20 @@ class NumpyActing:
                 and params.param.device.type == "cpu" and params.param.dtype == torch.float32)
 
     def current(self) -> bool:
-        return self.b1.ctypes.data == self.policy.body.first.bias.data_ptr()
+        """False for a copy of an agent: its parameters moved, and the numpy views were copied
+        into arrays of their own (``base`` None) instead of following."""
+        return self.b1.base is not None and self._bias.data_ptr() == self._bias_address
+
+    def _write(self, td: TensorDictBase, key: str, value: np.ndarray) -> None:
+        """``td[key] = value``: in place (a numpy copy) into the tensor this acting set there at
+        the previous step, if the TensorDict still holds it and it fits; else a new tensor."""
+        held = self._outputs.get(key)
+        if held is not None and td.get(key, None) is held[0] and held[1].shape == value.shape:
+            held[1][...] = value
+            return
+        tensor = torch.from_numpy(np.array(value, copy=True))
+        td.set(key, tensor)
+        self._outputs[key] = (td.get(key), tensor.numpy())
 
     def __call__(self, td: TensorDictBase, deterministic: bool, generator: torch.Generator) -> TensorDictBase:
         obs = td.get("observation")
@@ -253,9 +270,9 @@ class NumpyActing:
             action = np.minimum((probs.cumsum(-1) <= u).sum(-1), logits.shape[-1] - 1)
         rows = np.arange(b)
         log_prob = logits[rows, action] - np.log(total[:, 0])
-        td.set("action", torch.from_numpy(action.astype(np.int64, copy=False)))
-        td.set("log_prob", torch.from_numpy(log_prob.astype(np.float32, copy=False)))
-        td.set("value", torch.from_numpy((h[1] @ self.wc + self.bc)[:, 0].astype(np.float32, copy=False)))
+        self._write(td, "action", action.astype(np.int64, copy=False))
+        self._write(td, "log_prob", log_prob.astype(np.float32, copy=False))
+        self._write(td, "value", (h[1] @ self.wc + self.bc)[:, 0].astype(np.float32, copy=False))
         return td
 
 
