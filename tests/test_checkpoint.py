@@ -112,3 +112,18 @@ def test_spaces_round_trip():
         spaces.Dict({"image": spaces.Box(0, 255, (3, 8, 8), np.uint8), "vector": spaces.Box(-1, 1, (3,))}),
     ]:
         assert space_from_json(json.loads(json.dumps(space_to_json(space)))) == space
+
+
+@pytest.mark.parametrize("agent_name, env_id", [("PPO", "CartPole-v1"), ("DQN", "CartPole-v1"), ("SAC", "Pendulum-v1")])
+def test_agent_pickles_after_learning_and_the_copy_acts_the_same(agent_name, env_id):
+    from rladapt import agents
+
+    agent = getattr(agents, agent_name)(seed=0)
+    env = AutoAdapt(gym.make(env_id), agent)
+    agent.learn(env, 600, progress=False, run_dir=False)
+    copy = pickle.loads(pickle.dumps(agent))  # e.g. to hand a trained agent to another process
+    for seed in range(5):
+        obs, _ = env.reset(seed=seed)
+        np.testing.assert_array_equal(np.asarray(copy.act(obs)), np.asarray(agent.act(obs)))
+    copy.learn(env, 600, progress=False, run_dir=False)
+    assert copy.num_timesteps >= 1200

@@ -665,12 +665,6 @@ class OnPolicyAgent(Agent):
         self.rollout = RolloutBuffer(self.hp.n_steps, self.device)
         self._discounted_return = torch.zeros(collector.num_envs, device=self.device)
 
-        def collect_policy(td: TensorDictBase) -> TensorDictBase:
-            with torch.inference_mode():
-                return self.act_batch(td)
-
-        self._collect_policy = collect_policy
-
     def train_iteration(self, collector: Any, progress: float) -> dict[str, float]:
         self.collect_rollout(collector)
         metrics = self.update(self.rollout, progress)
@@ -795,15 +789,14 @@ class OffPolicyAgent(Agent):
     def on_learn_start(self, collector: Any, steps: int) -> None:
         if self.replay is None or self.replay.num_envs not in (None, collector.num_envs):
             self.replay = self.build_replay(collector.num_envs)
-        learning_starts = self.hp.learning_starts or 0
 
-        def collect_policy(td: TensorDictBase) -> TensorDictBase:
-            with torch.inference_mode():
-                if self.num_timesteps < learning_starts:
-                    return self.random_actions(td)
-                return self.act_batch(td, deterministic=False)
-
-        self._collect_policy = collect_policy
+    def _collect_policy(self, td: TensorDictBase) -> TensorDictBase:
+        """Acting while collecting: uniformly random valid actions before ``learning_starts``,
+        then the agent's exploration. (A method, not a closure, so the agent stays picklable.)"""
+        with torch.inference_mode():
+            if self.num_timesteps < (self.hp.learning_starts or 0):
+                return self.random_actions(td)
+            return self.act_batch(td, deterministic=False)
 
     def train_iteration(self, collector: Any, progress: float) -> dict[str, float]:
         self.progress = progress
