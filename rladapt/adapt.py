@@ -9,6 +9,7 @@ conversions, which also convert the mask.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ from rladapt.spaces import (
     index_size,
     is_image,
     leaves,
+    nvec,
     path_str,
     vector_size,
 )
@@ -122,11 +124,22 @@ class AdaptOptions:
 
 @dataclass(frozen=True)
 class PlanStep:
-    """One step of a plan: the wrapper inserted (None for a note), what it changes, and why."""
+    """One step of a plan: the wrapper inserted (None for a note), what it changes, and why.
+
+    :param wrapper: the wrapper's class name (None for a note that inserts nothing).
+    :param change: what the step changes, for people.
+    :param reason: why it was chosen.
+    :param rule: the AutoAdapt rule that made the step (``"atari_preprocessing"``,
+        ``"action_mask"``, ``"vector_observation"``, ...): what code reads instead of class names
+        (the Atari fast path of the collectors reads the plan's rules).
+    :param params: the wrapper's constructor arguments.
+    """
 
     wrapper: str | None
     change: str
     reason: str
+    rule: str | None = None
+    params: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
 
     def __str__(self) -> str:
         where = f"  [{self.wrapper}]" if self.wrapper else ""
@@ -145,6 +158,15 @@ class Plan(tuple):
     def wrappers(self) -> list[str]:
         """Names of the wrappers inserted, innermost first."""
         return [step.wrapper for step in self if step.wrapper]
+
+    @property
+    def rules(self) -> list[str]:
+        """The rule ids of the steps that inserted a wrapper, innermost first."""
+        return [step.rule for step in self if step.wrapper]
+
+    def step(self, rule: str) -> PlanStep | None:
+        """The first step made by ``rule``, or None."""
+        return next((step for step in self if step.rule == rule), None)
 
 
 def _agent_spec(agent: Any) -> AgentSpec:
@@ -197,12 +219,12 @@ class _Builder:
         self.agent_name = agent_name
         self.steps: list[PlanStep] = []
 
-    def wrap(self, wrapper: type, change: str, reason: str, **kwargs: Any) -> None:
+    def wrap(self, rule: str, wrapper: type, change: str, reason: str, **kwargs: Any) -> None:
         self.env = wrapper(self.env, **kwargs)
-        self.steps.append(PlanStep(wrapper.__name__, change, reason))
+        self.steps.append(PlanStep(wrapper.__name__, change, reason, rule, dict(kwargs)))
 
-    def note(self, change: str, reason: str) -> None:
-        self.steps.append(PlanStep(None, change, reason))
+    def note(self, rule: str, change: str, reason: str) -> None:
+        self.steps.append(PlanStep(None, change, reason, rule))
 
     @property
     def accepts(self) -> str:
@@ -211,7 +233,7 @@ class _Builder:
     # -- episode statistics ------------------------------------------------------------------
     def episode_statistics(self) -> None:
         if not _has_wrapper(self.env, RecordEpisodeStatistics):
-            self.wrap(EpisodeStatistics, "episode return and length -> info['episode']", "raw score for logging, before any reward change")
+            self.wrap("episode_statistics", EpisodeStatistics, "episode return and length -> info['episode']", "raw score for logging, before any reward change")
 
     # -- time and Atari ----------------------------------------------------------------------
     def atari_pipeline(self) -> None:
@@ -222,11 +244,13 @@ class _Builder:
         size = o.image_size or (84, 84)
         if inner_skip != 1:
             self.note(
+                "atari_inner_skip",
                 f"the env already skips {inner_skip} frames (without max-pooling)",
                 "make it with frameskip=1 (or pass the id) for the standard max-pooled skip",
             )
             skip = 1
         self.wrap(
+            "atari_preprocessing",
             AtariPreprocessing,
             f"{describe(self.env.observation_space)} -> {'grayscale' if grayscale else 'RGB'} {size[0]}x{size[1]}, "
             f"skip {skip} (max-pool), up to {o.noop_max} no-ops at reset",
@@ -238,22 +262,22 @@ class _Builder:
             grayscale_obs=grayscale,
         )
         if not grayscale:
-            self.wrap(ChannelFirstObservation, f"{describe(self.env.observation_space)} -> channel-first", "networks read CHW")
+            self.wrap("atari_channel_first", ChannelFirstObservation, f"{describe(self.env.observation_space)} -> channel-first", "networks read CHW")
         if o.clip_rewards is not False:
-            self.wrap(ClipReward, "reward -> clipped to [-1, 1]", "Atari training; episode statistics keep the raw score", min_reward=-1.0, max_reward=1.0)
+            self.wrap("atari_clip_rewards", ClipReward, "reward -> clipped to [-1, 1]", "Atari training; episode statistics keep the raw score", min_reward=-1.0, max_reward=1.0)
         stack = self.spec.frame_stack if o.frame_stack is None else o.frame_stack
         if stack > 1:
             before = describe(self.env.observation_space)
-            self.wrap(FrameStack, f"{before} -> stack of {stack}", "motion from consecutive frames", stack_size=stack)
+            self.wrap("atari_frame_stack", FrameStack, f"{before} -> stack of {stack}", "motion from consecutive frames", stack_size=stack)
 
     def frame_skip(self, image: bool) -> None:
         skip = self.options.frame_skip
         if skip is None or skip == 1:
             return
         if image:
-            self.wrap(MaxAndSkipObservation, f"repeat each action {skip} frames, max-pool the last two", "frame_skip override", skip=skip)
+            self.wrap("frame_skip", MaxAndSkipObservation, f"repeat each action {skip} frames, max-pool the last two", "frame_skip override", skip=skip)
         else:
-            self.wrap(RepeatAction, f"repeat each action {skip} steps, summing rewards", "frame_skip override", num_repeats=skip)
+            self.wrap("frame_skip", RepeatAction, f"repeat each action {skip} steps, summing rewards", "frame_skip override", num_repeats=skip)
 
     # -- masks -------------------------------------------------------------------------------
     def masks(self, probe_info: dict[str, Any] | None) -> None:
@@ -269,10 +293,10 @@ class _Builder:
                 )
             return
         if not self.spec.masks and source != "observation":
-            self.note(f"{MASK_SOURCES[source]} left unused", f"{self.agent_name} does not use action masks")
+            self.note("mask_unused", f"{MASK_SOURCES[source]} left unused", f"{self.agent_name} does not use action masks")
             return
         why = "agent uses action masks" if self.spec.masks else f"{self.agent_name} ignores masks; the key leaves the observation"
-        self.wrap(ActionMask, f"{MASK_SOURCES[source]} -> info['action_mask'] (bool)", why, source=source)
+        self.wrap("action_mask", ActionMask, f"{MASK_SOURCES[source]} -> info['action_mask'] (bool)", why, source=source)
 
     # -- observations ------------------------------------------------------------------------
     def observations(self) -> None:
@@ -291,7 +315,7 @@ class _Builder:
                 self._image_pipeline(space)
                 self.flatten_images()
             elif "nested" in accepted:
-                self.wrap(NestedObservation, f"{describe(space)} -> Dict(image)", "agent needs nested input", image_size=self._image_size(space.shape), grayscale=bool(self.options.grayscale))
+                self.wrap("image_to_nested", NestedObservation, f"{describe(space)} -> Dict(image)", "agent needs nested input", image_size=self._image_size(space.shape), grayscale=bool(self.options.grayscale))
             else:
                 self._error_observation((), space, "an image")
         elif isinstance(space, (spaces.Box, spaces.MultiDiscrete, spaces.MultiBinary)):
@@ -300,7 +324,7 @@ class _Builder:
                 return
             stack = self.options.frame_stack or 1
             if stack > 1:
-                self.wrap(FrameStack, f"{describe(space)} -> stack of {stack}", "frame_stack override", stack_size=stack)
+                self.wrap("vector_frame_stack", FrameStack, f"{describe(space)} -> stack of {stack}", "frame_stack override", stack_size=stack)
             self._to_vector_or_nested(self.env.observation_space, "vector")
         else:
             self._error_observation((), space, f"a {type(space).__name__} space")
@@ -311,9 +335,9 @@ class _Builder:
             plain = isinstance(space, spaces.Box) and space.dtype == np.float32 and len(space.shape) == 1
             if not plain:
                 encoding = "one-hot " if isinstance(space, DISCRETE_LEAVES) else ""
-                self.wrap(VectorObservation, f"{describe(space)} observation -> {encoding}float32[{_vector_len(space)}]", f"{self.agent_name} needs float vectors")
+                self.wrap("vector_observation", VectorObservation, f"{describe(space)} observation -> {encoding}float32[{_vector_len(space)}]", f"{self.agent_name} needs float vectors")
         elif "nested" in accepted:
-            self.wrap(NestedObservation, f"{describe(space)} -> Dict(vector: float32[{_vector_len(space)}])", f"{self.agent_name} needs nested input")
+            self.wrap("vector_to_nested", NestedObservation, f"{describe(space)} -> Dict(vector: float32[{_vector_len(space)}])", f"{self.agent_name} needs nested input")
         elif "index" in accepted:
             self._to_index(space)
         else:
@@ -331,11 +355,11 @@ class _Builder:
                     f"{path_str(())}: {describe(space)} is continuous, but {self.accepts} (one state index). Fix: {fix}, "
                     f"or use an agent that accepts vectors ({_suggest('observation', 'vector')})"
                 )
-            self.wrap(DiscretizeObservation, f"{describe(space)} -> one index ({bins} bins per dimension)", "tabular agent needs a state index", bins=bins)
+            self.wrap("discretize_observation", DiscretizeObservation, f"{describe(space)} -> one index ({bins} bins per dimension)", "tabular agent needs a state index", bins=bins)
             return
         size = index_size(space)
         self._check_index_size(space, size)
-        self.wrap(FlatIndexObservation, f"{describe(space)} -> one index of Discrete({size})", "tabular agent needs a state index")
+        self.wrap("flat_index", FlatIndexObservation, f"{describe(space)} -> one index of Discrete({size})", "tabular agent needs a state index")
 
     def _check_index_size(self, space: spaces.Space, size: int | None) -> None:
         if size is None or size > 10_000_000:
@@ -350,7 +374,9 @@ class _Builder:
             if not self.spec.preprocess_images:
                 return None
             size = (84, 84)
-        _, height, width = image_target_shape(shape, None, False)
+        if image_layout(shape) == "stack":
+            return None  # already a stack of channel-first images: sizes stay
+        height, width = image_target_shape(shape, None, False)[-2:]
         if self.options.image_size is None and height <= size[0] and width <= size[1]:
             return None  # small images stay as they are
         return None if (height, width) == tuple(size) else tuple(size)
@@ -359,22 +385,22 @@ class _Builder:
         o = self.options
         layout = image_layout(space.shape)
         size = self._image_size(space.shape)
-        grayscale = bool(o.grayscale) and layout != "HW" and space.shape[-1 if layout == "HWC" else 0] == 3
+        grayscale = bool(o.grayscale) and layout in ("HWC", "CHW") and space.shape[-1 if layout == "HWC" else 0] == 3
         if layout == "CHW" and (size or grayscale):
-            self.wrap(ChannelLastObservation, f"{describe(self.env.observation_space)} -> channel-last", "gymnasium's image wrappers read HWC")
+            self.wrap("image_channel_last", ChannelLastObservation, f"{describe(self.env.observation_space)} -> channel-last", "gymnasium's image wrappers read HWC")
             layout = "HWC"
         if grayscale:
             before = describe(self.env.observation_space)
-            self.wrap(GrayscaleObservation, f"{before} -> grayscale", "grayscale override", keep_dim=False)
+            self.wrap("grayscale", GrayscaleObservation, f"{before} -> grayscale", "grayscale override", keep_dim=False)
             layout = "HW"
         if size:
             before = describe(self.env.observation_space)
-            self.wrap(ResizeObservation, f"{before} -> {size[0]}x{size[1]}", "large images cost compute; 84x84 is the standard input", shape=size)
+            self.wrap("resize", ResizeObservation, f"{before} -> {size[0]}x{size[1]}", "large images cost compute; 84x84 is the standard input", shape=size)
         if layout == "HWC":
-            self.wrap(ChannelFirstObservation, f"{describe(self.env.observation_space)} -> channel-first", "networks read CHW")
+            self.wrap("image_channel_first", ChannelFirstObservation, f"{describe(self.env.observation_space)} -> channel-first", "networks read CHW")
         stack = o.frame_stack or 1
         if stack > 1:
-            self.wrap(FrameStack, f"{describe(self.env.observation_space)} -> stack of {stack}", "frame_stack override", stack_size=stack)
+            self.wrap("image_frame_stack", FrameStack, f"{describe(self.env.observation_space)} -> stack of {stack}", "frame_stack override", stack_size=stack)
 
     def _nested_observation(self, space: spaces.Dict | spaces.Tuple) -> None:
         accepted = self.spec.observations
@@ -383,7 +409,7 @@ class _Builder:
         for path, leaf in leaves(space):
             if isinstance(leaf, UNUSABLE_LEAVES) or not isinstance(leaf, (spaces.Box, *DISCRETE_LEAVES)):
                 drop.append(path)
-                self.note(f"{path_str(path)}: {describe(leaf)} dropped", "no network reads this kind of leaf")
+                self.note("drop_leaf", f"{path_str(path)}: {describe(leaf)} dropped", "no network reads this kind of leaf")
             else:
                 usable.append((path, leaf))
         if not usable:
@@ -398,11 +424,12 @@ class _Builder:
         if all_discrete and "index" in accepted and not drop and not ({"vector", "nested"} & accepted):
             size = index_size(space)
             self._check_index_size(space, size)
-            self.wrap(FlatIndexObservation, f"{describe(space)} -> one index of Discrete({size})", "tabular agent needs a state index")
+            self.wrap("flat_index", FlatIndexObservation, f"{describe(space)} -> one index of Discrete({size})", "tabular agent needs a state index")
             return
         if "nested" in accepted and has_images:
             size = self.options.image_size or ((84, 84) if self.spec.preprocess_images else None)
             self.wrap(
+                "nested_observation",
                 NestedObservation,
                 f"{describe(space)} -> Dict of channel-first images + one float32 'vector'",
                 f"{self.agent_name} reads nested input: images stay images, vectors are concatenated",
@@ -413,9 +440,9 @@ class _Builder:
         elif "vector" in accepted:
             n = sum(_vector_len(leaf) for _, leaf in usable)
             why = f"{self.agent_name} needs one float vector" + ("; image leaves are flattened" if has_images else "")
-            self.wrap(VectorObservation, f"{describe(space)} -> concatenated float32[{n}]" + (" (one-hot for discrete leaves)" if any(isinstance(l, DISCRETE_LEAVES) for _, l in usable) else ""), why, drop=drop)
+            self.wrap("vector_observation", VectorObservation, f"{describe(space)} -> concatenated float32[{n}]" + (" (one-hot for discrete leaves)" if any(isinstance(l, DISCRETE_LEAVES) for _, l in usable) else ""), why, drop=drop)
         elif "nested" in accepted:
-            self.wrap(NestedObservation, f"{describe(space)} -> Dict('vector')", f"{self.agent_name} reads nested input", drop=drop)
+            self.wrap("nested_observation", NestedObservation, f"{describe(space)} -> Dict('vector')", f"{self.agent_name} reads nested input", drop=drop)
         elif "index" in accepted:
             bad = next(path for path, leaf in usable if not isinstance(leaf, DISCRETE_LEAVES))
             raise AdaptError(
@@ -434,12 +461,12 @@ class _Builder:
 
     def flatten_images(self) -> None:
         space = self.env.observation_space
-        self.wrap(VectorObservation, f"{describe(space)} -> flat float32[{int(np.prod(space.shape))}]", f"{self.agent_name} does not accept images")
+        self.wrap("flatten_image", VectorObservation, f"{describe(space)} -> flat float32[{int(np.prod(space.shape))}]", f"{self.agent_name} does not accept images")
 
     # -- rewards -----------------------------------------------------------------------------
     def rewards(self, atari: bool) -> None:
         if self.options.clip_rewards and not atari:
-            self.wrap(ClipReward, "reward -> clipped to [-1, 1]", "clip_rewards override; episode statistics keep the raw return", min_reward=-1.0, max_reward=1.0)
+            self.wrap("clip_rewards", ClipReward, "reward -> clipped to [-1, 1]", "clip_rewards override; episode statistics keep the raw return", min_reward=-1.0, max_reward=1.0)
 
     # -- actions -----------------------------------------------------------------------------
     def actions(self) -> None:
@@ -450,7 +477,7 @@ class _Builder:
             if "discrete" in accepted:
                 return
             if {"continuous", "unit_continuous"} & accepted and self.options.discrete_as_continuous:
-                self.wrap(ArgmaxAction, f"{describe(space)} action <- argmax of float32[{space.n}] scores in [-1, 1]", "discrete_as_continuous override")
+                self.wrap("argmax_action", ArgmaxAction, f"{describe(space)} action <- argmax of float32[{space.n}] scores in [-1, 1]", "discrete_as_continuous override")
                 return
             if "multi_discrete" in accepted:
                 raise AdaptError(f"action: {describe(space)}; {self.accepts}. Fix: use {_suggest('action', 'discrete')}")
@@ -462,14 +489,14 @@ class _Builder:
             if "multi_discrete" in accepted:
                 return
             if "discrete" in accepted:
-                size = int(np.prod(_nvec_of(space)))
+                size = math.prod(int(n) for n in nvec(space))
                 if size > self.options.max_discrete_actions:
                     raise AdaptError(
                         f"action: flattening {describe(space)} gives {size:,} discrete actions, more than "
                         f"max_discrete_actions={self.options.max_discrete_actions:,}; {self.accepts}. "
                         f"Fix: use an agent for multi-discrete actions ({_suggest('action', 'multi_discrete')}) or raise max_discrete_actions"
                     )
-                self.wrap(FlattenMultiDiscreteAction, f"{describe(space)} action -> Discrete({size}) (masks -> product mask)", f"{name} picks one action from a list")
+                self.wrap("flatten_multi_discrete", FlattenMultiDiscreteAction, f"{describe(space)} action -> Discrete({size}) (masks -> product mask)", f"{name} picks one action from a list")
                 return
             raise AdaptError(
                 f"action: {describe(space)} is multi-discrete, but {self.accepts}; no conversion exists. "
@@ -483,7 +510,7 @@ class _Builder:
             if "unit_continuous" in accepted:
                 if not finite:
                     raise AdaptError(f"action: {describe(space)} has infinite bounds, so it cannot be rescaled to [-1, 1]; {self.accepts}. Fix: bound the action space")
-                self.wrap(UnitBoxAction, f"{describe(space)} action -> Box in [-1, 1], clipped", f"{name} outputs actions in [-1, 1]")
+                self.wrap("unit_box_action", UnitBoxAction, f"{describe(space)} action -> Box in [-1, 1], clipped", f"{name} outputs actions in [-1, 1]")
                 return
             if {"discrete", "multi_discrete"} & accepted:
                 if not finite:
@@ -492,10 +519,10 @@ class _Builder:
                 per_dim = np.broadcast_to(np.asarray(bins), (int(np.prod(space.shape)),))
                 size = int(np.prod(per_dim.astype(object)))
                 if "discrete" in accepted and size <= self.options.max_discrete_actions:
-                    self.wrap(DiscretizeAction, f"{describe(space)} action -> Discrete({size}) grid ({bins} bins per dimension)", f"{name} needs discrete actions", bins=bins)
+                    self.wrap("discretize_action", DiscretizeAction, f"{describe(space)} action -> Discrete({size}) grid ({bins} bins per dimension)", f"{name} needs discrete actions", bins=bins)
                     return
                 if "multi_discrete" in accepted:
-                    self.wrap(DiscretizeAction, f"{describe(space)} action -> MultiDiscrete({per_dim.tolist()})", f"{name} needs discrete actions", bins=bins, multidiscrete=True)
+                    self.wrap("discretize_action", DiscretizeAction, f"{describe(space)} action -> MultiDiscrete({per_dim.tolist()})", f"{name} needs discrete actions", bins=bins, multidiscrete=True)
                     return
                 raise AdaptError(
                     f"action: discretising {describe(space)} with {bins} bins per dimension gives a grid of {size:,} actions, more than "
@@ -504,12 +531,6 @@ class _Builder:
                 )
             raise AdaptError(f"action: {describe(space)}; {self.accepts}; no conversion exists")
         raise AdaptError(f"action: {describe(space)} is not supported; {self.accepts}. Fix: wrap the env to expose a Discrete, MultiDiscrete or Box action space")
-
-
-def _nvec_of(space: spaces.Space) -> np.ndarray:
-    if isinstance(space, spaces.MultiDiscrete):
-        return space.nvec.reshape(-1).astype(object)
-    return np.full(int(np.prod(space.shape)), 2, dtype=object)
 
 
 def _vector_len(space: spaces.Space) -> int:

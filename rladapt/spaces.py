@@ -1,4 +1,8 @@
-"""Classify gymnasium spaces for AutoAdapt's rules: vector, image, discrete index, nested."""
+"""The one space classifier: what kind a space is (vector, image, discrete index, nested), and the
+small facts every layer needs about spaces, each defined once here: what counts as an image, the
+leaves of a nested space, ``nvec``, the size of an action mask, how actions are stored and how a
+stored action becomes the env's action. AutoAdapt, the wrappers, the networks, the collectors and
+the agents all read these; nothing else answers the same questions."""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
+
+from rladapt.errors import ActionMaskError
 
 #: Leaf spaces no network can read; AutoAdapt drops them with a plan entry.
 UNUSABLE_LEAVES = (spaces.Text, spaces.Graph, spaces.Sequence, spaces.OneOf)
@@ -23,7 +29,9 @@ def path_str(path: Path, root: str = "observation") -> str:
 
 
 def is_image(space: spaces.Space) -> bool:
-    """A uint8 Box in [0, 255] shaped HW, HWC or CHW (C in 1, 3, 4), at least 8x8 pixels."""
+    """A uint8 Box in [0, 255] whose shape is an image (:func:`image_layout`): at least 8x8
+    pixels, HW, HWC (C in 1, 3, 4), or channel-first with any number of channels (a stack of
+    frames, ``(4, 84, 84)``, or of channel-first images, ``(4, 3, 64, 64)``)."""
     if not isinstance(space, spaces.Box) or space.dtype != np.uint8:
         return False
     if not (np.all(space.low == 0) and np.all(space.high == 255)):
@@ -32,15 +40,107 @@ def is_image(space: spaces.Space) -> bool:
 
 
 def image_layout(shape: tuple[int, ...]) -> str | None:
-    """``"HW"``, ``"HWC"`` or ``"CHW"`` for an image shape, None when the shape is not an image."""
+    """How an image shape is laid out, None when the shape is not an image:
+
+    - ``"HW"``: one channel, ``(H, W)``;
+    - ``"HWC"``: ``(H, W, C)`` with C in 1, 3, 4 (what envs render);
+    - ``"CHW"``: ``(C, H, W)``, any C (frame stacks included: what networks read);
+    - ``"stack"``: four or more dims, the last two H and W, every dim before them a channel
+      (stacks of channel-first images).
+    """
     if len(shape) == 2 and min(shape) >= 8:
         return "HW"
     if len(shape) == 3:
         if shape[-1] in (1, 3, 4) and min(shape[:2]) >= 8:
             return "HWC"
-        if shape[0] in (1, 3, 4) and min(shape[1:]) >= 8:
+        if min(shape[1:]) >= 8:
             return "CHW"
+    if len(shape) >= 4 and min(shape[-2:]) >= 8:
+        return "stack"
     return None
+
+
+def observation_kind(space: spaces.Space) -> str:
+    """``"nested"`` (a Dict), ``"image"`` (:func:`is_image`), ``"index"`` (Discrete) or
+    ``"vector"`` (any other Box) for an adapted observation space (the kinds of ``AgentSpec``)."""
+    if isinstance(space, spaces.Dict):
+        return "nested"
+    if is_image(space):
+        return "image"
+    if isinstance(space, spaces.Discrete):
+        return "index"
+    if isinstance(space, spaces.Box):
+        return "vector"
+    raise TypeError(f"no observation kind for {space}; adapt the env with AutoAdapt(env, agent) first")
+
+
+def action_kind(space: spaces.Space) -> str:
+    """``"discrete"``, ``"multi_discrete"`` (MultiDiscrete and MultiBinary) or ``"continuous"``
+    for an adapted action space."""
+    if isinstance(space, spaces.Discrete):
+        return "discrete"
+    if isinstance(space, (spaces.MultiDiscrete, spaces.MultiBinary)):
+        return "multi_discrete"
+    if isinstance(space, spaces.Box):
+        return "continuous"
+    raise TypeError(f"unsupported action space {space}; adapt the env with AutoAdapt(env, agent)")
+
+
+def nvec(space: spaces.Space) -> np.ndarray:
+    """The number of values of each dimension of a MultiDiscrete (its ``nvec``, flattened) or
+    MultiBinary space (2 each), as int64."""
+    if isinstance(space, spaces.MultiDiscrete):
+        return space.nvec.reshape(-1).astype(np.int64)
+    if isinstance(space, spaces.MultiBinary):
+        return np.full(int(np.prod(space.shape)), 2, dtype=np.int64)
+    raise TypeError(f"{space} has no nvec (MultiDiscrete and MultiBinary spaces have one)")
+
+
+def dimension_starts(space: spaces.Space) -> np.ndarray:
+    """The lowest value of each dimension of a MultiDiscrete (its ``start``, flattened) or
+    MultiBinary space (0 each), as int64."""
+    if isinstance(space, spaces.MultiDiscrete):
+        return np.broadcast_to(np.asarray(space.start), space.nvec.shape).reshape(-1).astype(np.int64)
+    return np.zeros(int(np.prod(space.shape)), dtype=np.int64)
+
+
+def mask_size(space: spaces.Space) -> int:
+    """Length of rladapt's normalised boolean action mask: ``n`` for ``Discrete(n)``,
+    ``sum(nvec)`` (one mask per dimension, concatenated) for MultiDiscrete and MultiBinary."""
+    if isinstance(space, spaces.Discrete):
+        return int(space.n)
+    if isinstance(space, (spaces.MultiDiscrete, spaces.MultiBinary)):
+        return int(nvec(space).sum())
+    raise ActionMaskError(f"invalid-action masks need a Discrete, MultiDiscrete or MultiBinary action space, got {space}")
+
+
+def stored_action(space: spaces.Space) -> tuple[tuple[int, ...], np.dtype]:
+    """``(shape, dtype)`` of one action as agents store it: an int64 index from 0 for
+    ``Discrete``, ``[D]`` int64 indices from 0 for MultiDiscrete/MultiBinary, ``[D]`` float32 for
+    a Box (flattened). :func:`env_action` turns stored actions into the env's."""
+    if isinstance(space, spaces.Discrete):
+        return (), np.dtype(np.int64)
+    if isinstance(space, (spaces.MultiDiscrete, spaces.MultiBinary)):
+        return (int(np.prod(space.shape)),), np.dtype(np.int64)
+    if isinstance(space, spaces.Box):
+        return (int(np.prod(space.shape)),), np.dtype(np.float32)
+    raise TypeError(f"unsupported action space {space}; adapt the env with AutoAdapt(env, agent)")
+
+
+def env_action(space: spaces.Space, action: np.ndarray) -> np.ndarray:
+    """A batch of stored actions (:func:`stored_action`, leading batch dim) -> the env's actions:
+    the space's ``start`` added back, shaped and typed like the space, Box actions clipped to
+    the bounds (policies may sample outside them; the stored action stays the sample)."""
+    if isinstance(space, spaces.Discrete):
+        start = int(space.start)
+        return action + start if start else action
+    batch = action.shape[:1]
+    if isinstance(space, (spaces.MultiDiscrete, spaces.MultiBinary)):
+        return (action + dimension_starts(space)).reshape(batch + space.shape).astype(space.dtype, copy=False)
+    if isinstance(space, spaces.Box):
+        clipped = np.clip(action, space.low.reshape(-1), space.high.reshape(-1))
+        return clipped.reshape(batch + space.shape).astype(space.dtype, copy=False)
+    raise TypeError(f"unsupported action space {space}; adapt the env with AutoAdapt(env, agent)")
 
 
 def leaves(space: spaces.Space, path: Path = ()) -> Iterator[tuple[Path, spaces.Space]]:
@@ -68,10 +168,8 @@ def index_size(space: spaces.Space) -> int | None:
     for _, leaf in leaves(space):
         if isinstance(leaf, spaces.Discrete):
             total *= int(leaf.n)
-        elif isinstance(leaf, spaces.MultiDiscrete):
-            total *= math.prod(int(n) for n in leaf.nvec.reshape(-1))
-        elif isinstance(leaf, spaces.MultiBinary):
-            total *= 2 ** int(np.prod(leaf.shape))
+        elif isinstance(leaf, (spaces.MultiDiscrete, spaces.MultiBinary)):
+            total *= math.prod(int(n) for n in nvec(leaf))
         else:
             return None
     return total
@@ -82,7 +180,7 @@ def vector_size(space: spaces.Space) -> int:
     if isinstance(space, spaces.Discrete):
         return int(space.n)
     if isinstance(space, spaces.MultiDiscrete):
-        return int(space.nvec.sum())
+        return int(nvec(space).sum())
     if isinstance(space, (spaces.MultiBinary, spaces.Box)):
         return int(np.prod(space.shape))
     raise TypeError(f"{space} has no vector form")

@@ -1,8 +1,8 @@
 """The Atari fast path: ale-py's C++ vector env with the semantics of AutoAdapt's Atari pipeline.
 
-When an adapted env is exactly AutoAdapt's standard Atari chain (``EpisodeStatistics`` ->
-``AtariPreprocessing`` -> optional ``ClipReward`` -> optional ``FrameStack`` over a grayscale,
-``frameskip=1`` ``AtariEnv``), a collection worker can step its envs with
+When an adapted env is exactly AutoAdapt's standard Atari chain (its plan's rules: episode
+statistics -> Atari preprocessing -> optional reward clipping -> optional frame stack, over a
+grayscale, ``frameskip=1`` ``AtariEnv``), a collection worker can step its envs with
 ``ale_py.vector_env.AtariVectorEnv`` instead of a gymnasium vector env of Python wrapper chains:
 preprocessing and stacking run in C++, with no Python wrapper per env step.
 
@@ -36,17 +36,27 @@ from gymnasium.vector import AutoresetMode
 
 #: ``AtariPreprocessing`` arguments the fast path reproduces exactly.
 _PREPROCESSING_DEFAULTS = {"grayscale_obs": True, "grayscale_newaxis": False, "scale_obs": False, "terminal_on_life_loss": False}
+#: The plan rules that may follow the Atari preprocessing in a chain the fast path reproduces.
+STANDARD_TAILS = ([], ["atari_clip_rewards"], ["atari_frame_stack"], ["atari_clip_rewards", "atari_frame_stack"])
 
 
 def atari_fast_path(env: Any) -> dict[str, Any] | None:
     """The ``AtariVectorEnv`` settings equivalent to an adapted env, or None when the env is not
     exactly AutoAdapt's standard Atari pipeline (or ale-py's vector env is missing).
 
-    :param env: the adapted env (its ``spec`` describes the whole chain).
+    What the chain is comes from the AutoAdapt plan's rule ids (``env.plan.rules``), never from
+    wrapper class names; the base env's settings come from its gymnasium spec.
+
+    :param env: the adapted env (an ``AutoAdapt`` env, whose ``plan`` lists the chain).
     :return: keyword arguments for :class:`AtariPipelineVectorEnv` (without ``num_envs``).
     """
-    spec = getattr(env, "spec", None)
-    if spec is None or spec.entry_point != "ale_py.env:AtariEnv" or spec.max_episode_steps is not None:
+    plan, spec = getattr(env, "plan", None), getattr(env, "spec", None)
+    if plan is None or spec is None or spec.entry_point != "ale_py.env:AtariEnv" or spec.max_episode_steps is not None:
+        return None
+    rules = plan.rules
+    if rules[:2] != ["episode_statistics", "atari_preprocessing"] or rules[2:] not in STANDARD_TAILS:
+        return None
+    if len(spec.additional_wrappers) != len(rules):  # wrappers of the user's own inside the chain
         return None
     try:
         from ale_py.vector_env import AtariVectorEnv  # noqa: F401
@@ -63,22 +73,15 @@ def atari_fast_path(env: Any) -> dict[str, Any] | None:
         or kwargs.get("sound_obs", False)
     ):
         return None
-    wrappers = [(w.name, dict(w.kwargs or {})) for w in spec.additional_wrappers]
-    names = [name for name, _ in wrappers]
-    allowed = (["EpisodeStatistics", "AtariPreprocessing"], ["ClipReward"], ["FrameStack"])
-    if names[:2] != allowed[0] or any(n not in ("ClipReward", "FrameStack") for n in names[2:]):
-        return None
-    if names[2:] not in ([], ["ClipReward"], ["FrameStack"], ["ClipReward", "FrameStack"]):
-        return None
-    settings = dict(wrappers)
-    prep = settings["AtariPreprocessing"]
+    prep = plan.step("atari_preprocessing").params
     if any(prep.get(k, v) != v for k, v in _PREPROCESSING_DEFAULTS.items()):
         return None
-    clip = settings.get("ClipReward")
-    if clip is not None and (clip.get("min_reward"), clip.get("max_reward")) != (-1.0, 1.0):
+    clip = plan.step("atari_clip_rewards")
+    if clip is not None and (clip.params.get("min_reward"), clip.params.get("max_reward")) != (-1.0, 1.0):
         return None
-    stack = settings.get("FrameStack", {"stack_size": 1, "padding_type": "reset"})
-    if stack.get("padding_type", "reset") not in ("reset", "zero"):
+    stack = plan.step("atari_frame_stack")
+    stack_params = stack.params if stack is not None else {"stack_size": 1, "padding_type": "reset"}
+    if stack_params.get("padding_type", "reset") not in ("reset", "zero"):
         return None
     size = prep.get("screen_size", 84)
     width, height = (size, size) if isinstance(size, int) else size
@@ -88,8 +91,8 @@ def atari_fast_path(env: Any) -> dict[str, Any] | None:
         "noop_max": int(prep.get("noop_max", 30)),
         "height": int(height),
         "width": int(width),
-        "stack": int(stack["stack_size"]),
-        "pad_with_reset": stack.get("padding_type", "reset") == "reset",
+        "stack": int(stack_params["stack_size"]),
+        "pad_with_reset": stack_params.get("padding_type", "reset") == "reset",
         "clip_rewards": clip is not None,
         "repeat_action_probability": float(kwargs.get("repeat_action_probability", 0.25)),
         "full_action_space": bool(kwargs.get("full_action_space", False)),

@@ -10,15 +10,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from rladapt.spaces import dimension_starts, nvec
+
 MASK_KEY = "action_mask"
-
-
-def _nvec(space: spaces.Space) -> np.ndarray:
-    if isinstance(space, spaces.MultiDiscrete):
-        return space.nvec.reshape(-1).astype(np.int64)
-    if isinstance(space, spaces.MultiBinary):
-        return np.full(int(np.prod(space.shape)), 2, dtype=np.int64)
-    raise TypeError(f"expected MultiDiscrete or MultiBinary, got {space}")
 
 
 def product_mask(dimension_masks: np.ndarray, nvec: np.ndarray) -> np.ndarray:
@@ -48,8 +42,8 @@ class FlattenMultiDiscreteAction(gym.ActionWrapper, gym.utils.RecordConstructorA
         gym.utils.RecordConstructorArgs.__init__(self)
         gym.ActionWrapper.__init__(self, env)
         inner = env.action_space
-        self._nvec = _nvec(inner)
-        start = np.asarray(getattr(inner, "start", 0)).reshape(-1)
+        self._nvec = nvec(inner)
+        start = dimension_starts(inner)
         # A lookup table: one row per joint action, in the inner space's dtype and shape.
         grid = np.stack(np.unravel_index(np.arange(int(np.prod(self._nvec))), self._nvec), axis=-1) + start
         self._table = grid.astype(inner.dtype).reshape(-1, *inner.shape)

@@ -17,6 +17,7 @@ import numpy as np
 from gymnasium import spaces
 
 from rladapt.errors import ActionMaskError
+from rladapt.spaces import mask_size, nvec
 from rladapt.wrappers.actions import MASK_KEY
 
 #: The conventions, by name: where each finds the mask.
@@ -29,14 +30,8 @@ SOURCES = {
 
 
 def mask_shape(action_space: spaces.Space) -> tuple[int]:
-    """The shape of the normalised boolean mask for an action space."""
-    if isinstance(action_space, spaces.Discrete):
-        return (int(action_space.n),)
-    if isinstance(action_space, spaces.MultiDiscrete):
-        return (int(action_space.nvec.sum()),)
-    if isinstance(action_space, spaces.MultiBinary):
-        return (2 * int(np.prod(action_space.shape)),)
-    raise ActionMaskError(f"invalid-action masks need a Discrete, MultiDiscrete or MultiBinary action space, got {action_space}")
+    """The shape of the normalised boolean mask for an action space (``(mask_size,)``)."""
+    return (mask_size(action_space),)
 
 
 def _has_method(env: gym.Env, name: str) -> bool:
@@ -89,8 +84,7 @@ class ActionMask(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._shape = mask_shape(env.action_space)
         self._splits = None
         if isinstance(env.action_space, (spaces.MultiDiscrete, spaces.MultiBinary)):
-            dims = env.action_space.nvec.reshape(-1) if isinstance(env.action_space, spaces.MultiDiscrete) else np.full(int(np.prod(env.action_space.shape)), 2)
-            self._splits = np.cumsum(dims)[:-1]
+            self._splits = np.cumsum(nvec(env.action_space))[:-1]
         if source == "invalid_actions" and not isinstance(env.action_space, spaces.Discrete):
             raise ActionMaskError("get_invalid_actions() gives indices of a Discrete action space; this env's is " f"{env.action_space}")
         self._method = None

@@ -16,7 +16,18 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from rladapt.spaces import DISCRETE_LEAVES, Path, get_leaf, image_layout, index_size, is_image, leaves, vector_size
+from rladapt.spaces import (
+    DISCRETE_LEAVES,
+    Path,
+    dimension_starts,
+    get_leaf,
+    image_layout,
+    index_size,
+    is_image,
+    leaves,
+    nvec,
+    vector_size,
+)
 
 
 def _vector_writer(space: spaces.Space) -> Callable[[Any, np.ndarray], None]:
@@ -30,8 +41,8 @@ def _vector_writer(space: spaces.Space) -> Callable[[Any, np.ndarray], None]:
 
         return one_hot
     if isinstance(space, spaces.MultiDiscrete):
-        offsets = np.concatenate([[0], np.cumsum(space.nvec.reshape(-1))[:-1]])
-        starts = np.asarray(space.start).reshape(-1)
+        offsets = np.concatenate([[0], np.cumsum(nvec(space))[:-1]])
+        starts = dimension_starts(space)
 
         def multi_one_hot(value: Any, out: np.ndarray) -> None:
             out[:] = 0.0
@@ -135,10 +146,8 @@ class FlatIndexObservation(gym.ObservationWrapper, gym.utils.RecordConstructorAr
                 starts.append(int(leaf.start))
                 self._flat.append(False)
             else:
-                nvec = leaf.nvec.reshape(-1) if isinstance(leaf, spaces.MultiDiscrete) else np.full(int(np.prod(leaf.shape)), 2)
-                start = np.asarray(leaf.start).reshape(-1) if isinstance(leaf, spaces.MultiDiscrete) else np.zeros_like(nvec)
-                radices.extend(int(n) for n in nvec)
-                starts.extend(int(s) for s in np.broadcast_to(start, nvec.shape))
+                radices.extend(int(n) for n in nvec(leaf))
+                starts.extend(int(s) for s in dimension_starts(leaf))
                 self._flat.append(True)
         self._radices = tuple(radices)
         self._starts = np.array(starts, dtype=np.int64)
@@ -154,7 +163,10 @@ class FlatIndexObservation(gym.ObservationWrapper, gym.utils.RecordConstructorAr
 
 def to_channel_first(image: np.ndarray, layout: str, size: tuple[int, int] | None, grayscale: bool) -> np.ndarray:
     """One image leaf -> uint8 channel-first (C, H, W), optionally grayscale and resized (W, H order
-    as in gymnasium's ResizeObservation: ``size`` is (height, width))."""
+    as in gymnasium's ResizeObservation: ``size`` is (height, width)). A ``"stack"`` of
+    channel-first images is already what networks read: it passes unchanged."""
+    if layout == "stack":
+        return np.ascontiguousarray(image)
     if layout == "CHW":
         image = np.transpose(image, (1, 2, 0))
     elif layout == "HW":
@@ -168,8 +180,11 @@ def to_channel_first(image: np.ndarray, layout: str, size: tuple[int, int] | Non
 
 
 def image_target_shape(shape: tuple[int, ...], size: tuple[int, int] | None, grayscale: bool) -> tuple[int, int, int]:
-    """The (C, H, W) shape ``to_channel_first`` produces for an image of ``shape``."""
+    """The (C, H, W) shape ``to_channel_first`` produces for an image of ``shape`` (a ``"stack"``
+    keeps its shape)."""
     layout = image_layout(shape)
+    if layout == "stack":
+        return tuple(shape)
     if layout == "HW":
         channels, height, width = 1, *shape
     elif layout == "HWC":
@@ -218,8 +233,9 @@ class NestedObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
             if path in dropped:
                 continue
             if is_image(leaf):
-                height, width = image_target_shape(leaf.shape, None, False)[1:]
+                height, width = image_target_shape(leaf.shape, None, False)[-2:]
                 larger = image_size is not None and (height > image_size[0] or width > image_size[1])
+                larger = larger and image_layout(leaf.shape) != "stack"  # stacks are not resized
                 size = tuple(image_size) if larger else None
                 name = "/".join(str(p) for p in path) or "image"
                 entries[name] = spaces.Box(0, 255, image_target_shape(leaf.shape, size, grayscale), np.uint8)
