@@ -14,7 +14,9 @@ __version__ = "0.1.0"
 
 
 def load(path: str, **kwargs):  # noqa: ANN201
-    """Load an agent saved with ``agent.save(path)`` (tensors + JSON metadata, no pickle)."""
+    """Load an agent saved with ``agent.save(path)`` (tensors + JSON metadata, no pickle); see
+    :func:`rladapt.checkpoint.load`."""
+    import rladapt.agents  # noqa: F401  (registers rladapt's own agents)
     from rladapt.checkpoint import load as load_checkpoint
 
     return load_checkpoint(path, **kwargs)

@@ -168,6 +168,11 @@ class Plan(tuple):
         """The first step made by ``rule``, or None."""
         return next((step for step in self if step.rule == rule), None)
 
+    def with_note(self, rule: str, change: str, reason: str) -> "Plan":
+        """This plan with a note (a step that inserts no wrapper) at the end; an earlier note of
+        the same rule is replaced (e.g. how a run's envs were made, told at each ``learn``)."""
+        return Plan([step for step in self if step.rule != rule] + [PlanStep(None, change, reason, rule)])
+
 
 def _agent_spec(agent: Any) -> AgentSpec:
     if isinstance(agent, AgentSpec):

@@ -7,7 +7,7 @@ works: it is called after every training iteration, like :meth:`Callback.on_upda
 When the hooks fire, in one ``learn`` call::
 
     on_learn_start(run)                  once, after the envs are reset
-    on_step(run, step)                   after every vector step (with workers: as it reaches the learner)
+    on_step(run, step)                   for every vector step, once its batch is collected
     on_episode_end(run, episode)         for every finished episode, with its raw return
     on_update(run, metrics)              after every training iteration (collect, then update)
     on_eval(run, result)                 after every evaluation made by an EvalCallback
@@ -28,19 +28,19 @@ Example:
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 from tensordict import TensorDictBase
 
+from rladapt.types import Episode, EvalResult
+
 if TYPE_CHECKING:
-    from rladapt.agents.base import Agent, EvalResult
+    from rladapt.agents.base import Agent
 
 __all__ = [
     "Callback",
@@ -51,20 +51,6 @@ __all__ = [
     "StopOnReward",
     "TrainingRun",
 ]
-
-
-@dataclass(frozen=True)
-class Episode:
-    """One finished training episode.
-
-    :param raw_return: the sum of the env's own rewards (before any clipping or scaling).
-    :param length: number of env steps in the episode.
-    :param step: the agent's total env steps when the episode ended.
-    """
-
-    raw_return: float
-    length: int
-    step: int
 
 
 class Callback:
@@ -79,15 +65,11 @@ class Callback:
         """Once per ``learn`` call, after the envs are reset and before the first iteration."""
 
     def on_step(self, run: TrainingRun, step: TensorDictBase) -> bool | None:
-        """After every vector step. ``step`` is the collector's
+        """For every vector step, once its batch is collected (in-process, in worker processes
+        and on collector ranks alike). ``step`` is one row of the collected batch, a
         ``[num_envs]`` TensorDict (``observation``, ``action``, ``("next", "reward")``,
-        ``("next", "done")`` ...), overwritten by the next step: read or copy it here.
-
-        With worker processes (``learn(..., workers=N)``) the steps reach the learner in batches
-        and the hook runs for each of them on arrival: on-policy, for every row of a finished
-        rollout (without ``("next", "observation")``, which rollouts do not carry); off-policy,
-        for every delivered step, where ``valid`` is False for the envs of workers that had no
-        step waiting."""
+        ``("next", "done")``, ``valid`` ...), overwritten by the next collect: read or copy it
+        here. ``run.step`` is the agent's env steps up to this row."""
 
     def on_episode_end(self, run: TrainingRun, episode: Episode) -> bool | None:
         """For every finished training episode, with its raw return and length."""
@@ -129,7 +111,8 @@ class TrainingRun:
     """What callbacks see of one ``learn`` call, and the loop's side of the hooks.
 
     :param agent: the agent being trained.
-    :param env: the adapted env the agent was given (a single env; None for a vector env).
+    :param env: the env to evaluate on (a single adapted env; None for a vector env), or a
+        zero-argument function returning it, called on first use.
     :param steps: env steps this ``learn`` call trains for.
     :param run_dir: the run directory, or None when it is turned off.
     :param logger: the loop's logger (``log(metrics, step)``; optionally ``log_video``).
@@ -146,7 +129,7 @@ class TrainingRun:
         callbacks: Iterable[Callback | Callable[..., Any]] = (),
     ) -> None:
         self.agent = agent
-        self.env = env
+        self._env = env
         self.steps = steps
         self.run_dir = run_dir
         self.logger = logger
@@ -157,6 +140,7 @@ class TrainingRun:
         self.stop_requested = False
         self._collector: Any = None
         self._collector_start = 0
+        self._row_step: int | None = None
         self._episodes_seen = 0
         self._episodes_file = None
         if run_dir is not None:  # one JSON line per finished episode, for plots at episode resolution
@@ -168,8 +152,17 @@ class TrainingRun:
 
     # -- what callbacks use -----------------------------------------------------------------
     @property
+    def env(self) -> Any:
+        """The adapted env to evaluate on (None when there is none: a vector env)."""
+        if callable(self._env) and not hasattr(self._env, "step"):
+            self._env = self._env()
+        return self._env
+
+    @property
     def step(self) -> int:
-        """The agent's env steps so far, up to the latest vector step."""
+        """The agent's env steps so far (in ``on_step``: up to that row)."""
+        if self._row_step is not None:
+            return self._row_step
         if self._collector is None:
             return self.agent.num_timesteps
         return self.start_step + self._collector.steps - self._collector_start
@@ -194,23 +187,27 @@ class TrainingRun:
             if getattr(callback, hook)(self, *args) is False:
                 self.stop_requested = True
 
-    def observe(self, collector: Any) -> Any:
-        """The collector, with its ``step`` reporting steps and finished episodes to this run."""
+    def observe(self, collector: Any) -> None:
+        """Count steps and episodes from ``collector`` (its counters now are the start)."""
         self._collector = collector
         self._collector_start = collector.steps
         self._episodes_seen = collector.episodes
-        if not (self._step_hooks or self._episode_hooks or self._episodes_file is not None):
-            return collector  # nothing to tell per step (saves a few us per vector step)
-        return _ObservedCollector(collector, self)
 
+    def collected(self, batch: TensorDictBase) -> None:
+        """After each collect: every row of ``batch`` to ``on_step``, then the finished episodes."""
+        if self._step_hooks:
+            rows, envs = batch.batch_size[0], batch.batch_size[1]
+            first = self.step - rows * envs
+            for t in range(rows):
+                self._row_step = first + (t + 1) * envs
+                step = batch[t]
+                for callback in self._step_hooks:
+                    if callback.on_step(self, step) is False:
+                        self.stop_requested = True
+            self._row_step = None
+        self._report_episodes()
     def learn_start(self) -> None:
         self._call("on_learn_start")
-
-    def after_step(self, step: TensorDictBase) -> None:
-        self._report_episodes()
-        for callback in self._step_hooks:
-            if callback.on_step(self, step) is False:
-                self.stop_requested = True
 
     def after_iteration(self, metrics: dict[str, Any]) -> bool:
         """Report episodes not seen yet, call ``on_update``; True when training should stop."""
@@ -238,46 +235,15 @@ class TrainingRun:
         if not new:
             return
         self._episodes_seen = collector.episodes
-        returns, lengths = collector.episode_returns, collector.episode_lengths
+        returns, lengths, ends = list(collector.episode_returns), list(collector.episode_lengths), list(collector.episode_steps)
         first = max(0, len(returns) - new)  # more episodes than the window holds: the latest ones
-        step = self.step
-        for raw_return, length in zip(itertools.islice(returns, first, None), itertools.islice(lengths, first, None)):
+        offset = self.start_step - self._collector_start
+        for raw_return, length, end in zip(returns[first:], lengths[first:], ends[first:]):
+            step = offset + end
             episode = Episode(float(raw_return), int(length), step)
             if self._episodes_file is not None:
                 self._episodes_file.write(json.dumps({"step": step, "return": episode.raw_return, "length": length}) + "\n")
             self._call("on_episode_end", episode)
-
-
-class _ObservedCollector:
-    """A collector whose ``step`` also tells the :class:`TrainingRun` (everything else is the
-    wrapped collector's)."""
-
-    def __init__(self, collector: Any, run: TrainingRun) -> None:
-        self._collector = collector
-        self._run = run
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._collector, name)
-
-    def step(self, *args: Any, **kwargs: Any) -> TensorDictBase:
-        td = self._collector.step(*args, **kwargs)
-        self._run.after_step(td)
-        return td
-
-    def collect_rollout(self, n_steps: int) -> tuple[TensorDictBase, Any]:
-        """Worker/rank collection, on-policy: the rollout's steps go to ``on_step`` one by one
-        once it has reached the learner."""
-        rows, last = self._collector.collect_rollout(n_steps)
-        if self._run._step_hooks:
-            for t in range(rows.shape[0]):
-                self._run.after_step(rows[t])
-        return rows, last
-
-    def transitions(self, vector_steps: int) -> Iterator[TensorDictBase]:
-        """Worker/rank collection, off-policy: each delivered step goes to ``on_step``."""
-        for step in self._collector.transitions(vector_steps):
-            self._run.after_step(step)
-            yield step
 
 
 # -------------------------------------------------------------------------------------------
@@ -327,7 +293,8 @@ class EvalCallback(Callback):
     def on_learn_start(self, run: TrainingRun) -> None:
         self._next = run.start_step + self.every
         if self.env is None and run.env is None:
-            raise ValueError("EvalCallback needs env=...: learn was given a vector env, which cannot be evaluated")
+            raise ValueError("EvalCallback needs env=...: this run has no single env to evaluate on (learn was given a "
+                             "vector env, or the env instance being trained on, which cannot be copied)")
 
     def on_update(self, run: TrainingRun, metrics: dict[str, Any]) -> None:
         if run.step >= self._next:
@@ -367,20 +334,25 @@ class EvalCallback(Callback):
 
 
 class CheckpointCallback(Callback):
-    """Save the agent every ``every`` env steps, to ``<directory>/step-<N>.pt``.
+    """Save the agent every ``every`` env steps, to ``<directory>/step-<N>.pt``. The one owner of
+    checkpoint cadence: ``learn(..., checkpoint_every=N)`` is ``CheckpointCallback(N,
+    directory=run_dir, filename="checkpoint.pt")``.
 
     :param every: env steps between checkpoints.
     :param directory: where to save (default: ``<run_dir>/checkpoints``, or ``checkpoints`` when
         the run directory is off).
     :param keep: keep only the latest this many checkpoints (None: keep all).
+    :param filename: the file name, with ``{step}`` for the env step (default ``"step-{step}.pt"``);
+        a name without ``{step}`` is overwritten (atomically) at each save.
     """
 
-    def __init__(self, every: int, directory: str | Path | None = None, keep: int | None = None) -> None:
+    def __init__(self, every: int, directory: str | Path | None = None, keep: int | None = None,
+                 filename: str = "step-{step}.pt") -> None:
         if every <= 0:
             raise ValueError(f"every must be a positive number of env steps, got {every}")
         if keep is not None and keep < 1:
             raise ValueError(f"keep must be at least 1 (or None to keep all), got {keep}")
-        self.every, self.directory, self.keep = every, directory, keep
+        self.every, self.directory, self.keep, self.filename = every, directory, keep, filename
         #: Paths of the checkpoints saved (and not deleted) so far.
         self.saved: deque[Path] = deque()
         self._next = 0
@@ -397,7 +369,10 @@ class CheckpointCallback(Callback):
             directory = Path(self.directory)
         else:
             directory = run.run_dir / "checkpoints" if run.run_dir is not None else Path("checkpoints")
-        self.saved.append(run.agent.save(directory / f"step-{run.step}.pt"))
+        path = run.agent.save(directory / self.filename.format(step=run.step))
+        if path in self.saved:  # the same file again (a fixed name)
+            self.saved.remove(path)
+        self.saved.append(path)
         while self.keep is not None and len(self.saved) > self.keep:
             self.saved.popleft().unlink(missing_ok=True)
 

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from rladapt.agents.registry import class_path, find_agent, get_agent
+
 FORMAT = "rladapt-checkpoint"
 VERSION = 1
 
@@ -101,6 +103,7 @@ def save_agent(agent: Any, path: str | os.PathLike) -> Path:
     path = Path(path)
     metadata = {
         "agent": type(agent).__name__,
+        "agent_class": class_path(type(agent)),
         "settings": agent.settings(),
         "custom_settings": [k for k, v in agent.settings().items() if isinstance(v, str) and v.startswith("<")],
         "observation_space": space_to_json(agent.observation_space),
@@ -157,15 +160,24 @@ def load(path: str | os.PathLike, **overrides: Any) -> Any:
     """Load an agent saved with ``agent.save(path)``: weights, optimizer state, normalisation
     statistics, step counters and settings. ``learn`` then continues where it stopped.
 
+    The agent's class is the one the checkpoint records (``module:qualname``): defined in this
+    process, or registered by an installed package under the entry point group
+    ``rladapt.agents`` (:mod:`rladapt.agents.registry`); otherwise the error names the module to
+    import. Nothing the file names is imported or run.
+
     :param path: the checkpoint file.
     :param overrides: settings to replace, e.g. ``device="cuda"``, or ``network=...`` when the
         agent was trained with your own network module (modules are not stored as code).
     :raises CheckpointError: the file is not an rladapt checkpoint or contains pickled code.
     """
-    from rladapt.agents.registry import get_agent
-
     metadata, payload = read_checkpoint(path)
-    cls = get_agent(metadata["agent"])
+    try:
+        if "agent_class" in metadata:
+            cls = find_agent(metadata["agent_class"], metadata.get("agent"))
+        else:  # written before checkpoints recorded the class path: rladapt's own agents, by name
+            cls = get_agent(metadata["agent"])
+    except ValueError as error:
+        raise CheckpointError(f"{path}: {error}") from None
     settings = {k: v for k, v in metadata["settings"].items() if k not in metadata.get("custom_settings", [])}
     missing = [k for k in metadata.get("custom_settings", []) if k not in overrides]
     if missing:

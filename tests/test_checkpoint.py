@@ -49,7 +49,7 @@ def test_resume_continues_step_counter_and_optimizer(tmp_path):
     opt_a, opt_b = agent.optimizer.state_dict(), loaded.optimizer.state_dict()
     assert torch.equal(opt_a["state"][0]["exp_avg"], opt_b["state"][0]["exp_avg"])
     assert torch.equal(agent.generator.get_state(), loaded.generator.get_state())
-    loaded.learn("CartPole-v1", 128, progress=False, run_dir=tmp_path / "run")
+    loaded.learn("CartPole-v1", 128, progress=False, run_dir=tmp_path / "run", log_every=64)
     assert loaded.num_timesteps == 256 and loaded.num_updates == 4
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [192, 256]

@@ -21,6 +21,7 @@ CASES = {
     "grid_qlearning_terminal.py": (3000, [r"Q-learning on the grid after 3,000 steps", r"  -> (up|right|down|left) +[-+]\d\.\d{3}",
                                           r"episode 1 ended after \d+ steps"]),
     "custom_agent.py": (2000, [r"Expected SARSA, CliffWalking, 2,000 steps: greedy return", r"  -> \d +[-+]\d+\.\d{3}"]),
+    "reinforce.py": (4096, [r"REINFORCE with a baseline, CartPole-v1, 4,096 steps: mean return \d"]),
     "masked_game.py": (1024, [r"masks on:\n.*\n2\. env\.action_masks\(\)", r"masks off:\n1\. episode return.*\nafter 1,024 steps: won"]),
     "distributed_workers.py": (1024, [r"workers=0: 1,024 steps in", r"workers=2: 1,024 steps in"]),
     "callbacks_and_plot.py": (1024, [r"stopped at [\d,]+ steps; evaluations: \d+", r"wrote runs/callbacks-example/returns\.png"]),

@@ -13,9 +13,8 @@ from gymnasium import spaces
 from tensordict import TensorDictBase
 from torch import nn
 
-from rladapt.agents import A2C, PPO
-from rladapt.agents.base import OffPolicyAgent, OffPolicyConfig
-from rladapt.collect import EnvRebuildError, VectorCollector, make_vector_env
+from rladapt.agents import A2C, PPO, OffPolicyAgent
+from rladapt.collect import BatchStorage, EnvRebuildError, VectorCollector, make_vector_env
 
 torch.set_num_threads(1)
 
@@ -127,9 +126,9 @@ def test_autoreset_transitions_and_gae_match_hand_computation():
     collector = VectorCollector(envs)
     agent.setup(collector.observation_space, collector.action_space)
     collector.reset(seed=0)
-    agent.on_learn_start(collector, n_steps * 2)
-    agent.collect_rollout(collector)
-    data = agent.rollout.data
+    rollout = agent.make_storage(collector.num_envs, n_steps * 2)
+    agent.store(rollout, collector.collect(agent, n_steps))
+    data = rollout.data
     for e, ends in enumerate(ENDS):
         rows = simulate(ends, n_steps)
         expected_adv = hand_gae(rows)
@@ -145,22 +144,22 @@ def test_autoreset_transitions_and_gae_match_hand_computation():
             value = row["obs"][0] + 0.5 * row["obs"][1]
             assert data["value_target"][t, e].item() == pytest.approx(expected_adv[t] + value, abs=1e-4)
     # Continuing: the next rollout starts where this one stopped (an autoreset may be pending).
-    agent.collect_rollout(collector)
+    agent.store(rollout, collector.collect(agent, n_steps))
     rows = simulate(ENDS[0], 2 * n_steps)[n_steps:]
     assert [bool(v) for v in data["valid"][:, 0]] == [r["valid"] for r in rows]
     assert data["observation"][:, 0].tolist() == [r["obs"] for r in rows]
     collector.close()
 
 
-def test_step_tensordict_has_torchrl_keys_and_final_observation():
+def test_batch_has_torchrl_keys_final_observation_and_episode_starts():
     envs = make_vector_env([lambda: KnownEndsEnv([(2, "truncated")])])
     collector = VectorCollector(envs)
+    agent = PPO(seed=0, network=ValueIsObs())
+    agent.setup(collector.observation_space, collector.action_space)
     collector.reset(seed=0)
-    policy = ValueIsObs()
-    first = collector.step(policy).clone()
-    second = collector.step(policy).clone()
-    third = collector.step(policy).clone()
-    for key in ["observation", "action", "log_prob", "value", "valid", ("next", "observation"),
+    batch = collector.collect(agent, 3).clone()
+    first, second, third = batch[0], batch[1], batch[2]
+    for key in ["observation", "action", "log_prob", "value", "valid", "is_init", ("next", "observation"),
                 ("next", "reward"), ("next", "terminated"), ("next", "truncated"), ("next", "done")]:
         assert key in first.keys(include_nested=True)
     assert first["next", "observation"].tolist() == [[1, 0]]
@@ -168,6 +167,10 @@ def test_step_tensordict_has_torchrl_keys_and_final_observation():
     assert bool(second["next", "truncated"]) and bool(second["valid"])
     assert not bool(third["valid"])  # the autoreset step is no transition
     assert third["observation"].tolist() == [[2, 0]] and third["next", "observation"].tolist() == [[0, 1]]
+    assert batch["is_init"].tolist() == [[True], [False], [False]]  # only the reset observation starts one
+    following = collector.collect(agent, 2)  # starts from the reset observation the autoreset returned
+    assert following["observation"][0].tolist() == [[0, 1]] and following["is_init"].tolist() == [[True], [False]]
+    assert torch.equal(following["observation"][1:], following["next", "observation"][:-1])  # one tensor, two views
     collector.close()
 
 
@@ -187,17 +190,37 @@ class Unregistered(KnownEndsEnv):
         super().__init__([(5, "terminated")])
 
 
-def test_env_without_spec_asks_for_a_factory_and_factory_works(tmp_path):
+class Uncopyable(Unregistered):
+    """An env holding something that cannot be copied (a lock)."""
+
+    def __init__(self):
+        super().__init__()
+        import threading
+
+        self.lock = threading.Lock()
+
+
+def test_an_unregistered_env_instance_is_stepped_itself_or_copied_and_the_plan_says_so(tmp_path):
+    from rladapt import AutoAdapt
+
+    env = Unregistered()
+    agent = PPO(seed=0, n_steps=8, num_envs=1)
+    agent.learn(env, 16, progress=False, run_dir=False)
+    assert agent.num_timesteps == 16 and env.episode >= 3  # the instance itself was stepped, and not closed
+    adapted = AutoAdapt(Unregistered(), PPO())
+    PPO(seed=0, n_steps=8, num_envs=3).learn(adapted, 48, progress=False, run_dir=False)
+    assert "3 envs: copy.deepcopy copies of the instance" in str(adapted.plan)
+    assert adapted.unwrapped.episode == 0  # copies were stepped, not the instance
+    with pytest.raises(EnvRebuildError, match="copy.deepcopy failed .* factory"):
+        PPO(seed=0, n_steps=8, num_envs=2).learn(Uncopyable(), 16, progress=False, run_dir=False)
     agent = PPO(seed=0, n_steps=8, num_envs=2)
-    with pytest.raises(EnvRebuildError, match="factory"):
-        agent.learn(Unregistered(), 16, progress=False, run_dir=False)
-    agent.learn(Unregistered, 32, progress=False, run_dir=tmp_path)
+    agent.learn(Uncopyable, 32, progress=False, run_dir=tmp_path)  # a factory always works
     assert agent.num_timesteps == 32
 
 
 def test_run_dir_holds_config_and_metrics(tmp_path):
     agent = PPO(seed=0, n_steps=16, num_envs=2)
-    agent.learn("CartPole-v1", 64, progress=True, run_dir=tmp_path / "run")
+    agent.learn("CartPole-v1", 64, progress=True, run_dir=tmp_path / "run", log_every=32)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["agent"] == "PPO" and config["settings"]["n_steps"] == 16
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -224,7 +247,7 @@ def test_logger_object_and_callbacks_stop(tmp_path):
 
     recorder = Recorder()
     agent = A2C(seed=0, num_envs=2, n_steps=4)
-    agent.learn("CartPole-v1", 10_000, progress=False, run_dir=False, logger=recorder,
+    agent.learn("CartPole-v1", 10_000, progress=False, run_dir=False, logger=recorder, log_every=8,
                 callbacks=[lambda a, m: m["step"] < 40])
     assert recorder.closed and recorder.config["agent"] == "A2C"
     assert [s for s, _ in recorder.rows] == [8, 16, 24, 32, 40]
@@ -245,11 +268,12 @@ class ListAgent(OffPolicyAgent):
         td.set("action", torch.randint(0, 2, td.batch_size, generator=self.generator))
         return td
 
-    def store(self, step):
-        self.stored.append(step[step["valid"]].clone())
+    def store(self, storage, batch):
+        for t in range(batch.shape[0]):
+            self.stored.append(batch[t][batch[t]["valid"]].clone())
 
-    def update(self, gradient_steps, progress):
-        self.updates.append(gradient_steps)
+    def update(self, storage, progress):
+        self.updates.append(self.hp.gradient_steps)
         return {"train/loss": 0.0}
 
 
@@ -321,7 +345,9 @@ def test_multidiscrete_and_continuous_heads_sample_valid_actions():
     td = TensorDict({"observation": torch.randn(500, 3)}, [500])
     with torch.no_grad():
         gauss(td, generator=g)
-    env_action = gauss.head.to_env(td["action"].numpy())
+    from rladapt.spaces import env_action as to_env
+
+    env_action = to_env(box, td["action"].numpy())
     assert box.contains(env_action[0]) and np.all(env_action >= box.low) and np.all(env_action <= box.high)
     assert (td["action"].numpy() > 1.0).any()  # the stored action is the unclipped sample
 
@@ -329,30 +355,30 @@ def test_multidiscrete_and_continuous_heads_sample_valid_actions():
 class HostStagedCollector(VectorCollector):
     """Writes through a separate CPU copy and sends it over, as a collector on a GPU does."""
 
-    def _host_storage(self, td):
-        return td.clone()
+    def _host_storage(self, storage):
+        return BatchStorage(storage.layout, storage.steps, storage.num_envs)
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "tests/NestedDict-v0"])
 def test_collector_staging_through_host_storage_gives_the_same_steps(env_id):
     from rladapt import AutoAdapt
-    from rladapt.agents.base import mask_size
+    from rladapt.spaces import mask_size
 
     agent = PPO(seed=0, n_steps=8, num_envs=3)
     adapted = AutoAdapt(gym.make(env_id), agent)
     agent.setup(adapted.observation_space, adapted.action_space)
-    masks = agent._masks_on(adapted)
+    masks = agent.use_masks = bool(adapted.metadata.get("action_mask"))
     steps = {}
     for cls in (VectorCollector, HostStagedCollector):
         envs = make_vector_env([lambda: AutoAdapt(gym.make(env_id), PPO())] * 3)
         collector = cls(envs, masks=masks, mask_size=mask_size(agent.action_space) if masks else None)
         agent.generator.manual_seed(0)
         collector.reset(seed=0)
-        with torch.inference_mode():
-            steps[cls] = [collector.step(agent.act_batch, agent.env_action).clone() for _ in range(40)]
+        steps[cls] = [collector.collect(agent, 8).clone() for _ in range(5)]
         collector.close()
     staged = steps[HostStagedCollector]
     assert any(not bool(s["valid"].all()) for s in staged)  # an autoreset happened
+    assert masks == (env_id != "CartPole-v1")
     for plain, other in zip(steps[VectorCollector], staged):
         assert set(plain.keys(include_nested=True, leaves_only=True)) == set(other.keys(include_nested=True, leaves_only=True))
         for key in plain.keys(include_nested=True, leaves_only=True):

@@ -107,21 +107,21 @@ def _small_rollout(env_id: str, **settings) -> tuple[PPO, object]:
     agent = PPO(seed=0, num_threads=1, **settings)
     agent.learn(AutoAdapt(env_id, agent), 512, progress=False, run_dir=False)
     keys = ["observation", "action", "log_prob", "value", "advantage", "value_target"]
-    return agent, agent.rollout.valid_transitions(keys + (["action_mask"] if agent.use_masks else []))
+    return agent, agent.rollout.transitions(keys + (["action_mask"] if agent.use_masks else []))
 
 
 @pytest.mark.parametrize("env_id, settings", [("CartPole-v1", {}), ("Taxi-v4", {}), ("Acrobot-v1", {"hidden": (32, 48, 16)}),
                                               ("CartPole-v1", {"hidden": (64,)})])
 def test_hand_written_ppo_gradient_equals_autograd(env_id, settings):
-    from rladapt.agents.ppo import normalize
+    from rladapt.agents.on_policy import normalize
 
     agent, b = _small_rollout(env_id, **settings)
-    assert agent._fast is not None and agent.use_masks == (env_id == "Taxi-v4")
+    assert agent.fast_path.gradient is not None and agent.use_masks == (env_id == "Taxi-v4")
     adv, mask = normalize(b["advantage"]), b.get("action_mask", None)
     old = b["log_prob"] + 0.3 * torch.randn(b.shape[0], generator=torch.Generator().manual_seed(0))  # some ratios clipped
     clip, vf_coef, ent_coef = 0.2, 0.5, 0.05
     agent.params.zero_grad()
-    stats = agent._fast.loss_and_grad(b["observation"], b["action"], old, adv, b["value_target"], mask, clip, vf_coef, ent_coef, True)
+    stats = agent.fast_path.gradient.loss_and_grad(b["observation"], b["action"], old, adv, b["value_target"], mask, clip, vf_coef, ent_coef, True)
     fast = agent.params.grad.clone()
     agent.params.zero_grad()
     log_prob, entropy, value = agent.policy.evaluate_actions(b["observation"], b["action"], mask)
@@ -136,11 +136,11 @@ def test_hand_written_ppo_gradient_equals_autograd(env_id, settings):
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Taxi-v4"])
 def test_numpy_acting_equals_the_torch_policy(env_id):
     agent, _ = _small_rollout(env_id)
-    assert agent._numpy_acting is not None
+    assert agent.fast_path.acting is not None
     td = agent.rollout.data.reshape(-1)[:8].clone()
     with torch.inference_mode():
         for deterministic in (True, False):
-            out = agent._numpy_acting(td.clone(), deterministic, torch.Generator().manual_seed(1))
+            out = agent.fast_path.acting(td.clone(), deterministic, torch.Generator().manual_seed(1))
             ref = agent.policy(td.clone(), deterministic=deterministic, generator=torch.Generator().manual_seed(1))
             assert torch.equal(out["action"], ref["action"]) and out["action"].dtype == torch.int64
             torch.testing.assert_close(out["log_prob"], ref["log_prob"], atol=1e-5, rtol=1e-5)
@@ -148,7 +148,7 @@ def test_numpy_acting_equals_the_torch_policy(env_id):
 
 
 def test_direct_fused_adam_step_equals_optimizer_step():
-    from rladapt.agents.ppo import adam, adam_step
+    from rladapt.agents.optim import adam, adam_step
 
     results = []
     for direct in (True, False):

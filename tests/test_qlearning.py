@@ -65,7 +65,7 @@ def test_masks_are_respected_in_acting_exploring_and_the_target():
         "next": {"observation": torch.tensor([7]), "reward": torch.tensor([0.0]), "terminated": torch.tensor([False]),
                  "action_mask": torch.tensor([[False, True, True, True, True, True]])},
     }, batch_size=[1])
-    agent.store(step)
+    agent.store(None, step.unsqueeze(0))  # a batch of one vector step
     assert agent.q[3, 2].item() == pytest.approx(agent.hp.lr * agent.hp.gamma * 1.0)
 
 

@@ -1,14 +1,22 @@
-"""The agents. Each declares what it accepts (``spec``) and its settings (``Config``)."""
+"""The agents. Each declares what it accepts (``spec``) and its settings (``Config``).
+
+Write your own on :class:`Agent` (learn from every batch), :class:`OnPolicyAgent` (rollouts with
+advantages) or :class:`OffPolicyAgent` (replay); the mask helpers of :mod:`rladapt.agents.masks`
+serve every agent.
+"""
 
 from rladapt.agents.a2c import A2C
-from rladapt.agents.base import Agent, AgentConfig, EvalResult, OffPolicyAgent, OnPolicyAgent
+from rladapt.agents.base import Agent, AgentConfig
 from rladapt.agents.dqn import DQN
+from rladapt.agents.off_policy import EpsilonGreedyAgent, OffPolicyAgent, OffPolicyConfig
+from rladapt.agents.on_policy import OnPolicyAgent, OnPolicyConfig
 from rladapt.agents.ppo import PPO
 from rladapt.agents.qlearning import QLearning
 from rladapt.agents.random import RandomAgent
 from rladapt.agents.sac import SAC
+from rladapt.types import ActionValues, EvalResult
 
 __all__ = [
-    "Agent", "AgentConfig", "EvalResult", "OnPolicyAgent", "OffPolicyAgent",
-    "PPO", "A2C", "DQN", "SAC", "QLearning", "RandomAgent",
+    "Agent", "AgentConfig", "ActionValues", "EvalResult", "OnPolicyAgent", "OnPolicyConfig", "OffPolicyAgent",
+    "OffPolicyConfig", "EpsilonGreedyAgent", "PPO", "A2C", "DQN", "SAC", "QLearning", "RandomAgent",
 ]

@@ -12,12 +12,11 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from tensordict import TensorDictBase
 from torch import nn
 
-from rladapt.agents.base import ACTOR_CRITIC_SPEC, OnPolicyAgent, OnPolicyConfig
 from rladapt.agents.nets import NetworkFactory
-from rladapt.agents.ppo import NumpyActing, act_numpy, adam, default_kind
+from rladapt.agents.on_policy import ACTOR_CRITIC_SPEC, OnPolicyAgent, OnPolicyConfig, default_kind, normalize
+from rladapt.agents.optim import adam, set_lr
 from rladapt.buffers.rollout import RolloutBuffer
 from rladapt.spec import AgentSpec
 
@@ -74,28 +73,19 @@ class A2C(OnPolicyAgent):
         if hp.rms_prop:
             self.optimizer = torch.optim.RMSprop([self.params.param], lr=hp.lr, alpha=0.99, eps=1e-5)
         else:
-            self.optimizer = adam([self.params.param], hp.lr, self.device)
-        # Acting in numpy for the built-in vector/discrete network (as PPO).
-        self._numpy_acting = NumpyActing(self.policy) if NumpyActing.supports(self.policy, self.params) else None
-
-    def act_batch(self, td: TensorDictBase, deterministic: bool = False) -> TensorDictBase:
-        out = act_numpy(self, td, deterministic)
-        return out if out is not None else super().act_batch(td, deterministic)
+            self.optimizer = adam([self.params.param], hp.lr, self.device, eps=1e-5)
 
     def update(self, rollout: RolloutBuffer, progress: float) -> dict[str, float]:
         hp = self.hp
         lr = hp.lr * (1.0 - progress) if hp.anneal_lr else hp.lr
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        set_lr(self.optimizer, lr)
         keys = ["observation", "action", "advantage", "value_target"] + (["action_mask"] if self.use_masks else [])
-        batch = rollout.valid_transitions(keys)
+        batch = rollout.transitions(keys)
 
         log_prob, entropy, value = self.policy.evaluate_actions(
             batch.get("observation"), batch.get("action"), batch.get("action_mask", None)
         )
-        advantages = batch.get("advantage")
-        if hp.normalize_advantage and advantages.numel() > 1:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        advantages = normalize(batch.get("advantage")) if hp.normalize_advantage else batch.get("advantage")
         policy_loss = -(advantages * log_prob).mean()
         value_loss = F.mse_loss(value, batch.get("value_target"))
         entropy_loss = entropy.mean()

@@ -25,11 +25,14 @@ from gymnasium import spaces
 from tensordict import TensorDictBase
 from torch import nn
 
-from rladapt.agents.base import ActionValues, EpsilonGreedyAgent, OffPolicyAgent, OffPolicyConfig, _to_batch
-from rladapt.agents.nets import MASKED_LOGIT, FlatParameters, NetworkFactory, QNetwork, frozen_copy, sample_categorical
-from rladapt.agents.ppo import adam_step
+from rladapt.agents.base import to_batch
+from rladapt.agents.masks import bootstrap_mask, masked_logits, sample_categorical
+from rladapt.agents.nets import FlatParameters, NetworkFactory, QNetwork, frozen_copy
+from rladapt.agents.off_policy import EpsilonGreedyAgent, OffPolicyConfig, replay_frame_stack
+from rladapt.agents.optim import adam, adam_step, set_lr
 from rladapt.buffers import ReplayBuffer
 from rladapt.spec import AgentSpec
+from rladapt.types import ActionValues
 
 #: Per-kind defaults for settings left at None. Vector: tuned for classic control (CartPole solved
 #: in 50k steps; see benchmarks/dqn_cartpole.py); image: the Nature/rl-zoo Atari settings.
@@ -45,31 +48,10 @@ DQN_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-def adam(params: Any, lr: float, device: torch.device) -> torch.optim.Adam:
-    """Adam, with the fused kernel (one op for all parameters) where torch has one."""
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=device.type in ("cpu", "cuda"))
-    except (RuntimeError, TypeError):
-        return torch.optim.Adam(params, lr=lr)
-
-
-def replay_frame_stack(agent: OffPolicyAgent, frame_dedup: bool | None) -> int | None:
-    """The replay's ``frame_stack``: the stack size when observations are stacked image frames
-    (``(spec.frame_stack, H, W)``, as AutoAdapt stacks Atari frames) so each frame is stored once;
-    None otherwise. ``frame_dedup`` forces it on (True) or off (False)."""
-    shape = getattr(agent.observation_space, "shape", None) or ()
-    stacked = agent.obs_kind == "image" and len(shape) == 3 and shape[0] == agent.spec.frame_stack > 1
-    if frame_dedup is None:
-        frame_dedup = stacked
-    return int(shape[0]) if frame_dedup and agent.obs_kind == "image" else None
-
-
 def masked_max_q(q: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Q-values with invalid actions pushed to ``MASKED_LOGIT`` (finite, so ``0 * q`` stays 0).
     A row with no valid action (a final observation) is left unmasked."""
-    if mask is None:
-        return q
-    return q.masked_fill(~(mask | ~mask.any(-1, keepdim=True)), MASKED_LOGIT)
+    return masked_logits(q, bootstrap_mask(mask))
 
 
 @dataclass
@@ -174,14 +156,14 @@ class DQN(EpsilonGreedyAgent):
         )
 
     def _update_budget(self) -> int:
-        """Rough count of gradient steps in a learn call, for annealing beta (set in on_learn_start)."""
+        """Rough count of gradient steps in a learn call, for annealing beta (set in make_storage)."""
         return getattr(self, "_expected_gradient_steps", 100_000)
 
-    def on_learn_start(self, collector: Any, steps: int) -> None:
+    def make_storage(self, num_envs: int, steps: int) -> ReplayBuffer:
         hp = self.hp
-        per_iteration = hp.train_freq * collector.num_envs
+        per_iteration = hp.train_freq * num_envs
         self._expected_gradient_steps = max(1, (steps - (hp.learning_starts or 0)) // per_iteration * hp.gradient_steps)
-        super().on_learn_start(collector, steps)
+        return super().make_storage(num_envs, steps)
 
     def act_batch(self, td: TensorDictBase, deterministic: bool = False) -> TensorDictBase:
         mask = td.get("action_mask", None)
@@ -199,14 +181,13 @@ class DQN(EpsilonGreedyAgent):
     def action_values(self, obs: Any, mask: np.ndarray | None = None) -> ActionValues:
         """Q-values of every action for one observation (the terminal view of ``play``)."""
         with torch.inference_mode():
-            q = self.q(_to_batch(obs, self.device))[0]
+            q = self.q(to_batch(obs, self.device))[0]
         return ActionValues(q.cpu().numpy(), "q")
 
-    def update(self, gradient_steps: int, progress: float) -> dict[str, float]:
-        hp, replay = self.hp, self.replay
+    def update(self, replay: ReplayBuffer, progress: float) -> dict[str, float]:
+        hp, gradient_steps = self.hp, self.hp.gradient_steps
         lr = hp.lr * (1.0 - progress) if hp.anneal_lr else hp.lr
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        set_lr(self.optimizer, lr)
         # Uniform replay: one sample call for all gradient steps (same distribution, less overhead).
         whole = None if hp.prioritized else _unpack(replay.sample(gradient_steps * hp.batch_size, self.generator))
         losses, q_means = [], []

@@ -3,8 +3,8 @@
 The encoder is picked from the observation kind:
 
 - vector ``Box`` (float32, 1-D): an MLP (separate actor and critic MLPs, as in CleanRL/SB3),
-- image ``Box`` (uint8; the dims before the last two are channels): the Nature CNN for 84x84-ish
-  images, a small CNN for tiny images (8..35 px), an MLP over the pixels below that;
+- image ``Box`` (an image by :func:`rladapt.spaces.is_image`; the dims before the last two are
+  channels): the Nature CNN for 84x84-ish images, a small CNN for small ones (8..35 px);
   uint8 -> float /255 happens inside the network, so storage keeps images as uint8,
 - nested ``Dict`` (images plus one ``"vector"`` entry): a CNN per image leaf and an MLP over the
   concatenated vector leaves, their features concatenated.
@@ -12,7 +12,9 @@ The encoder is picked from the observation kind:
 The heads turn features into an action distribution: a masked categorical for ``Discrete``, a
 factorised categorical for ``MultiDiscrete``/``MultiBinary`` (per-dimension masks) and a Gaussian with
 a state-independent log-std for ``Box``. The distributions are written out by hand (no
-``torch.distributions``): sampling happens once per env step and every op counts.
+``torch.distributions``): sampling happens once per env step and every op counts. Actions are
+stored as :func:`rladapt.spaces.stored_action` says; :func:`rladapt.spaces.env_action` turns them
+into the env's (offsets, shapes, Box clipping).
 """
 
 from __future__ import annotations
@@ -28,9 +30,8 @@ from tensordict import TensorDict, TensorDictBase
 from torch import nn
 from torch.nn import functional as F
 
-#: Logit given to masked actions: small enough to get probability 0, finite so that
-#: ``0 * log_prob`` stays 0 in the entropy (``-inf`` would give NaN).
-MASKED_LOGIT = -1e8
+from rladapt.agents.masks import MASKED_LOGIT, masked_log_probs, sample_categorical
+from rladapt.spaces import is_image, leaves, nvec, observation_kind
 
 
 def layer_init(layer: nn.Module, gain: float = math.sqrt(2), bias: float = 0.0) -> nn.Module:
@@ -93,26 +94,6 @@ class DualMLP(nn.Module):
 # --------------------------------------------------------------------------------------------
 # Observation kinds and encoders
 # --------------------------------------------------------------------------------------------
-
-
-def is_image_space(space: gym.Space) -> bool:
-    """uint8 ``Box`` with at least two dims: an image (channels are the dims before the last two)."""
-    return isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) >= 2
-
-
-def observation_kind(space: gym.Space) -> str:
-    """``"vector"``, ``"image"``, ``"nested"`` or ``"index"`` for an adapted observation space."""
-    if isinstance(space, spaces.Dict):
-        return "nested"
-    if is_image_space(space):
-        return "image"
-    if isinstance(space, spaces.Discrete):
-        return "index"
-    if isinstance(space, spaces.Box):
-        return "vector"
-    raise TypeError(
-        f"no network for observation space {space}; adapt the env with AutoAdapt(env, agent) first"
-    )
 
 
 class RunningNorm(nn.Module):
@@ -240,26 +221,10 @@ class SmallCNN(ConvEncoder):
         ]
 
 
-class PixelMLP(nn.Module):
-    """Very small images (under 8 pixels a side): flatten the pixels (/255) into an MLP."""
-
-    def __init__(self, space: spaces.Box, features: int = 64) -> None:
-        super().__init__()
-        self.net = mlp([int(np.prod(space.shape)), features, features], nn.ReLU)
-        self.out_dim = features
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs.reshape(obs.shape[0], -1).float() / 255.0)
-
-
 def image_encoder(space: spaces.Box) -> nn.Module:
-    """Nature CNN for 84x84-ish images, a small CNN for tiny ones, an MLP below 8 pixels."""
-    side = min(space.shape[-2:])
-    if side >= 36:
-        return NatureCNN(space)
-    if side >= 8:
-        return SmallCNN(space)
-    return PixelMLP(space)
+    """Nature CNN for 84x84-ish images, a small CNN for small ones (8 to 35 pixels a side; below
+    8 pixels a uint8 array is not an image, :func:`rladapt.spaces.is_image`, but a vector)."""
+    return NatureCNN(space) if min(space.shape[-2:]) >= 36 else SmallCNN(space)
 
 
 class MultiInputEncoder(nn.Module):
@@ -272,8 +237,8 @@ class MultiInputEncoder(nn.Module):
         self.vector_keys: list[tuple[str, ...]] = []
         images: dict[str, nn.Module] = {}
         vector_dim = 0
-        for path, leaf in _leaves(space):
-            if is_image_space(leaf):
+        for path, leaf in leaves(space):
+            if is_image(leaf):
                 self.image_keys.append(path)
                 images["/".join(path)] = image_encoder(leaf)
             elif isinstance(leaf, spaces.Box):
@@ -299,27 +264,9 @@ class MultiInputEncoder(nn.Module):
         return torch.cat(feats, -1)
 
 
-def _leaves(space: gym.Space, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], gym.Space]]:
-    if isinstance(space, spaces.Dict):
-        out = []
-        for key, sub in space.spaces.items():
-            out += _leaves(sub, prefix + (key,))
-        return out
-    return [(prefix, space)]
-
-
 # --------------------------------------------------------------------------------------------
 # Action heads
 # --------------------------------------------------------------------------------------------
-
-
-def sample_categorical(log_probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """One sample per row of ``log_probs`` ``[..., n]`` by inverse CDF (several times faster
-    than ``torch.multinomial`` on small batches). ``u`` is drawn below the last CDF entry, so an
-    action of probability 0 (masked) is never returned."""
-    cdf = log_probs.exp().cumsum(-1)
-    u = torch.rand(cdf.shape[:-1] + (1,), generator=generator, dtype=cdf.dtype, device=cdf.device) * cdf[..., -1:]
-    return torch.searchsorted(cdf, u, right=True).squeeze(-1)
 
 
 class CategoricalHead(nn.Module):
@@ -328,7 +275,7 @@ class CategoricalHead(nn.Module):
 
     def __init__(self, features: int, space: spaces.Discrete) -> None:
         super().__init__()
-        self.n, self.start = int(space.n), int(space.start)
+        self.n = int(space.n)
         self.linear = layer_init(nn.Linear(features, self.n), 0.01)
         self.action_shape: tuple[int, ...] = ()
         self.action_dtype = torch.int64
@@ -336,11 +283,7 @@ class CategoricalHead(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.linear(features)
 
-    @staticmethod
-    def _log_probs(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        if mask is not None:
-            logits = logits.masked_fill(~mask, MASKED_LOGIT)
-        return torch.log_softmax(logits, -1)
+    _log_probs = staticmethod(masked_log_probs)
 
     def sample(self, logits: torch.Tensor, mask: torch.Tensor | None, deterministic: bool,
                generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -354,9 +297,6 @@ class CategoricalHead(nn.Module):
         log_prob = logp.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
         return log_prob, -(logp.exp() * logp).sum(-1) if entropy else None
 
-    def to_env(self, action: np.ndarray) -> np.ndarray:
-        return action + self.start if self.start else action
-
 
 class MultiCategoricalHead(nn.Module):
     """Factorised categorical over ``MultiDiscrete(nvec)`` (and ``MultiBinary(n)`` as ``[2]*n``):
@@ -365,13 +305,7 @@ class MultiCategoricalHead(nn.Module):
 
     def __init__(self, features: int, space: spaces.MultiDiscrete | spaces.MultiBinary) -> None:
         super().__init__()
-        if isinstance(space, spaces.MultiBinary):
-            self.nvec = [2] * int(np.prod(space.shape))
-            self.start = np.zeros(len(self.nvec), dtype=np.int64)
-        else:
-            self.nvec = [int(n) for n in space.nvec.reshape(-1)]
-            self.start = np.asarray(space.start).reshape(-1).astype(np.int64)
-        self.env_shape, self.env_dtype = space.shape, space.dtype
+        self.nvec = [int(n) for n in nvec(space)]
         self.equal = len(set(self.nvec)) == 1
         self.linear = layer_init(nn.Linear(features, sum(self.nvec)), 0.01)
         self.action_shape = (len(self.nvec),)
@@ -410,21 +344,17 @@ class MultiCategoricalHead(nn.Module):
         log_prob = sum(p.gather(-1, action[..., i : i + 1]).squeeze(-1) for i, p in enumerate(logp))
         return log_prob, -sum((p.exp() * p).sum(-1) for p in logp) if entropy else None
 
-    def to_env(self, action: np.ndarray) -> np.ndarray:
-        return (action + self.start).reshape(action.shape[:-1] + self.env_shape).astype(self.env_dtype)
-
 
 class GaussianHead(nn.Module):
     """Diagonal Gaussian with a state-independent log-std for ``Box`` actions. The unclipped
-    sample is stored (so its log-prob is exact); ``to_env`` clips to the bounds for the env."""
+    sample is stored (so its log-prob is exact); :func:`rladapt.spaces.env_action` clips it to the
+    bounds for the env."""
 
     def __init__(self, features: int, space: spaces.Box, log_std_init: float = 0.0) -> None:
         super().__init__()
         dim = int(np.prod(space.shape))
         self.mean = layer_init(nn.Linear(features, dim), 0.01)
         self.log_std = nn.Parameter(torch.full((dim,), float(log_std_init)))
-        self.low, self.high = space.low.reshape(-1), space.high.reshape(-1)
-        self.env_shape, self.env_dtype = space.shape, space.dtype
         self.action_shape = (dim,)
         self.action_dtype = torch.float32
         self._log_norm = 0.5 * math.log(2 * math.pi) * dim
@@ -451,10 +381,6 @@ class GaussianHead(nn.Module):
             return self._log_prob(mean, action), None
         ent = (self.log_std.sum() + 0.5 * (1 + math.log(2 * math.pi)) * self.log_std.numel()).expand(mean.shape[0])
         return self._log_prob(mean, action), ent
-
-    def to_env(self, action: np.ndarray) -> np.ndarray:
-        clipped = np.clip(action, self.low, self.high)
-        return clipped.reshape(action.shape[:-1] + self.env_shape).astype(self.env_dtype, copy=False)
 
 
 def action_head(features: int, space: gym.Space) -> nn.Module:

@@ -27,8 +27,10 @@ import torch
 from gymnasium import spaces
 from tensordict import TensorDictBase
 
-from rladapt.agents.base import ActionValues, EpsilonGreedyAgent, OffPolicyConfig
+from rladapt.agents.masks import bootstrap_mask, valid_or_all
+from rladapt.agents.off_policy import EpsilonGreedyAgent, OffPolicyConfig
 from rladapt.spec import AgentSpec
+from rladapt.types import ActionValues
 
 
 @dataclass
@@ -90,7 +92,7 @@ class QLearning(EpsilonGreedyAgent):
         q = self.q[self._state(td.get("observation"))]
         mask = td.get("action_mask", None)
         # Greedy with random tie-breaking: a random score among the valid actions of maximal value.
-        valid = mask if mask is not None else torch.ones_like(q, dtype=torch.bool)
+        valid = valid_or_all(mask, q)
         best = valid & (q == q.masked_fill(~valid, -torch.inf).max(-1, keepdim=True).values)
         scores = torch.rand(q.shape, generator=self.generator, device=q.device)
         action = scores.masked_fill(~best, -1.0).argmax(-1)
@@ -103,8 +105,13 @@ class QLearning(EpsilonGreedyAgent):
         """The table's Q-values of every action in state ``obs`` (the terminal view of ``play``)."""
         return ActionValues(self.q[int(obs) - int(self.observation_space.start)].cpu().numpy().copy(), "q")
 
-    def store(self, step: TensorDictBase) -> None:
-        """Update the table from one vector step's valid transitions (no replay: learn and forget)."""
+    def store(self, storage: None, batch: TensorDictBase) -> None:
+        """Update the table from the batch's valid transitions, step by step (no replay: learn
+        and forget)."""
+        for t in range(batch.shape[0]):
+            self._learn_step(batch[t])
+
+    def _learn_step(self, step: TensorDictBase) -> None:
         hp = self.hp
         valid = step.get("valid")
         s = self._state(step.get("observation"))[valid]
@@ -115,8 +122,7 @@ class QLearning(EpsilonGreedyAgent):
         q_next = self.q[s2]
         next_mask = step.get(("next", "action_mask"), None)
         if next_mask is not None:  # max over the valid next actions (a row with none: no bootstrap needed)
-            next_mask = next_mask[valid]
-            q_next = q_next.masked_fill(~(next_mask | ~next_mask.any(-1, keepdim=True)), -torch.inf)
+            q_next = q_next.masked_fill(~bootstrap_mask(next_mask[valid]), -torch.inf)
         target = r + hp.gamma * q_next.max(-1).values * (~terminated)
         target = torch.where(terminated, r, target)  # no 0 * -inf
         td_error = target - self.q[s, a]
@@ -124,7 +130,7 @@ class QLearning(EpsilonGreedyAgent):
         self.q.index_put_((s, a), lr * td_error, accumulate=True)
         self._td_errors.append(td_error.abs().mean() if td_error.numel() else td_error.new_zeros(()))
 
-    def update(self, gradient_steps: int, progress: float) -> dict[str, float]:
+    def update(self, storage: None, progress: float) -> dict[str, float]:
         """The table is updated as steps are stored; this reports the metrics."""
         errors, self._td_errors = self._td_errors, []
         metrics = {"train/epsilon": self.epsilon}

@@ -8,8 +8,10 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from rladapt.agents.base import ActionValues, Agent
+from rladapt.agents.base import Agent
+from rladapt.spaces import dimension_starts, nvec
 from rladapt.spec import AgentSpec
+from rladapt.types import ActionValues
 
 
 def sample_action(space: gym.Space, rng: np.random.Generator, mask: np.ndarray | None = None) -> Any:
@@ -25,13 +27,13 @@ def sample_action(space: gym.Space, rng: np.random.Generator, mask: np.ndarray |
         valid = np.flatnonzero(mask)
         return space.start + int(valid[rng.integers(len(valid))])
     if isinstance(space, spaces.MultiDiscrete):
-        nvec = space.nvec.reshape(-1)
+        sizes = nvec(space)
         if mask is None:
-            choice = rng.integers(nvec)
+            choice = rng.integers(sizes)
         else:
-            parts = np.split(np.asarray(mask, dtype=bool), np.cumsum(nvec)[:-1])
+            parts = np.split(np.asarray(mask, dtype=bool), np.cumsum(sizes)[:-1])
             choice = np.array([np.flatnonzero(p)[rng.integers(p.sum())] for p in parts])
-        return (choice.reshape(space.shape) + space.start).astype(space.dtype)
+        return (choice + dimension_starts(space)).reshape(space.shape).astype(space.dtype)
     if isinstance(space, spaces.MultiBinary):
         return rng.integers(0, 2, size=space.shape, dtype=space.dtype)
     if isinstance(space, spaces.Box):

@@ -33,21 +33,14 @@ from gymnasium import spaces
 from tensordict import TensorDictBase
 from torch import nn
 
-from rladapt.agents.base import ActionValues, OffPolicyAgent, OffPolicyConfig, _to_batch
-from rladapt.agents.dqn import adam, replay_frame_stack
-from rladapt.agents.nets import (
-    MASKED_LOGIT,
-    CategoricalActor,
-    FlatParameters,
-    NetworkFactory,
-    SquashedGaussianActor,
-    TwinQ,
-    frozen_copy,
-    sample_categorical,
-)
-from rladapt.agents.ppo import adam_step
+from rladapt.agents.base import to_batch
+from rladapt.agents.masks import bootstrap_mask, masked_logits, masked_sample, random_actions
+from rladapt.agents.nets import CategoricalActor, FlatParameters, NetworkFactory, SquashedGaussianActor, TwinQ, frozen_copy
+from rladapt.agents.off_policy import OffPolicyAgent, OffPolicyConfig, replay_frame_stack
+from rladapt.agents.optim import adam, adam_step
 from rladapt.buffers import ReplayBuffer
 from rladapt.spec import AgentSpec
+from rladapt.types import ActionValues
 
 #: Per-kind defaults for settings left at None.
 SAC_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -130,6 +123,7 @@ class SAC(OffPolicyAgent):
             self.actor = SquashedGaussianActor(self.observation_space, n, hidden, actor_encoder)
             self.low, self.high = space.low.reshape(-1), space.high.reshape(-1)
             self.unit = bool(np.all(self.low == -1) and np.all(self.high == 1))
+            self.stored_box = spaces.Box(-1.0, 1.0, (n,), np.float32)  # what the squashed policy outputs
         self.critic = TwinQ(self.observation_space, n, not self.discrete, hidden, critic_encoder)
         self.actor.to(self.device)
         self.critic.to(self.device)
@@ -177,29 +171,21 @@ class SAC(OffPolicyAgent):
     # ------------------------------------------------------------------------------------------
 
     def env_action(self, action: np.ndarray) -> Any:
-        if self.discrete:
-            start = int(self.action_space.start)
-            return action + start if start else action
-        if not self.unit:  # an unadapted box: rescale [-1, 1] to its bounds
+        if not self.discrete and not self.unit:  # an unadapted box: rescale [-1, 1] to its bounds
             action = self.low + (action + 1.0) * 0.5 * (self.high - self.low)
-        return action.reshape(action.shape[:1] + self.action_space.shape).astype(self.action_space.dtype, copy=False)
+        return super().env_action(action)
 
     def random_actions(self, td: TensorDictBase) -> TensorDictBase:
         if self.discrete:
             return super().random_actions(td)
-        u = torch.rand((td.shape[0], self.actor.dim), generator=self.generator, device=self.device)
-        td.set("action", u * 2.0 - 1.0)  # stored actions live in [-1, 1]
+        # Stored actions live in [-1, 1] (env_action rescales them to an unadapted box).
+        td.set("action", random_actions(self.stored_box, td.shape[0], self.generator, device=self.device))
         return td
 
     def act_batch(self, td: TensorDictBase, deterministic: bool = False) -> TensorDictBase:
         obs = td.get("observation")
         if self.discrete:
-            logits = self.actor(obs)
-            mask = td.get("action_mask", None)
-            if mask is not None:
-                logits = logits.masked_fill(~mask, MASKED_LOGIT)
-            log_probs = torch.log_softmax(logits, -1)
-            action = log_probs.argmax(-1) if deterministic else sample_categorical(log_probs, self.generator)
+            action, _ = masked_sample(self.actor(obs), td.get("action_mask", None), deterministic, self.generator)
         else:
             action, _ = self.actor(obs, deterministic, self.generator)
         td.set("action", action)
@@ -211,9 +197,9 @@ class SAC(OffPolicyAgent):
         if not self.discrete:
             return None
         with torch.inference_mode():
-            logits = self.actor(_to_batch(obs, self.device))[0]
+            logits = self.actor(to_batch(obs, self.device))[0]
             if mask is not None:
-                logits = logits.masked_fill(~torch.as_tensor(np.asarray(mask, dtype=bool), device=self.device), MASKED_LOGIT)
+                logits = masked_logits(logits, torch.as_tensor(np.asarray(mask, dtype=bool), device=self.device))
         return ActionValues(torch.softmax(logits, -1).cpu().numpy(), "prob")
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -223,10 +209,10 @@ class SAC(OffPolicyAgent):
     # Learning
     # ------------------------------------------------------------------------------------------
 
-    def update(self, gradient_steps: int, progress: float) -> dict[str, float]:
-        hp = self.hp
+    def update(self, replay: ReplayBuffer, progress: float) -> dict[str, float]:
+        hp, gradient_steps = self.hp, self.hp.gradient_steps
         # One sample call for all gradient steps (same distribution as one per step, less overhead).
-        whole = self.replay.sample(gradient_steps * hp.batch_size, self.generator)
+        whole = replay.sample(gradient_steps * hp.batch_size, self.generator)
         whole = [whole.get(k, None) for k in ("observation", "action", ("next", "reward"), ("next", "observation"),
                                               ("next", "discount"), "action_mask", ("next", "action_mask"))]
         step = self._discrete_step if self.discrete else self._continuous_step
@@ -291,7 +277,4 @@ class SAC(OffPolicyAgent):
         return critic_loss, actor_loss, alpha_loss, entropy.mean()
 
     def _log_policy(self, obs: Any, mask: torch.Tensor | None) -> torch.Tensor:
-        logits = self.actor(obs)
-        if mask is not None:
-            logits = logits.masked_fill(~(mask | ~mask.any(-1, keepdim=True)), MASKED_LOGIT)
-        return torch.log_softmax(logits, -1)
+        return torch.log_softmax(masked_logits(self.actor(obs), bootstrap_mask(mask)), -1)

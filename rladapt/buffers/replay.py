@@ -56,6 +56,9 @@ Generator = Union[np.random.Generator, torch.Generator, None]
 
 _REQUIRED = (("next", "reward"), ("next", "terminated"), ("next", "truncated"))
 _VALID = ("valid",)  # the collector's "this row is a transition" flag
+_INIT = ("is_init",)  # the collector's "this observation starts an episode" flag
+#: Collector flags that steer writing and are not stored.
+_FLAGS = (_VALID, _INIT)
 
 
 def _as_key(key: NestedKey) -> tuple[str, ...]:
@@ -94,7 +97,9 @@ class ReplayBuffer:
     ``("next", "truncated")``, optionally ``action_mask`` and ``("next", "action_mask")``; any other
     key is stored too unless ``keys`` says otherwise. Observations may be nested TensorDicts and
     keep their dtype. A bool ``valid`` entry (the collector's flag, False on the reset step of
-    NEXT_STEP autoreset) selects the rows that are transitions; it is not stored.
+    NEXT_STEP autoreset) selects the rows that are transitions, and a bool ``is_init`` entry (True
+    where the observation starts an episode) ends a stream that broke without a done
+    (:meth:`end_streams`); neither is stored.
 
     :meth:`sample` returns a TensorDict of batch size ``[batch_size]`` with every stored key, where
     the ``("next", ...)`` entries describe the end of the (n-step) window, plus:
@@ -234,7 +239,7 @@ class ReplayBuffer:
     def _allocate(self, td: TensorDictBase) -> None:
         given = [_as_key(k) for k in td.keys(include_nested=True, leaves_only=True)]
         if self.keys is None:
-            keys = [k for k in given if k != _VALID]
+            keys = [k for k in given if k not in _FLAGS]
         else:
             absent = [_key_name(k) for k in self.keys if k not in given]
             if absent:
@@ -369,6 +374,11 @@ class ReplayBuffer:
             return
         if self._storage is None:
             self._allocate(td)
+        elif "is_init" in td.keys():  # a stream that restarts without a done (a restarted worker) ends first
+            starts = _np_src(td.get("is_init")).reshape(-1)
+            starts = starts if rows is None else starts[rows]
+            if starts.any():
+                self._end_open_streams(envs[starts])
         if self.frame_stack is not None:  # validate before anything is written
             obs, nxt = _np_src(td.get(self.frame_key)), _np_src(td.get(self.next_frame_key))
             if rows is not None:
@@ -412,8 +422,10 @@ class ReplayBuffer:
     def end_streams(self, env_ids: Any) -> None:
         """End each env's stored stream at its newest transition, as a truncation: n-step windows
         stop there (the transition itself still bootstraps from its next observation) and the
-        env's next transition starts a new episode. For a collector whose envs were replaced in
-        mid-episode (a restarted worker), so a window never joins two unrelated episodes.
+        env's next transition starts a new episode, so a window never joins two unrelated
+        episodes. :meth:`extend` calls it by itself when a row marked ``is_init`` (the first
+        observation of an episode) follows a transition that did not end one: a collector whose
+        envs were replaced in mid-episode (a restarted worker).
 
         :param env_ids: the env indices whose streams end.
         """
@@ -428,6 +440,20 @@ class ReplayBuffer:
         truncated.reshape(truncated.shape[0], truncated.shape[1], -1)[envs, slot] = True
         if self.frame_stack is not None:
             self._open[envs] = False
+
+    def _end_open_streams(self, envs: np.ndarray) -> None:
+        """End the streams of ``envs`` whose newest stored transition is not done: their next
+        transition starts an episode (``is_init``), so the stream broke in mid-episode."""
+        envs = envs[self._nt[envs] > self._lo[envs]]
+        if not envs.size:
+            return
+        slot = (self._nt[envs] - 1) % self._T
+        done = np.zeros(envs.size, dtype=bool)
+        for key in (("next", "terminated"), ("next", "truncated")):
+            flags = self._arrays[key]
+            done |= flags.reshape(flags.shape[0], flags.shape[1], -1)[envs, slot].any(-1)
+        if not done.all():
+            self.end_streams(envs[~done])
 
     @staticmethod
     def _done(td: TensorDictBase, rows: np.ndarray | None) -> np.ndarray:

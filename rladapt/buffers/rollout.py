@@ -1,8 +1,10 @@
-"""Rollout storage for on-policy agents: a preallocated ``[n_steps, num_envs]`` TensorDict.
+"""Rollout storage for on-policy agents: the collected ``[n_steps, num_envs]`` batch plus the
+advantages and value targets computed on it.
 
-Allocated once, from the first collector step (so it holds exactly the keys the policy writes, in
-their dtypes), then written in place. ``next/observation`` is not stored: the next observation of
-row ``t`` is the observation of row ``t + 1`` (and of the collector's current step after the last row).
+The batch is the collector's own (written in place by the envs' steps: no copy); this buffer adds
+``advantage`` and ``value_target``, preallocated once. ``next/observation`` of row ``t`` is the
+observation of row ``t + 1`` (the batch stores them as one tensor), and the last row's is the
+bootstrap observation.
 """
 
 from __future__ import annotations
@@ -12,42 +14,31 @@ from typing import Iterator
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-#: Keys of the collector's step that on-policy storage does not need.
-SKIPPED_KEYS = (("next", "observation"), ("next", "action_mask"))
-
 
 class RolloutBuffer:
-    """``n_steps`` consecutive vector steps of ``num_envs`` envs.
+    """``n_steps`` consecutive vector steps of ``num_envs`` envs, with GAE.
 
     :param n_steps: steps per env per rollout.
-    :param device: torch device of the storage.
+    :param num_envs: envs.
+    :param device: torch device of the advantages (the batch's).
     """
 
-    def __init__(self, n_steps: int, device: torch.device | str = "cpu") -> None:
-        self.n_steps = n_steps
+    def __init__(self, n_steps: int, num_envs: int, device: torch.device | str = "cpu") -> None:
+        self.n_steps, self.num_envs = n_steps, num_envs
         self.device = torch.device(device)
+        self.advantage = torch.zeros((n_steps, num_envs), dtype=torch.float32, device=self.device)
+        self.value_target = torch.zeros_like(self.advantage)
+        #: The rollout: the collected batch's entries plus ``advantage`` and ``value_target``.
         self.data: TensorDict | None = None
-        self._keys: list = []
-        self._rows: list[list[torch.Tensor]] = []
 
-    @torch.inference_mode(False)  # normal tensors, even when the first add runs in inference mode
-    def _allocate(self, step: TensorDictBase) -> None:
-        template = step.exclude(*SKIPPED_KEYS)
-        data = torch.zeros_like(template.unsqueeze(0).expand(self.n_steps, *template.batch_size)).to(self.device)
-        n = (self.n_steps, *template.batch_size)
-        data.set("advantage", torch.zeros(n, dtype=torch.float32, device=self.device))
-        data.set("value_target", torch.zeros(n, dtype=torch.float32, device=self.device))
+    def set(self, batch: TensorDictBase) -> None:
+        """Take a collected batch ``[n_steps, num_envs]`` (its tensors, not a copy)."""
+        if tuple(batch.batch_size) != (self.n_steps, self.num_envs):
+            raise ValueError(f"a rollout of {self.n_steps} steps x {self.num_envs} envs got a batch of {tuple(batch.batch_size)}")
+        data = batch.copy()  # a new TensorDict over the batch's tensors
+        data.set("advantage", self.advantage)
+        data.set("value_target", self.value_target)
         self.data = data
-        # (key, per-row views): add() copies into these without TensorDict indexing.
-        self._keys = list(template.keys(include_nested=True, leaves_only=True))
-        rows = [data.get(key).unbind(0) for key in self._keys]
-        self._rows = [[r[t] for r in rows] for t in range(self.n_steps)]  # row t: one view per key
-
-    def add(self, t: int, step: TensorDictBase) -> None:
-        """Copy one collector step into row ``t`` (in place)."""
-        if self.data is None:
-            self._allocate(step)
-        torch._foreach_copy_(self._rows[t], [step.get(key) for key in self._keys])  # one call for all keys
 
     def compute_advantages(self, last_value: torch.Tensor, gamma: float, gae_lambda: float) -> None:
         """Generalised advantage estimation, exact under NEXT_STEP autoreset.
@@ -72,7 +63,7 @@ class RolloutBuffer:
             running = torch.addcmul(deltas[t], decay[t], running, out=advantages[t])
         torch.add(advantages, values, out=data.get("value_target"))
 
-    def valid_transitions(self, keys: list) -> TensorDict:
+    def transitions(self, keys: list) -> TensorDict:
         """The valid rows, flattened to ``[B]`` (only ``keys``). No copy when every row is valid."""
         flat = self.data.select(*keys).reshape(-1)
         valid = self.data.get("valid").reshape(-1)

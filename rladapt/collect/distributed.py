@@ -6,25 +6,24 @@ Every rank runs the same script, which calls ``agent.learn(env, steps, workers="
 
 Rank 0 learns: its ``learn`` runs the ordinary loop over a :class:`DistributedCollector`. Every other
 rank collects: its ``learn`` calls :func:`serve`, which steps that rank's share of the ``num_envs``
-envs with the same :class:`~rladapt.collect.workers.EnvRunner` as a worker process (its own vector
+envs with the same :class:`~rladapt.collect.remote.EnvRunner` as a worker process (its own vector
 env, a CPU copy of the agent acting itself) until rank 0 is done, then loads the final weights into
-the rank's agent and returns. Beyond one machine the same script runs under ``torchrun --nnodes N``.
+the rank's agent and returns. Each rank builds its envs from what its own script passed to
+``learn`` (nothing is pickled, so an env class defined in the script keeps its source lines in
+tracebacks). Beyond one machine the same script runs under ``torchrun --nnodes N``.
 
-One iteration, all synchronous:
+One ``collect(agent, T)``, all synchronous, for every agent (policy lag 0):
 
 1. rank 0 broadcasts a command (int64 ``[op, steps, seed given, seed]`` plus float64
    ``[num_timesteps, progress]``), then the weights: every tensor of the agent's state packed in
-   one byte buffer (:class:`~rladapt.collect.workers.FlatState`), one ``broadcast``;
-2. each collector rank collects ``steps`` vector steps and sends its result as one consolidated
-   TensorDict (``TensorDict.isend(0, consolidated=True)``: rows ``[steps, envs of the rank]``, the
-   observation after the last row, finished episodes, and a status with the traceback text if an
-   env raised);
+   one byte buffer (:class:`~rladapt.collect.remote.FlatState`), one ``broadcast``;
+2. each collector rank collects ``T`` vector steps into its own batch (:mod:`rladapt.collect.batch`)
+   and sends it as one consolidated TensorDict (``TensorDict.isend(0, consolidated=True)``: the
+   batch's base tensors for the rank's envs, finished episodes, and a status with the traceback
+   text if an env raised);
 3. rank 0 receives every rank's result into a consolidated TensorDict of the same structure
-   (``irecv(consolidated=True)``), each within ``timeout`` seconds.
-
-On-policy agents get whole rollouts with the current weights, as with worker processes. Off-policy
-agents get chunks of ``train_freq`` steps per iteration, also collected with the current weights
-(policy lag 0; there is no asynchronous streaming between ranks).
+   (``irecv(consolidated=True)``), each within ``timeout`` seconds, and writes it into the rank's
+   columns of its ``[T, num_envs]`` batch.
 
 Faults: an env exception on a collector rank is sent to rank 0, which raises
 :class:`~rladapt.collect.workers.WorkerError` with that rank, the env index and the traceback; a rank
@@ -43,15 +42,15 @@ import contextlib
 import os
 import socket
 from datetime import timedelta
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.distributed as dist
-from tensordict import TensorDict
+from tensordict import TensorDict, TensorDictBase
 
-from rladapt.collect.vector import EpisodeStats
-from rladapt.collect.workers import (
-    ROLLOUT_SKIPPED_KEYS,
+from rladapt.collect.base import EpisodeStats
+from rladapt.collect.batch import BatchLayout, BatchStorage
+from rladapt.collect.remote import (
     AgentBlueprint,
     EnvBlueprint,
     EnvRunner,
@@ -61,10 +60,9 @@ from rladapt.collect.workers import (
     derived_seed,
     describe_failure,
     split_envs,
-    step_template,
 )
 
-RESET, ROLLOUT, CHUNK, STOP = 1, 2, 3, 4
+RESET, COLLECT, STOP = 1, 2, 4
 #: Bytes of a collector rank's error report (traceback text, truncated from the front).
 ERROR_BYTES = 16_384
 LOOPBACK_ADDRESSES = ("127.0.0.1", "localhost", "::1")
@@ -125,65 +123,47 @@ def _close_group() -> None:
     _created_group = False
 
 
-def _result_template(rows: TensorDict, last: Any | None) -> TensorDict:
+def _result_template(storage: BatchStorage) -> TensorDict:
     """What a collector rank sends back, before consolidation (same structure on both sides)."""
-    capacity = rows.numel()  # at most one finished episode per env step
-    parts: dict[str, Any] = {
-        "rows": rows,
+    capacity = storage.steps * storage.num_envs  # at most one finished episode per env step
+    return TensorDict({
+        "plus": storage.plus,
+        "rows": storage.rows,
         "episode_return": torch.zeros(capacity, dtype=torch.float64),
         "episode_length": torch.zeros(capacity, dtype=torch.int64),
         "episode_count": torch.zeros(1, dtype=torch.int64),
         "status": torch.zeros(1, dtype=torch.int64),  # 0: ok, 1: an env or the rank raised
         "env_index": torch.full((1,), -1, dtype=torch.int64),
         "error": torch.zeros(ERROR_BYTES, dtype=torch.uint8),  # UTF-8: what happened, then the traceback
-    }
-    if last is not None:
-        parts["last"] = last
-    return TensorDict(parts, batch_size=[]).consolidate()
-
-
-def _shapes(template: TensorDict, op: int, steps: int, envs: int) -> tuple[TensorDict, Any | None]:
-    """Zero rows ``[steps, envs]`` (and the last observation for rollouts) for a command."""
-    if op == ROLLOUT:
-        rows = template[:envs].exclude(*ROLLOUT_SKIPPED_KEYS)
-        last = template.get(("next", "observation"))[:envs].clone()
-    else:
-        rows, last = template[:envs], None
-    return rows.unsqueeze(0).expand(steps, envs).clone().zero_(), last
+    }, batch_size=[]).consolidate()
 
 
 class DistributedCollector(EpisodeStats):
-    """Rank 0's collector: the ranks 1..W-1 of the torch.distributed group act and step; the loop
-    gets whole rollouts (on-policy) or chunks (off-policy) as with worker processes.
+    """Rank 0's collector: the ranks 1..W-1 of the torch.distributed group act and step; ``collect``
+    returns their batches side by side, collected with the current weights.
 
     :param agent: the learner's agent (set up for the adapted env's spaces).
-    :param source: the adapted env or factory (every rank rebuilds the same from its own script).
     :param num_envs: envs over all collector ranks.
     :param timeout: seconds to wait for a collector rank's result before giving up on it.
     """
 
-    acts_remotely = True
-
-    def __init__(self, agent: Any, source: Any, num_envs: int, timeout: float = 300.0) -> None:
+    def __init__(self, agent: Any, num_envs: int, timeout: float = 300.0) -> None:
         init_group()
         if dist.get_rank() != 0:
             raise RuntimeError("DistributedCollector runs on rank 0; the other ranks call serve()")
         world = dist.get_world_size()
         if world < 2:
             raise RuntimeError("workers='distributed' needs at least 2 ranks (1 learner + collectors)")
+        super().__init__(stats_window=100)
         self.agent, self.num_envs, self.timeout = agent, num_envs, timeout
         self.observation_space, self.action_space = agent.observation_space, agent.action_space
         self.parts = split_envs(num_envs, world - 1)
-        self.template = step_template(agent, num_envs)
+        self.layout = BatchLayout.of(agent)
         self.state = FlatState(agent_state(agent))
         self.command = torch.zeros(4, dtype=torch.int64)
         self.meta = torch.zeros(2, dtype=torch.float64)
-        self._results: dict[tuple[int, int], list[TensorDict]] = {}
-        self._rows: TensorDict | None = None
-        self._last: Any = None
-        self._staging: list[TensorDict] = []
-        super().__init__(stats_window=100)
-        self.steps = 0
+        self._results: dict[int, list[TensorDict]] = {}
+        self._batches: dict[int, BatchStorage] = {}
         self._closed = False
 
     def _send_command(self, op: int, steps: int = 0, seed: int | None = None, weights: bool = False) -> None:
@@ -198,11 +178,10 @@ class DistributedCollector(EpisodeStats):
         except RuntimeError as error:
             raise WorkerError(f"a collector rank is gone: broadcast failed ({error})") from error
 
-    def _gather(self, op: int, steps: int) -> list[TensorDict]:
-        key = (op, steps)
-        if key not in self._results:
-            self._results[key] = [_result_template(*_shapes(self.template, op, steps, len(r))) for r in self.parts]
-        results = self._results[key]
+    def _gather(self, steps: int) -> list[TensorDict]:
+        if steps not in self._results:
+            self._results[steps] = [_result_template(BatchStorage(self.layout, steps, len(r))) for r in self.parts]
+        results = self._results[steps]
         works = [res.irecv(src=i + 1, consolidated=True, return_premature=True)[0] for i, res in enumerate(results)]
         for i, work in enumerate(works):
             try:
@@ -217,46 +196,36 @@ class DistributedCollector(EpisodeStats):
                 raise WorkerError(f"{what}\n\nTraceback on the rank:\n{text}", worker=i + 1,
                                   env_index=env_index if env_index >= 0 else None, worker_traceback=text)
             count = int(res["episode_count"][0])
-            self.record_episodes(res["episode_return"][:count].tolist(), res["episode_length"][:count].tolist())
+            self.record_episodes(res["episode_return"][:count].tolist(), res["episode_length"][:count].tolist(),
+                                 self.steps + steps * self.num_envs)
         return results
 
     def reset(self, seed: int | None = None) -> None:
         """Reset every env on every rank (env ``i`` gets ``seed + i``)."""
         self._send_command(RESET, seed=seed)
 
-    def collect_rollout(self, n_steps: int) -> tuple[TensorDict, Any]:
-        """On-policy: every collector rank collects ``n_steps`` steps with the current weights.
+    def collect(self, agent: Any, vector_steps: int) -> TensorDictBase:
+        """Every collector rank collects ``vector_steps`` steps with the current weights.
 
-        :return: ``(rows, last)`` as :meth:`~rladapt.collect.workers.WorkerCollector.collect_rollout`.
+        :param agent: the learner's agent (the one given at construction): its weights are broadcast.
+        :param vector_steps: rows ``T`` of the batch.
+        :return: the ``[T, num_envs]`` batch (overwritten by the next ``collect``).
         """
-        if self._rows is None or self._rows.shape[0] != n_steps:
-            self._rows, self._last = _shapes(self.template, ROLLOUT, n_steps, self.num_envs)
-        self._send_command(ROLLOUT, n_steps, weights=True)
-        for part, res in zip(self.parts, self._gather(ROLLOUT, n_steps)):
+        if agent is not self.agent:
+            raise ValueError("a DistributedCollector collects for the agent it was built with")
+        batch = self._batches.get(vector_steps)
+        if batch is None:
+            batch = self._batches[vector_steps] = BatchStorage(self.layout, vector_steps, self.num_envs)
+        self._send_command(COLLECT, vector_steps, weights=True)
+        for part, res in zip(self.parts, self._gather(vector_steps)):
             cols = slice(part.start, part.stop)
-            self._rows[:, cols] = res["rows"]
-            self._last[cols] = res["last"]
-        self.steps += n_steps * self.num_envs
-        return self._rows, self._last
-
-    def transitions(self, vector_steps: int) -> Iterator[TensorDict]:
-        """Off-policy: ``vector_steps`` steps of every env, collected with the current weights, as
-        ``[num_envs]`` steps whose ``valid`` rows are one rank's transitions at a time."""
-        if not self._staging:
-            for _ in self.parts:
-                staging = self.template.clone()
-                staging.get("valid").zero_()
-                self._staging.append(staging)
-        self._send_command(CHUNK, vector_steps, weights=True)
-        results = self._gather(CHUNK, vector_steps)
-        for t in range(vector_steps):
-            for part, staging, res in zip(self.parts, self._staging, results):
-                staging[part.start : part.stop] = res["rows"][t]
-                self.steps += len(part)
-                yield staging
+            batch.plus[:, cols] = res["plus"]
+            batch.rows[:, cols] = res["rows"]
+        self.steps += vector_steps * self.num_envs
+        return batch.td
 
     def metrics(self) -> dict[str, float]:
-        """Collection metrics: the policy lag is 0 (every chunk uses the current weights)."""
+        """Collection metrics: the policy lag is 0 (every batch uses the current weights)."""
         return {"collect/policy_lag": 0.0}
 
     def close(self) -> None:
@@ -268,38 +237,35 @@ class DistributedCollector(EpisodeStats):
             self._send_command(STOP, weights=True)
 
 
-def serve(agent: Any, env: Any, source: Any, num_envs: int) -> None:
+def serve(agent: Any, source: Any, num_envs: int) -> None:
     """A collector rank's part of ``learn``: step this rank's envs for rank 0 until it says stop,
     then load the final weights into ``agent``.
 
     :param agent: this rank's agent (set up for the adapted env's spaces, as on rank 0).
-    :param env: what the script passed to ``learn``.
-    :param source: the adapted env or factory ``learn`` resolved it to.
+    :param source: the run's :class:`~rladapt.collect.envs.EnvSource` (what this rank's script
+        passed to ``learn``, used here as it is).
     :param num_envs: envs over all collector ranks.
     """
-    from rladapt.collect import worker_env_source
-
     init_group()
     me, world = dist.get_rank(), dist.get_world_size()
     envs = split_envs(num_envs, world - 1)[me - 1]
     runner = None
     failure: tuple[str, int] | None = None
     try:
-        blueprint = AgentBlueprint.of(agent)
         try:
-            runner = EnvRunner(blueprint, EnvBlueprint.of(worker_env_source(agent, env, source), agent, True), envs,
+            runner = EnvRunner(AgentBlueprint.of(agent), EnvBlueprint.of(source, agent, True), envs,
                                derived_seed(agent.config.seed, me))
         except Exception as error:  # reported to rank 0 with the first result
             failure = _failure(error, me)
-        template = step_template(agent, num_envs)
+        layout = BatchLayout.of(agent)
         state = FlatState(agent_state(runner.agent if runner is not None else agent))
         command, meta = torch.zeros(4, dtype=torch.int64), torch.zeros(2, dtype=torch.float64)
-        results: dict[tuple[int, int], TensorDict] = {}
+        results: dict[int, tuple[BatchStorage, TensorDict]] = {}
         while True:
             dist.broadcast(command, src=0)
             dist.broadcast(meta, src=0)
             op, steps, has_seed, seed = command.tolist()
-            if op in (ROLLOUT, CHUNK, STOP):
+            if op in (COLLECT, STOP):
                 dist.broadcast(state.buffer, src=0)
             if op == STOP:
                 state.copy_to(list(agent_state(agent).values()))  # this rank's agent ends trained too
@@ -312,16 +278,19 @@ def serve(agent: Any, env: Any, source: Any, num_envs: int) -> None:
                     except Exception as error:
                         failure = _failure(error, me)
                 continue
-            key = (op, steps)
-            if key not in results:
-                results[key] = _result_template(*_shapes(template, op, steps, len(envs)))
-            result = results[key]
+            if steps not in results:
+                storage = BatchStorage(layout, steps, len(envs))
+                results[steps] = (storage, _result_template(storage))
+            storage, result = results[steps]
             result["status"].zero_()
             if failure is None:
                 try:
                     state.copy_to(runner.state)
                     runner.agent.num_timesteps, runner.agent.progress = int(meta[0]), float(meta[1])
-                    _collect(runner, result, op)
+                    runner.collect(storage)
+                    result["plus"].update_(storage.plus)
+                    result["rows"].update_(storage.rows)
+                    _episodes(runner, result)
                 except Exception as error:
                     failure = _failure(error, me)
             if failure is not None:
@@ -343,17 +312,7 @@ def _failure(error: BaseException, me: int) -> tuple[str, int]:
     return f"{what}\n{text}", -1 if env_index is None else env_index
 
 
-def _collect(runner: EnvRunner, result: TensorDict, op: int) -> None:
-    rows = result["rows"]
-    if op == ROLLOUT:
-        runner.rollout(rows, result["last"])
-    else:
-        keys = list(rows.keys(include_nested=True, leaves_only=True))
-        leaves = [rows.get(key) for key in keys]
-        for t in range(rows.shape[0]):
-            step = runner.collector.step(runner.policy, runner.to_env)
-            for key, leaf in zip(keys, leaves):
-                leaf[t].copy_(step.get(key))
+def _episodes(runner: EnvRunner, result: TensorDict) -> None:
     returns, lengths = runner.new_episodes()
     result["episode_count"][0] = len(returns)
     if returns:

@@ -1,62 +1,37 @@
-"""In-process collection over a gymnasium vector env, one ``[num_envs]`` TensorDict per step.
-
-The collector owns a preallocated step TensorDict (TorchRL key names)::
-
-    observation            obs_t (native dtype: uint8 images stay uint8)
-    action_mask            bool mask for obs_t (when masks are on)
-    action, log_prob, ...  written by the policy
-    next/observation       obs returned by ``env.step`` (the true final obs when an episode ended)
-    next/action_mask       mask for next/observation (when masks are on)
-    next/reward, next/terminated, next/truncated, next/done
-    valid                  False on the reset step of gymnasium's NEXT_STEP autoreset
+"""In-process collection over a gymnasium vector env: ``collect(agent, T)`` steps the envs ``T``
+times and writes every step straight into a preallocated ``[T, num_envs]`` batch
+(:mod:`rladapt.collect.batch`).
 
 Gymnasium 1.x vector envs autoreset on the step *after* a done (``AutoresetMode.NEXT_STEP``): that
-step ignores the action, returns the reset observation, reward 0 and no done. It is not a transition,
-so it is marked ``valid=False``; consumers drop it (on-policy: excluded from the loss; off-policy:
-not written to the replay buffer). The final observation of a truncated episode is the
+step ignores the action, returns the reset observation, reward 0 and no done. It is not a
+transition, so it is marked ``valid=False``; consumers drop it (on-policy: excluded from the loss;
+off-policy: not written to the replay buffer). The final observation of a truncated episode is the
 ``next/observation`` of the done step, and is also the ``observation`` of the invalid step after it,
-so an on-policy value estimate for it comes for free.
+so an on-policy value estimate for it comes for free. ``is_init`` marks the first observation of
+every episode (after ``reset`` and after each autoreset).
 
-Every ``step`` writes in place and returns the same TensorDict; read (or copy) it before the next
-``step``. A multiprocess collector only has to provide the same ``reset``/``step``/``close``, the
-spaces and the episode statistics (:class:`EpisodeStats`).
+The agent acts on one ``[num_envs]`` TensorDict per row of the batch, whose ``observation``,
+``action_mask`` and ``is_init`` are views of that row (no copy); what it writes (its
+``out_specs``: ``action``, ``log_prob`` ...) is copied into the row. The same loop serves worker
+processes and collector ranks, which collect into their columns of a shared batch
+(``collect(agent, T, out=...)``).
 """
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 from tensordict import TensorDict, TensorDictBase
 
+from rladapt.collect.base import EpisodeStats
+from rladapt.collect.batch import CARRIED_KEYS, BatchLayout, BatchStorage, observation_tensors
 from rladapt.errors import ActionMaskError
 
-#: A policy: takes the step TensorDict (``observation``, ``action_mask``) and writes ``action``
-#: (plus whatever it wants stored, e.g. ``log_prob`` and ``value``).
-Policy = Callable[[TensorDictBase], TensorDictBase]
-
-
-def _torch_dtype(dtype: np.dtype) -> torch.dtype:
-    return torch.from_numpy(np.zeros((), dtype=dtype)).dtype
-
-
-def observation_tensors(space: gym.Space, batch: tuple[int, ...], device: torch.device | str) -> torch.Tensor | TensorDict:
-    """Zero storage for observations of ``space`` with leading ``batch`` dims, native dtype."""
-    if isinstance(space, spaces.Dict):
-        return TensorDict(
-            {k: observation_tensors(s, batch, device) for k, s in space.spaces.items()},
-            batch_size=batch, device=device,
-        )
-    if isinstance(space, spaces.Discrete):
-        return torch.zeros(batch, dtype=torch.int64, device=device)
-    if isinstance(space, (spaces.Box, spaces.MultiDiscrete, spaces.MultiBinary)):
-        return torch.zeros(batch + tuple(space.shape), dtype=_torch_dtype(space.dtype), device=device)
-    raise TypeError(f"cannot store observations of {space}; adapt the env with AutoAdapt(env, agent)")
+__all__ = ["VectorCollector"]
 
 
 def _writers(dst: np.ndarray | dict) -> Callable[[Any], None]:
@@ -76,58 +51,84 @@ def _writers(dst: np.ndarray | dict) -> Callable[[Any], None]:
     return write
 
 
-def _views(td: TensorDictBase, key: Any) -> np.ndarray | dict:
-    """Numpy view(s) of the CPU tensor, or nested TensorDict of tensors, at ``key``."""
-    value = td.get(key)
+def _views(value: torch.Tensor | TensorDictBase) -> np.ndarray | dict:
+    """Numpy view(s) of a CPU tensor, or of a nested TensorDict of tensors."""
     if isinstance(value, TensorDictBase):
-        return {k: _views(value, k) for k in value.keys()}
+        return {k: _views(value.get(k)) for k in value.keys()}
     return value.numpy()
 
 
-class EpisodeStats:
-    """Statistics of the recent finished episodes, the same in every collector (in-process,
-    worker processes, collector ranks): the loop logs them and shows them in the progress bar.
+def _index(views: np.ndarray | dict, t: int) -> np.ndarray | dict:
+    """Row ``t`` of numpy view(s)."""
+    if isinstance(views, dict):
+        return {k: _index(v, t) for k, v in views.items()}
+    return views[t]
 
-    :param stats_window: how many recent episodes ``recent_return`` averages over.
-    """
 
-    def __init__(self, stats_window: int = 100) -> None:
-        #: Raw returns and lengths of the most recent finished episodes.
-        self.episode_returns: deque[float] = deque(maxlen=stats_window)
-        self.episode_lengths: deque[int] = deque(maxlen=stats_window)
-        #: Episodes finished so far.
-        self.episodes = 0
+def copy_tensors(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
+    """``d.copy_(s)`` for each pair, in one call where torch has ``_foreach_copy_`` (a private
+    API: the public per-tensor loop otherwise)."""
+    foreach = getattr(torch, "_foreach_copy_", None)
+    if foreach is not None:
+        foreach(dst, src)
+    else:
+        for d, s in zip(dst, src):
+            d.copy_(s)
 
-    def record_episodes(self, returns: list[float], lengths: list[int]) -> None:
-        """Count finished episodes and keep their raw returns and lengths.
 
-        :param returns: the raw return of each finished episode.
-        :param lengths: the length of each, in the same order.
-        """
-        self.episode_returns.extend(returns)
-        self.episode_lengths.extend(lengths)
-        self.episodes += len(returns)
+class _Prepared:
+    """A batch storage made ready for one collector: numpy views of its host side, one acting
+    TensorDict per row, and the copies to the device when the storage is not on the CPU."""
 
-    @property
-    def recent_return(self) -> float | None:
-        """Mean raw return of the recent finished episodes (None before the first one)."""
-        return float(np.mean(self.episode_returns)) if self.episode_returns else None
+    def __init__(self, storage: BatchStorage, host: BatchStorage) -> None:
+        self.storage, self.host = storage, host
+        T = storage.steps
+        plus, rows = host.plus, host.rows
+        obs = _views(plus.get("observation"))
+        self.write_obs = [_writers(_index(obs, t)) for t in range(T + 1)]
+        self.obs = obs
+        self.is_init = plus.get("is_init").numpy()
+        self.mask = plus.get("action_mask").numpy() if "action_mask" in plus.keys() else None
+        self.valid = rows.get("valid").numpy()
+        self.reward, self.done = rows.get(("next", "reward")).numpy(), rows.get(("next", "done")).numpy()
+        self.terminated, self.truncated = rows.get(("next", "terminated")).numpy(), rows.get(("next", "truncated")).numpy()
+        # What the agent reads at row t: views of the (device) storage's row t.
+        dev = storage.plus
+        acting = [key for key in CARRIED_KEYS if key in dev.keys()]
+        self.acting = [TensorDict({key: dev.get(key)[t] for key in acting}, batch_size=dev.batch_size[1:], device=dev.device)
+                       for t in range(T)]
+        self.output_keys = storage.output_keys
+        self.action_index = self.output_keys.index("action")
+        self.outputs = [storage.rows.get(key) for key in self.output_keys]
+        self.checked = False
+        self.staged = host is not storage
+        if self.staged:  # host row t+1 -> device after each env step; the rest once per batch
+            leaves = [key for key in host.plus.keys(include_nested=True, leaves_only=True)]
+            self.plus_pairs = [([storage.plus.get(k)[t] for k in leaves], [host.plus.get(k)[t] for k in leaves])
+                               for t in range(T + 1)]
+            rest = [k for k in host.rows.keys(include_nested=True, leaves_only=True) if k not in self.output_keys]
+            self.rows_pair = ([storage.rows.get(k) for k in rest], [host.rows.get(k) for k in rest])
 
-    @property
-    def recent_length(self) -> float | None:
-        """Mean length of the recent finished episodes (None before the first one)."""
-        return float(np.mean(self.episode_lengths)) if self.episode_lengths else None
+    def send_row(self, t: int) -> None:
+        if self.staged:
+            copy_tensors(*self.plus_pairs[t])
+
+    def send_rows(self) -> None:
+        if self.staged:
+            copy_tensors(*self.rows_pair)
 
 
 class VectorCollector(EpisodeStats):
-    """Steps a gymnasium vector env with a policy, writing each step into a preallocated TensorDict.
+    """Steps a gymnasium vector env with an agent, writing each step into a preallocated batch.
 
     :param envs: a gymnasium vector env in ``NEXT_STEP`` autoreset mode (the default), whose
         sub-envs are adapted envs with ``RecordEpisodeStatistics`` inside.
     :param masks: read ``info["action_mask"]`` at reset and every step into ``action_mask``.
-    :param mask_size: length of one mask (``n`` for ``Discrete(n)``, ``sum(nvec)`` for MultiDiscrete).
-    :param device: torch device of the step TensorDict.
+    :param mask_size: length of one mask (:func:`rladapt.spaces.mask_size`).
+    :param device: torch device of the batches.
     :param stats_window: how many recent episodes ``recent_return`` averages over.
+    :param step_counter: a one-entry int64 tensor incremented at every vector step (worker
+        processes share it with the learner, which sees a hung worker by it).
     """
 
     def __init__(
@@ -138,115 +139,145 @@ class VectorCollector(EpisodeStats):
         mask_size: int | None = None,
         device: torch.device | str = "cpu",
         stats_window: int = 100,
+        step_counter: torch.Tensor | None = None,
     ) -> None:
         mode = envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         if mode != AutoresetMode.NEXT_STEP:
             raise ValueError(f"rladapt collects from vector envs in NEXT_STEP autoreset mode; this one uses {mode}")
+        if masks and mask_size is None:
+            raise ValueError("mask_size is needed when masks are on")
+        super().__init__(stats_window)
         self.envs = envs
         self.num_envs = envs.num_envs
         self.observation_space = envs.single_observation_space
         self.action_space = envs.single_action_space
-        self.masks, self.mask_size, self.device = masks, mask_size, torch.device(device)
+        self.masks, self.mask_size, self.device = masks, mask_size if masks else None, torch.device(device)
+        self.step_counter = step_counter
+        # The first observation row of the next batch (after reset, or the last row of the previous batch).
         n = (self.num_envs,)
-        td = TensorDict(
-            {
-                "observation": observation_tensors(self.observation_space, n, device),
-                "valid": torch.ones(n, dtype=torch.bool, device=device),
-                "next": {
-                    "observation": observation_tensors(self.observation_space, n, device),
-                    "reward": torch.zeros(n, dtype=torch.float32, device=device),
-                    "terminated": torch.zeros(n, dtype=torch.bool, device=device),
-                    "truncated": torch.zeros(n, dtype=torch.bool, device=device),
-                    "done": torch.zeros(n, dtype=torch.bool, device=device),
-                },
-            },
-            batch_size=n, device=device,
-        )
+        self._carry = TensorDict({"observation": observation_tensors(self.observation_space, n, "cpu"),
+                                  "is_init": torch.ones(n, dtype=torch.bool)}, batch_size=n)
         if masks:
-            if mask_size is None:
-                raise ValueError("mask_size is needed when masks are on")
-            td.set("action_mask", torch.ones(n + (mask_size,), dtype=torch.bool, device=device))
-            td.set(("next", "action_mask"), torch.ones(n + (mask_size,), dtype=torch.bool, device=device))
-        self.td = td
-        # Every write of a step goes through numpy views of CPU storage: a numpy write costs about
-        # 0.5 us, torch's copy_ 2-3 us, and a step makes a dozen. On CPU the views are the step
-        # TensorDict's own tensors; on another device they are a CPU copy, sent over in one call
-        # before the policy acts and one after the env step (``_send``).
-        host = self._host_storage(td)
-        self._obs, self._next_obs = _views(host, "observation"), _views(host, ("next", "observation"))
-        self._write_obs, self._write_next_obs = _writers(self._obs), _writers(self._next_obs)
-        self._valid, self._reward = host.get("valid").numpy(), host.get(("next", "reward")).numpy()
-        self._terminated, self._truncated = host.get(("next", "terminated")).numpy(), host.get(("next", "truncated")).numpy()
-        self._done = host.get(("next", "done")).numpy()
-        self._mask = host.get("action_mask").numpy() if masks else None
-        self._next_mask = host.get(("next", "action_mask")).numpy() if masks else None
-        self._device_pairs: dict[str, tuple[list, list]] | None = None
-        if host is not td:
-            keys = list(host.keys(include_nested=True, leaves_only=True))
-            parts = {"current": [k for k in keys if not (isinstance(k, tuple) and k[0] == "next")]}
-            parts["next"] = [k for k in keys if k not in parts["current"]]
-            self._device_pairs = {part: ([td.get(k) for k in ks], [host.get(k) for k in ks]) for part, ks in parts.items()}
+            self._carry.set("action_mask", torch.ones(n + (mask_size,), dtype=torch.bool))
+        self._carry_obs = _views(self._carry.get("observation"))
+        self._write_carry_obs = _writers(self._carry_obs)
+        self._carry_keys = list(self._carry.keys(include_nested=True, leaves_only=True))
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
-        self._pending_shift = False
-        super().__init__(stats_window)
-        self.steps = 0
+        self._storages: dict[int, BatchStorage] = {}
+        self._prepared: dict[int, _Prepared] = {}
 
     # ---------------------------------------------------------------------------------------
-    def reset(self, seed: int | None = None) -> TensorDict:
-        """Reset every env (env ``i`` gets ``seed + i``) and write the first observations."""
+    def reset(self, seed: int | None = None) -> None:
+        """Reset every env (env ``i`` gets ``seed + i``); the next batch starts from these observations."""
         obs, info = self.envs.reset(seed=seed)
-        self._write_obs(obs)
+        self._write_carry_obs(obs)
         if self.masks:
-            self._mask[...] = self._read_mask(info, np.zeros(self.num_envs, dtype=bool))
+            self._carry.get("action_mask").numpy()[...] = self._read_mask(info, np.zeros(self.num_envs, dtype=bool))
+        self._carry.get("is_init").fill_(True)
         self._autoreset[:] = False
-        self._valid[...] = True
-        self._pending_shift = False
-        self._send("current")
-        return self.td
 
-    def step(self, policy: Policy, to_env: Callable[[np.ndarray], Any] | None = None) -> TensorDict:
-        """One vector step: the policy acts on ``observation``, the envs step, results are written.
+    def storage(self, agent: Any, vector_steps: int) -> BatchStorage:
+        """This collector's batch of ``vector_steps`` rows for ``agent`` (made once, reused)."""
+        storage = self._storages.get(vector_steps)
+        if storage is None:
+            layout = BatchLayout.of(agent)
+            self._check_layout(layout)
+            storage = self._storages[vector_steps] = BatchStorage(layout, vector_steps, self.num_envs, self.device)
+        return storage
 
-        :param policy: writes ``action`` (and extras) into the step TensorDict.
-        :param to_env: maps the stored action batch (numpy) to what the vector env takes
-            (offsets, clipping to the bounds); identity when None.
-        :return: the step TensorDict (overwritten by the next call).
+    def _check_layout(self, layout: BatchLayout) -> None:
+        if layout.mask_size != self.mask_size:
+            raise ActionMaskError(f"the agent expects masks of size {layout.mask_size}, the collector reads {self.mask_size}")
+
+    def _prepare(self, storage: BatchStorage) -> _Prepared:
+        prepared = self._prepared.get(id(storage))
+        if prepared is None or prepared.storage is not storage:
+            self._check_layout(storage.layout)
+            host = self._host_storage(storage)
+            prepared = self._prepared[id(storage)] = _Prepared(storage, host)
+        return prepared
+
+    def _host_storage(self, storage: BatchStorage) -> BatchStorage:
+        """The CPU storage every write goes through: the batch itself on CPU, else a CPU twin
+        (sent to the device row by row as the agent needs it)."""
+        if storage.device.type == "cpu":
+            return storage
+        return BatchStorage(storage.layout, storage.steps, storage.num_envs, "cpu")
+
+    def collect(self, agent: Any, vector_steps: int, out: BatchStorage | None = None) -> TensorDictBase:
+        """Step every env ``vector_steps`` times, the agent acting through ``agent.explore``.
+
+        :param agent: the agent (``explore(td)`` writes ``action`` and its other ``out_specs``;
+            ``env_action(actions)`` maps stored actions to the env's).
+        :param vector_steps: rows ``T`` of the batch.
+        :param out: the storage to write into (a worker's columns of a shared batch); None: this
+            collector's own (reused: the batch is overwritten by the next ``collect``).
+        :return: the ``[T, num_envs]`` batch.
         """
-        td = self.td
-        if self._pending_shift:  # the previous step's next/ becomes this step's current
-            self._write_obs(self._next_obs)
-            if self.masks:
-                self._mask[...] = self._next_mask
-        np.logical_not(self._autoreset, out=self._valid)
-        self._send("current")
-        policy(td)
-        action = td.get("action").cpu().numpy()
-        obs, reward, terminated, truncated, info = self.envs.step(to_env(action) if to_env else action)
-        self._write_next_obs(obs)
-        self._reward[...] = reward
-        self._terminated[...] = terminated
-        self._truncated[...] = truncated
-        done = np.logical_or(self._terminated, self._truncated, out=self._done)
-        if self.masks:
-            self._next_mask[...] = self._read_mask(info, done)
-        self._send("next")
-        if "episode" in info:
-            ended = info["_episode"]
-            self.record_episodes(info["episode"]["r"][ended].tolist(), info["episode"]["l"][ended].tolist())
-        self._autoreset[...] = done
-        self._pending_shift = True
-        self.steps += self.num_envs
-        return td
+        storage = out if out is not None else self.storage(agent, vector_steps)
+        p = self._prepare(storage)
+        T, n = storage.steps, self.num_envs
+        # Row 0 is the first observation after the previous batch (or the reset).
+        p.write_obs[0](self._carry_obs)
+        p.is_init[0] = self._carry.get("is_init").numpy()
+        if p.mask is not None:
+            p.mask[0] = self._carry.get("action_mask").numpy()
+        p.send_row(0)
+        explore, to_env, counter = agent.explore, agent.env_action, self.step_counter
+        with torch.inference_mode():  # once around the loop: entering it costs per step
+            for t in range(T):
+                td = p.acting[t]
+                np.logical_not(self._autoreset, out=p.valid[t])
+                explore(td)
+                if not p.checked:
+                    self._check_outputs(agent, td, p)
+                outputs = [td.get(key) for key in p.output_keys]
+                copy_tensors([o[t] for o in p.outputs], outputs)
+                action = outputs[p.action_index].cpu().numpy()
+                obs, reward, terminated, truncated, info = self.envs.step(to_env(action))
+                p.write_obs[t + 1](obs)
+                p.reward[t] = reward
+                p.terminated[t] = terminated
+                p.truncated[t] = truncated
+                done = np.logical_or(p.terminated[t], p.truncated[t], out=p.done[t])
+                if p.mask is not None:
+                    p.mask[t + 1] = self._read_mask(info, done)
+                p.is_init[t + 1] = self._autoreset  # this step reset the envs that were done
+                p.send_row(t + 1)
+                self._autoreset[...] = done
+                self.steps += n
+                if "episode" in info:
+                    ended = info["_episode"]
+                    self.record_episodes(info["episode"]["r"][ended].tolist(), info["episode"]["l"][ended].tolist())
+                if counter is not None:
+                    counter += 1
+        p.send_rows()
+        self._write_carry_obs(_index(p.obs, T))
+        self._carry.get("is_init").numpy()[...] = p.is_init[T]
+        if p.mask is not None:
+            self._carry.get("action_mask").numpy()[...] = p.mask[T]
+        return storage.td
 
-    def _host_storage(self, td: TensorDict) -> TensorDict:
-        """The CPU storage every write goes through: the step TensorDict itself on CPU, else a CPU twin."""
-        return td if self.device.type == "cpu" else td.to("cpu")
-
-    def _send(self, part: str) -> None:
-        """Copy the host side of ``part`` ("current" or "next" keys) to the device; nothing on CPU."""
-        if self._device_pairs is not None:
-            device_leaves, host_leaves = self._device_pairs[part]
-            torch._foreach_copy_(device_leaves, host_leaves)
+    def _check_outputs(self, agent: Any, td: TensorDictBase, p: _Prepared) -> None:
+        """Once per batch storage: the agent wrote exactly its declared outputs, in their shapes."""
+        carried = set(CARRIED_KEYS)
+        written = {k for k in td.keys(include_nested=True, leaves_only=True)
+                   if (k if isinstance(k, str) else k[0]) not in carried}
+        declared = set(p.output_keys)
+        missing, extra = sorted(map(str, declared - written)), sorted(map(str, written - declared))
+        name = type(agent).__name__
+        if missing or extra:
+            raise ValueError(
+                f"{name}.explore() wrote {sorted(map(str, written))}, but its out_specs() declare "
+                f"{sorted(map(str, declared))}" + (f"; missing {missing}" if missing else "")
+                + (f"; undeclared {extra} (declare them in out_specs(), so that every collector stores them)" if extra else "")
+            )
+        for key, (shape, _) in p.storage.layout.outputs.items():
+            got = tuple(td.get(key).shape)
+            if got != (self.num_envs, *shape):
+                raise ValueError(f"{name}.explore() wrote {key!r} of shape {got}; its out_specs() say "
+                                 f"{(self.num_envs, *shape)} for {self.num_envs} envs")
+        p.checked = True
 
     def _read_mask(self, info: dict, done: np.ndarray) -> np.ndarray:
         mask = info.get("action_mask")

@@ -17,22 +17,18 @@ whether the episode ended::
     reward -0.040   return -0.040   terminated no   truncated no
 
 Agents describe their view through ``Agent.action_values(obs, mask)`` (``None``: the agent has no
-per-action view, and only the action is printed).
+per-action view, and only the action is printed). :func:`rladapt.train.play` plays; this module
+formats.
 """
 
 from __future__ import annotations
 
-import sys
-import time
-from typing import TYPE_CHECKING, Any, Sequence, TextIO
+from typing import Any, Sequence
 
 import gymnasium as gym
 import numpy as np
 
-if TYPE_CHECKING:
-    from rladapt.agents.base import Agent, EvalResult
-
-__all__ = ["action_names", "format_action_values", "play"]
+__all__ = ["action_names", "describe_observation", "format_action_values"]
 
 #: Column titles for the kinds of ``Agent.action_values``.
 KIND_TITLES = {"q": "Q", "prob": "P"}
@@ -84,109 +80,11 @@ def format_action_values(
     return "\n".join(lines)
 
 
-def _describe_observation(obs: Any) -> str:
+def describe_observation(obs: Any) -> str:
+    """An observation in a line: small arrays by value, large ones by dtype and shape."""
     if isinstance(obs, dict):
-        return "{" + ", ".join(f"{k}: {_describe_observation(v)}" for k, v in obs.items()) + "}"
+        return "{" + ", ".join(f"{k}: {describe_observation(v)}" for k, v in obs.items()) + "}"
     array = np.asarray(obs)
     if array.size > 16:
         return f"{array.dtype}{list(array.shape)}"
     return np.array2string(array, precision=3, suppress_small=True)
-
-
-def _viewing_env(agent: Agent, env: Any, render: str | None) -> tuple[gym.Env, bool]:
-    """``(adapted env, made here)``: ``env`` adapted for ``agent``, rebuilt from its spec with
-    ``render_mode=render`` when it renders otherwise and can render that way."""
-    made = not isinstance(env, gym.Env)
-    if callable(env) and not isinstance(env, (gym.Env, str)):
-        env = env()
-    adapted = agent._adapt(env)
-    if render is None or adapted.render_mode == render:
-        return adapted, made
-    spec = adapted.spec
-    if render in adapted.unwrapped.metadata.get("render_modes", []) and spec is not None and spec.entry_point is not None:
-        if made:
-            adapted.close()
-        return gym.make(spec, render_mode=render), True
-    return adapted, made
-
-
-def play(
-    agent: Agent,
-    env: Any,
-    episodes: int = 1,
-    render: str | None = "ansi",
-    deterministic: bool = True,
-    seed: int | None = None,
-    delay: float = 0.0,
-    max_steps: int | None = None,
-    file: TextIO | None = None,
-) -> EvalResult:
-    """Play ``episodes`` episodes, printing each step (see the module docstring).
-
-    :param agent: the agent.
-    :param env: an env id, an env (adapted here if needed) or a factory. When the env cannot
-        render in ``render`` mode, its observations are printed instead.
-    :param episodes: number of episodes.
-    :param render: ``"ansi"`` (print the env's text), ``"human"`` (the env's own window), or None
-        (print observations).
-    :param deterministic: take the most likely action.
-    :param seed: seed of the first reset (default: the agent's seed).
-    :param delay: seconds to wait after each step (to watch at a human pace).
-    :param max_steps: stop an episode after this many steps (None: play to the end).
-    :param file: where to print (default: standard output).
-    :return: the raw returns and lengths of the episodes.
-    """
-    from rladapt.agents.base import EvalResult
-
-    out = file if file is not None else sys.stdout
-    view, made_here = _viewing_env(agent, env, render)
-    agent.setup(view.observation_space, view.action_space)
-    masks = bool(view.metadata.get("action_mask"))
-    n = int(view.action_space.n) if isinstance(view.action_space, gym.spaces.Discrete) else None
-    names = action_names(view, n) if n is not None else []
-    shows_text = render == "ansi" and view.render_mode == "ansi"
-    returns, lengths = [], []
-    try:
-        obs, info = view.reset(seed=agent.config.seed if seed is None else seed)
-        for episode in range(1, episodes + 1):
-            total, length, done = 0.0, 0, False
-            while not done:
-                length += 1
-                print(f"episode {episode}, step {length}", file=out)
-                if shows_text:
-                    print(str(view.render()).rstrip("\n"), file=out)
-                elif render != "human":
-                    print(f"observation {_describe_observation(obs)}", file=out)
-                mask = np.asarray(info["action_mask"], dtype=bool) if masks and "action_mask" in info else None
-                action = agent.act(obs, mask if agent.spec.masks else None, deterministic)
-                view_values = agent.action_values(obs, mask if agent.spec.masks else None)
-                if view_values is not None and n is not None:
-                    values, kind = view_values
-                    print(format_action_values(values, kind, int(action) - int(view.action_space.start), names, mask), file=out)
-                else:
-                    label = names[int(action) - int(view.action_space.start)] if n is not None else np.asarray(action).round(3)
-                    print(f"  -> action {label}", file=out)
-                obs, reward, terminated, truncated, info = view.step(action)
-                total += float(reward)
-                done = bool(terminated or truncated) or (max_steps is not None and length >= max_steps)
-                print(
-                    f"reward {float(reward):+.3f}   return {total:+.3f}   terminated {'yes' if terminated else 'no'}"
-                    f"   truncated {'yes' if truncated else 'no'}",
-                    file=out,
-                )
-                if delay:
-                    out.flush()
-                    time.sleep(delay)
-            stats = info.get("episode")
-            raw = float(stats["r"]) if stats is not None and (terminated or truncated) else total
-            returns.append(raw)
-            lengths.append(length)
-            if shows_text:
-                print(str(view.render()).rstrip("\n"), file=out)
-            print(f"episode {episode} ended after {length} steps: return {raw:+.3f}\n", file=out)
-            if episode < episodes:
-                obs, info = view.reset()
-    finally:
-        if made_here:
-            view.close()
-    return EvalResult(np.asarray(returns, dtype=np.float64), np.asarray(lengths, dtype=np.int64))

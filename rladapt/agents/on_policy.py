@@ -1,0 +1,179 @@
+"""The on-policy family (PPO, A2C, REINFORCE ...): collect ``n_steps`` vector steps with the current
+weights, compute advantages (GAE) and value targets, update once, repeat.
+
+A subclass writes ``build`` (networks, optimiser; :meth:`OnPolicyAgent.build_actor_critic` makes
+the built-in actor-critic), ``act_batch`` (writing ``action``, ``log_prob`` and ``value``) and
+``update(rollout, progress)``; ``rollout.transitions(keys)`` gives the valid transitions with their
+``advantage`` and ``value_target``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from tensordict import TensorDictBase
+from torch import nn
+
+from rladapt.agents.base import Agent, AgentConfig, to_batch
+from rladapt.agents.masks import masked_logits
+from rladapt.agents.nets import CategoricalHead, FlatParameters, NetworkFactory, RunningNorm, make_actor_critic
+from rladapt.buffers.rollout import RolloutBuffer
+from rladapt.collect.batch import OutSpecs
+from rladapt.spec import AgentSpec
+from rladapt.types import ActionValues
+
+__all__ = ["ACTOR_CRITIC_SPEC", "OnPolicyAgent", "OnPolicyConfig", "default_kind", "normalize"]
+
+#: What the networks of :meth:`OnPolicyAgent.build_actor_critic` accept (the ``spec`` of PPO and A2C).
+ACTOR_CRITIC_SPEC = AgentSpec(
+    observations=frozenset({"vector", "image", "nested"}),
+    actions=frozenset({"discrete", "multi_discrete", "continuous"}),
+    masks=True,
+)
+
+
+def default_kind(observation_kind: str, action_kind: str) -> str:
+    """Which row of an on-policy agent's per-kind defaults applies: images (and nested
+    observations) first, then continuous actions, else classic control (``"vector"``)."""
+    if observation_kind in ("image", "nested"):
+        return "image"
+    return "continuous" if action_kind == "continuous" else "vector"
+
+
+def normalize(advantages: torch.Tensor) -> torch.Tensor:
+    """Advantage normalisation: zero mean, unit std (a PPO and A2C option)."""
+    if advantages.numel() < 2:
+        return advantages
+    return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+
+@dataclass
+class OnPolicyConfig(AgentConfig):
+    """Settings of on-policy agents (None: the per-kind default).
+
+    :param n_steps: steps per env per rollout (a rollout is ``n_steps * num_envs`` steps).
+    :param gamma: discount factor.
+    :param gae_lambda: GAE lambda (1.0: Monte-Carlo advantages, bootstrapped at the rollout's end).
+    :param normalize_observations: standardise float vector observations with running statistics.
+    :param normalize_rewards: scale rewards by the running std of the discounted return.
+    :param fast: the hand-written fast path of the built-in vector actor-critic
+        (:mod:`rladapt.agents.fast`): None uses it where it applies, True requires it (an error
+        says why it does not apply), False never.
+    """
+
+    n_steps: int | None = None
+    gamma: float | None = None
+    gae_lambda: float | None = None
+    normalize_observations: bool | None = None
+    normalize_rewards: bool | None = None
+    fast: bool | None = None
+
+
+class OnPolicyAgent(Agent):
+    """Collects rollouts into a :class:`~rladapt.buffers.rollout.RolloutBuffer` with the current
+    weights, computes GAE, and calls :meth:`update`. Subclasses build ``self.policy`` (an
+    :class:`~rladapt.agents.nets.ActorCritic`-like module with ``get_value``) in ``build``, or
+    override :meth:`value` for a network of their own."""
+
+    Config: ClassVar[type[AgentConfig]] = OnPolicyConfig
+    fresh_weights: ClassVar[bool] = True
+    #: The storage of the current ``learn`` call.
+    rollout: RolloutBuffer | None = None
+    #: The fast path in use (:mod:`rladapt.agents.fast`), or None.
+    fast_path: Any = None
+
+    def build(self) -> None:
+        self.reward_norm = RunningNorm(()) if self.hp.normalize_rewards else None
+
+    def build_actor_critic(self, network: nn.Module | NetworkFactory | None, hidden: tuple[int, ...]) -> None:
+        """Build ``self.policy``, the actor-critic for the bound spaces (observations normalised
+        when ``normalize_observations``), ``self.params``, its parameters as one flat tensor (one
+        op to zero, clip and step them all) for the optimizer, and the fast path where it applies
+        (setting ``fast``). Call it from ``build``.
+
+        :param network: your own network: a full actor-critic module, an encoder module
+            (observations -> ``[B, F]`` features) or a factory ``(obs_space, action_space) -> module``;
+            None: the built-in MLP or CNN.
+        :param hidden: hidden layer sizes of the MLPs.
+        """
+        from rladapt.agents.fast import fast_path_for
+
+        self.policy = make_actor_critic(
+            self.observation_space, self.action_space, network, hidden, bool(self.hp.normalize_observations)
+        ).to(self.device)
+        self.params = FlatParameters(self.policy)
+        self.fast_path = fast_path_for(self, self.hp.fast)
+
+    def act_batch(self, td: TensorDictBase, deterministic: bool = False) -> TensorDictBase:
+        fast = self.fast_path
+        if fast is not None and fast.can_act(td):
+            return fast.act(td, deterministic, self.generator)
+        return super().act_batch(td, deterministic)
+
+    def out_specs(self) -> OutSpecs:
+        """The action, its ``log_prob`` and the state ``value`` (GAE reads it)."""
+        return {**super().out_specs(), "log_prob": ((), torch.float32), "value": ((), torch.float32)}
+
+    def value(self, observation: Any) -> torch.Tensor:
+        """``V(observation)`` ``[B]``: the bootstrap at the end of a rollout."""
+        return self.policy.get_value(observation)
+
+    # -- the loop's hooks ----------------------------------------------------------------------
+    def collect_steps(self) -> int:
+        return int(self.hp.n_steps)
+
+    def make_storage(self, num_envs: int, steps: int) -> RolloutBuffer:
+        self.rollout = RolloutBuffer(self.hp.n_steps, num_envs, self.device)
+        self._discounted_return = torch.zeros(num_envs, device=self.device)
+        return self.rollout
+
+    def store(self, rollout: RolloutBuffer, batch: TensorDictBase) -> RolloutBuffer:
+        """Take the batch (no copy), scale rewards when ``normalize_rewards``, compute GAE."""
+        rollout.set(batch)
+        with torch.inference_mode():
+            last_value = self.value(batch.get(("next", "observation"))[-1])
+        if self.reward_norm is not None:
+            self._scale_rewards(rollout)
+        rollout.compute_advantages(last_value, self.hp.gamma, self.hp.gae_lambda)
+        return rollout
+
+    def update(self, rollout: RolloutBuffer, progress: float) -> dict[str, float]:
+        """One update from a full rollout (``rollout.transitions(keys)``); return metrics."""
+        raise NotImplementedError(f"{type(self).__name__} defines no update(rollout, progress)")
+
+    def after_update(self, rollout: RolloutBuffer) -> None:
+        """Fold the rollout's observations into the running observation statistics."""
+        norm = getattr(getattr(self, "policy", None), "update_obs_stats", None)
+        if self.hp.normalize_observations and norm is not None:
+            data = rollout.data
+            norm(data.get("observation")[data.get("valid")])
+
+    def _scale_rewards(self, rollout: RolloutBuffer) -> None:
+        """Divide rewards by the running std of the discounted return (SB3's VecNormalize)."""
+        data = rollout.data
+        rewards, done, valid = data.get(("next", "reward")), data.get(("next", "done")), data.get("valid")
+        returns = torch.empty_like(rewards)
+        running, gamma = self._discounted_return, self.hp.gamma
+        for t in range(len(rewards)):
+            running = running * gamma + rewards[t]
+            returns[t] = running
+            running = running * (~done[t])
+        self._discounted_return = running
+        self.reward_norm.update(returns[valid])
+        scale = float((self.reward_norm.var + self.reward_norm.epsilon).rsqrt())
+        rewards.mul_(scale).clamp_(-self.reward_norm.clip, self.reward_norm.clip)
+
+    def action_values(self, obs: Any, mask: np.ndarray | None = None) -> ActionValues | None:
+        """The policy's probability of every action (``Discrete`` actions, built-in networks)."""
+        head, features = getattr(self.policy, "head", None), getattr(self.policy, "features", None)
+        if not isinstance(head, CategoricalHead) or features is None:
+            return None
+        with torch.inference_mode():
+            logits = head(features(to_batch(obs, self.device))[0])
+            if mask is not None:
+                logits = masked_logits(logits, torch.as_tensor(np.asarray(mask, dtype=bool), device=self.device).unsqueeze(0))
+            probs = torch.softmax(logits, -1)[0]
+        return ActionValues(probs.cpu().numpy(), "prob")

@@ -1,0 +1,221 @@
+"""Where a run's envs come from: what the user passed, adapted for the agent, and how to make copies.
+
+``learn`` accepts an env id, an env instance (adapted here unless it is an ``AutoAdapt`` env), a
+zero-argument factory, or a ready gymnasium vector env. :class:`EnvSource` turns any of them into
+one adapted instance to read the spaces from (``probe``) and a way to make the envs the collector
+steps:
+
+- ``"spec"``: the adapted chain has a gymnasium spec, so ``gym.make(spec)`` rebuilds it, in this
+  process or in a worker (every wrapper records its constructor arguments);
+- ``"factory"``: the user's factory, its envs adapted as they are made (picklable for workers);
+- ``"instance"``: an env whose class gymnasium cannot rebuild (not registered). With one env the
+  instance itself is stepped (never closed by rladapt); with more, copies are made with
+  ``copy.deepcopy`` (by pickling for worker processes), and the plan says so; an env that cannot be
+  copied gets a clear error naming the fixes;
+- ``"vector"``: a vector env, taken as adapted and stepped as it is (not closed).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from typing import Any, Callable
+
+import gymnasium as gym
+
+from rladapt.adapt import AutoAdapt
+
+__all__ = ["AdaptedFactory", "EnvRebuildError", "EnvSource", "adapt_for", "make_vector_env"]
+
+
+class EnvRebuildError(ValueError):
+    """The adapted env cannot be copied for vectorization (no spec, no factory, no deep copy)."""
+
+
+def adapt_for(agent: Any, env: Any) -> Any:
+    """``env`` adapted for ``agent`` (an agent, agent class or ``AgentSpec``): an id or a plain env
+    through ``AutoAdapt``; an ``AutoAdapt`` env or a vector env as it is."""
+    if isinstance(env, (AutoAdapt, gym.vector.VectorEnv)):
+        return env
+    return AutoAdapt(env, agent)
+
+
+class AdaptedFactory:
+    """A picklable env factory that adapts what ``factory`` returns for ``agent_class`` (as
+    ``learn`` does in the learner), without carrying the learner's agent along.
+
+    :param factory: zero-argument callable returning an env.
+    :param agent_class: the agent class whose spec AutoAdapt reads.
+    """
+
+    def __init__(self, factory: Callable[[], gym.Env], agent_class: type) -> None:
+        self.factory, self.agent_class = factory, agent_class
+
+    def __call__(self) -> gym.Env:
+        return adapt_for(self.agent_class, self.factory())
+
+
+class _Borrowed(gym.Wrapper):
+    """The user's own env instance, stepped by a vector env that must not close it."""
+
+    def close(self) -> None:
+        pass
+
+
+def _make_from_spec(spec: gym.envs.registration.EnvSpec) -> gym.Env:
+    return gym.make(spec)
+
+
+def make_vector_env(env_fns: list[Callable[[], gym.Env]], mode: str = "sync") -> gym.vector.VectorEnv:
+    """A gymnasium vector env over ``env_fns``: ``"sync"`` (in-process) or ``"async"`` (a process
+    per env, observations in shared memory). Observations are not copied (the collector copies them)."""
+    if mode == "sync":
+        return gym.vector.SyncVectorEnv(env_fns, copy=False)
+    if mode == "async":
+        return gym.vector.AsyncVectorEnv(env_fns, shared_memory=True, copy=False)
+    raise ValueError(f"vectorization must be 'sync' or 'async', got {mode!r}")
+
+
+def _rebuildable(env: gym.Env) -> bool:
+    spec = env.spec
+    return spec is not None and spec.entry_point is not None
+
+
+class EnvSource:
+    """What ``learn``, ``evaluate`` and the collectors build a run's envs from (module docstring).
+
+    :param env: an env id, an env (adapted here unless it is an ``AutoAdapt`` env), a
+        zero-argument factory returning an env, or a gymnasium vector env (taken as adapted).
+    :param agent: the agent (its spec tells AutoAdapt what to build).
+    """
+
+    def __init__(self, env: Any, agent: Any) -> None:
+        self.agent_class = agent if isinstance(agent, type) else type(agent)
+        self.user_env = env
+        self.factory: Callable[[], gym.Env] | None = None
+        if isinstance(env, gym.vector.VectorEnv):
+            self.kind, self.probe, self.owns_probe = "vector", env, False
+        elif isinstance(env, (str, gym.Env)):
+            self.probe = adapt_for(agent, env)
+            self.owns_probe = isinstance(env, str)
+            self.kind = "spec" if _rebuildable(self.probe) else "instance"
+        elif callable(env):
+            self.factory = AdaptedFactory(env, self.agent_class)
+            self.kind, self.probe, self.owns_probe = "factory", self.factory(), True
+        else:
+            raise TypeError(
+                f"expected an env, an env id, a vector env or a zero-argument env factory, got {type(env).__name__}"
+            )
+        #: Whether the vector env of a one-env run is the probe itself (an unregistered instance).
+        self.steps_probe = False
+        self._eval_copy: gym.Env | None = None
+
+    # -- what the env is ---------------------------------------------------------------------
+    @property
+    def observation_space(self) -> gym.Space:
+        """The adapted env's single observation space."""
+        return self.probe.single_observation_space if self.kind == "vector" else self.probe.observation_space
+
+    @property
+    def action_space(self) -> gym.Space:
+        """The adapted env's single action space."""
+        return self.probe.single_action_space if self.kind == "vector" else self.probe.action_space
+
+    @property
+    def masks(self) -> bool:
+        """The adapted env writes ``info["action_mask"]`` (AutoAdapt's ``ActionMask`` is in the chain)."""
+        return bool(self.probe.metadata.get("action_mask"))
+
+    @property
+    def name(self) -> str:
+        """The env id, or the env class name."""
+        spec = getattr(self.probe, "spec", None)
+        return getattr(spec, "id", None) or type(getattr(self.probe, "unwrapped", self.probe)).__name__
+
+    # -- copies ------------------------------------------------------------------------------
+    def env_fns(self, num_envs: int) -> list[Callable[[], gym.Env]]:
+        """Zero-argument constructors of ``num_envs`` adapted envs for an in-process vector env."""
+        if self.kind == "vector":
+            raise EnvRebuildError("a vector env is stepped as it is: it cannot be copied")
+        if self.kind == "spec":
+            return [functools.partial(_make_from_spec, self.probe.spec) for _ in range(num_envs)]
+        if self.kind == "factory":
+            return [self.factory] * num_envs
+        if num_envs == 1:  # the instance itself: nothing to copy
+            self.steps_probe = True
+            probe = self.probe
+            return [lambda: _Borrowed(probe)]
+        copies = [self._deepcopy() for _ in range(num_envs)]
+        return [lambda env=env: env for env in copies]
+
+    def _deepcopy(self) -> gym.Env:
+        try:
+            return copy.deepcopy(self.probe)
+        except Exception as error:
+            raise EnvRebuildError(self._cannot_copy(f"copy.deepcopy failed ({type(error).__name__}: {error})")) from error
+
+    def _cannot_copy(self, why: str) -> str:
+        name = type(self.probe.unwrapped).__name__
+        return (
+            f"cannot make copies of {name} for vectorization: it has no gymnasium spec (its class is not "
+            f"registered) and {why}. Either register it, gymnasium.register(id='{name}-v0', entry_point={name}), "
+            f"and pass gym.make('{name}-v0'), or pass a factory instead of the instance: "
+            f"agent.learn(lambda: {name}(...), steps), or train on the instance itself with num_envs=1"
+        )
+
+    def remote_maker(self) -> Callable[[], gym.Env]:
+        """A zero-argument constructor of one adapted env for another process (picklable by
+        cloudpickle): ``gym.make`` of the spec, the adapted factory, or, for an unregistered
+        instance, a copy unpickled from this one's bytes."""
+        if self.kind == "spec":
+            return functools.partial(_make_from_spec, self.probe.spec)
+        if self.kind == "factory":
+            return self.factory
+        if self.kind == "instance":
+            import cloudpickle
+
+            try:
+                return functools.partial(_unpickle_env, cloudpickle.dumps(self.probe))
+            except Exception as error:
+                raise EnvRebuildError(self._cannot_copy(f"pickling it for the worker processes failed "
+                                                        f"({type(error).__name__}: {error})")) from error
+        raise EnvRebuildError("workers rebuild the envs in their own processes: pass the env, its id or a factory, not a vector env")
+
+    def copies_note(self, num_envs: int, remote: bool) -> str | None:
+        """What the plan says about how the envs were made, when it is not from the spec or a factory."""
+        if self.kind != "instance":
+            return None
+        if num_envs == 1 and not remote:
+            return "one env: the instance itself is stepped (its class is not registered, so it is not rebuilt)"
+        how = "pickled copies" if remote else "copy.deepcopy copies"
+        return (f"{num_envs} envs: {how} of the instance (its class is not registered with gymnasium, so "
+                f"gym.make(spec) cannot rebuild it)")
+
+    # -- evaluation --------------------------------------------------------------------------
+    def eval_env(self) -> gym.Env | None:
+        """The env to evaluate on during training: the probe, or a deep copy of it when the probe
+        is the one env being trained on; None for a vector env (or an instance that cannot be copied)."""
+        if self.kind == "vector":
+            return None
+        if not self.steps_probe:
+            return self.probe
+        if self._eval_copy is None:
+            try:
+                self._eval_copy = copy.deepcopy(self.probe)
+            except Exception:
+                return None
+        return self._eval_copy
+
+    def close(self) -> None:
+        """Close what was made here (the probe made from an id or a factory, the evaluation copy)."""
+        if self._eval_copy is not None:
+            self._eval_copy.close()
+            self._eval_copy = None
+        if self.owns_probe:
+            self.probe.close()
+
+
+def _unpickle_env(data: bytes) -> gym.Env:
+    import cloudpickle
+
+    return cloudpickle.loads(data)

@@ -1,0 +1,66 @@
+"""Evaluation: play episodes with an agent and return the raw returns and lengths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from rladapt.collect.envs import EnvSource
+from rladapt.types import EvalResult
+
+__all__ = ["evaluate"]
+
+
+def evaluate(
+    agent: Any,
+    env: Any,
+    episodes: int = 10,
+    deterministic: bool = True,
+    seed: int | None = None,
+    video_dir: str | Path | None = None,
+    video_episodes: int | None = None,
+    gif: bool = False,
+) -> EvalResult:
+    """Play ``episodes`` episodes with ``agent`` and return their raw returns and lengths
+    (:meth:`rladapt.agents.Agent.evaluate` describes the parameters).
+
+    Returns come from ``RecordEpisodeStatistics`` (innermost in an adapted env), so they are the
+    env's own rewards even when training rewards are clipped or scaled.
+    """
+    if isinstance(env, gym.vector.VectorEnv):
+        raise TypeError("evaluate takes a single env (or an id or factory), not a vector env")
+    source = EnvSource(env, agent)
+    probe = source.probe
+    recorder = None
+    try:
+        agent.setup(probe.observation_space, probe.action_space)
+        masks = bool(agent.spec.masks and source.masks)
+        returns, lengths = [], []
+        if video_dir is not None:
+            from rladapt.logging.video import recording_copy
+
+            count = episodes if video_episodes is None else min(video_episodes, episodes)
+            recorder = recording_copy(probe, video_dir, episodes=count, gif=gif)
+        play = recorder if recorder is not None else probe
+        with agent.torch_threads():
+            obs, info = play.reset(seed=agent.config.seed if seed is None else seed)
+            total, length = 0.0, 0
+            while len(returns) < episodes:
+                action = agent.act(obs, info.get("action_mask") if masks else None, deterministic)
+                obs, reward, terminated, truncated, info = play.step(action)
+                total += float(reward)
+                length += 1
+                if terminated or truncated:
+                    stats = info.get("episode")
+                    returns.append(float(stats["r"]) if stats is not None else total)
+                    lengths.append(int(stats["l"]) if stats is not None else length)
+                    obs, info = play.reset()
+                    total, length = 0.0, 0
+    finally:
+        if recorder is not None:
+            recorder.close() if recorder.owns_env else recorder.finish()
+        source.close()
+    return EvalResult(np.asarray(returns, dtype=np.float64), np.asarray(lengths, dtype=np.int64))

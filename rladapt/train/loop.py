@@ -1,0 +1,243 @@
+"""The training loop: the same for every agent and every collector (DESIGN.md principle 4)::
+
+    learn(agent, env, steps)
+      where the envs come from (EnvSource: spec, factory, instance) and how many
+      the collector (in-process, worker processes, torchrun ranks)
+      run directory, logger, config.json, callbacks, progress bar
+      storage = agent.make_storage(num_envs, steps)
+      repeat until `steps` env steps are done:
+          batch = collector.collect(agent, agent.collect_steps())      # collect
+          storage = agent.store(storage, batch)                         # store
+          if agent.ready(storage): agent.update(storage, progress)      # update when ready
+          after the iteration: counters, a log row at an interval, progress bar,
+                               callbacks (checkpoints among them)
+      final checkpoint, cleanup
+
+One place owns each of these: the loop here, checkpoint cadence in
+:class:`~rladapt.callbacks.CheckpointCallback`, the hooks in :class:`~rladapt.callbacks.TrainingRun`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from rladapt.callbacks import CheckpointCallback, TrainingRun
+from rladapt.collect import EnvSource, Workers, make_collector
+from rladapt.collect import distributed
+from rladapt.logging import ProgressBar, RunDirLogger, default_run_dir, make_logger
+from rladapt.logging.metadata import run_metadata
+
+__all__ = ["DEFAULT_LOG_EVERY", "DEFAULT_NUM_ENVS", "MetricsWindow", "learn", "resolve_num_envs"]
+
+#: Envs stepped in parallel when neither ``learn`` nor the agent's settings say.
+DEFAULT_NUM_ENVS = 8
+#: Env steps between log rows when ``learn`` gets no ``log_every``.
+DEFAULT_LOG_EVERY = 1_000
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be a positive integer, got {value!r} ({type(value).__name__})")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value}")
+    return int(value)
+
+
+def _worker_count(workers: Any) -> int:
+    if isinstance(workers, Workers):
+        return workers.count
+    if isinstance(workers, (int, np.integer)) and not isinstance(workers, bool):
+        return int(workers)
+    return 0
+
+
+def resolve_num_envs(agent: Any, num_envs: int | None, workers: Any) -> int:
+    """How many envs a run steps: ``num_envs`` when given, else the agent's setting (its
+    per-kind default), else :data:`DEFAULT_NUM_ENVS`; without an explicit number, at least one
+    per worker process."""
+    if num_envs is not None:
+        return _positive_int("num_envs", num_envs)
+    n = getattr(agent.hp, "num_envs", None) or DEFAULT_NUM_ENVS
+    return max(int(n), _worker_count(workers))
+
+
+class MetricsWindow:
+    """One log interval: the agent's update metrics averaged over its iterations (losses are
+    noisy one by one); the loop adds the rest (episodes, speed, collection) as of the row's step.
+
+    :param every: env steps between rows.
+    :param start: the env step the interval counts from.
+    """
+
+    def __init__(self, every: int, start: int) -> None:
+        self.every, self.next = every, start + every
+        self._sums: dict[str, float] = {}
+        self._counts: dict[str, int] = {}
+        self._iterations = 0
+
+    def add(self, metrics: dict[str, Any]) -> None:
+        """Fold one iteration's update metrics in (numbers averaged; the rest kept as of the last one)."""
+        self._iterations += 1
+        for key, value in metrics.items():
+            if isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool):
+                self._sums[key] = self._sums.get(key, 0.0) + float(value)
+                self._counts[key] = self._counts.get(key, 0) + 1
+            else:
+                self._sums[key], self._counts[key] = value, 0
+
+    def due(self, step: int) -> bool:
+        return step >= self.next
+
+    def pending(self) -> bool:
+        """Iterations since the last row."""
+        return self._iterations > 0
+
+    def row(self, step: int) -> dict[str, Any]:
+        """The averaged metrics, and the window starts again after ``step``."""
+        out = {k: (v / self._counts[k] if self._counts[k] else v) for k, v in self._sums.items()}
+        self._sums, self._counts, self._iterations = {}, {}, 0
+        while self.next <= step:
+            self.next += self.every
+        return out
+
+
+def learn(
+    agent: Any,
+    env: Any,
+    steps: int,
+    *,
+    num_envs: int | None = None,
+    workers: int | str | Workers = 0,
+    logger: Any = None,
+    callbacks: Iterable[Any] = (),
+    progress: bool = True,
+    run_dir: str | Path | bool | None = None,
+    vectorization: str | None = None,
+    checkpoint_every: int | None = None,
+    log_every: int | None = None,
+) -> Any:
+    """Train ``agent`` for ``steps`` env steps: :meth:`rladapt.agents.Agent.learn` (whose
+    docstring describes every parameter) calls this."""
+    steps = _positive_int("steps", steps)
+    if log_every is not None:
+        log_every = _positive_int("log_every", log_every)
+    if checkpoint_every is not None:
+        checkpoint_every = _positive_int("checkpoint_every", checkpoint_every)
+        if run_dir is False:
+            raise ValueError("checkpoint_every writes into the run directory; run_dir=False turns it off "
+                             "(pass callbacks=[CheckpointCallback(every, directory=...)] instead)")
+    source = EnvSource(env, agent)
+    try:
+        agent.setup(source.observation_space, source.action_space)
+        agent.use_masks = bool(agent.spec.masks and source.masks)
+        remote = bool(workers)
+        if source.kind == "vector":
+            if remote:
+                raise ValueError("workers rebuild the envs in their own processes: pass the env, its id or a factory, not a vector env")
+            n = source.probe.num_envs
+        else:
+            n = resolve_num_envs(agent, num_envs, workers)
+        if workers == "distributed" and distributed.is_collector_rank():  # torchrun rank > 0: collect for rank 0
+            distributed.serve(agent, source, n)
+            return agent
+        note = source.copies_note(n, remote)
+        if note is not None and hasattr(source.probe, "plan"):
+            source.probe.plan = source.probe.plan.with_note("copy_envs", note, "how the envs of this run were made")
+        collector = make_collector(agent, source, n, workers, vectorization)
+    except BaseException:
+        source.close()
+        raise
+    try:
+        return _loop(agent, source, collector, steps, logger, callbacks, progress, run_dir, checkpoint_every, log_every)
+    finally:
+        source.close()
+
+
+def _loop(agent: Any, source: EnvSource, collector: Any, steps: int, logger: Any, callbacks: Iterable[Any],
+          progress: bool, run_dir: str | Path | bool | None, checkpoint_every: int | None, log_every: int | None) -> Any:
+    run_logger = None
+    try:
+        if run_dir is not False:
+            run_path = Path(run_dir) if run_dir else default_run_dir(type(agent).__name__.lower(), source.name)
+            run_logger = RunDirLogger(run_path)
+        log = make_logger(logger, run_logger)
+    except BaseException:
+        if source.kind != "vector":
+            collector.close()
+        raise
+    log.log_config({
+        "agent": type(agent).__name__, "env": source.name, "steps": steps, "num_envs": collector.num_envs,
+        "masks": agent.use_masks, "settings": agent.settings(resolved=True),
+        **run_metadata(source.probe, run_logger.path if run_logger is not None else None),
+    })
+    callbacks = list(callbacks)
+    if checkpoint_every is not None:
+        callbacks.append(CheckpointCallback(checkpoint_every, directory=run_logger.path, filename="checkpoint.pt", keep=1))
+    run = TrainingRun(agent, source.eval_env, steps, run_logger.path if run_logger is not None else None, log, callbacks)
+    bar = ProgressBar(steps, progress, f"{type(agent).__name__} {source.name}")
+    start_steps, target = agent.num_timesteps, agent.num_timesteps + steps
+    seed = None if agent.config.seed is None else agent.config.seed + start_steps
+    window: MetricsWindow | None = None
+    try:
+        with agent.torch_threads():
+            collector.reset(seed=seed)
+            storage = agent.make_storage(collector.num_envs, steps)
+            run.observe(collector)
+            run.learn_start()
+            rows = agent.collect_steps()
+            window = MetricsWindow(log_every or max(DEFAULT_LOG_EVERY, rows * collector.num_envs), start_steps)
+            t0 = time.perf_counter()
+            while agent.num_timesteps < target:
+                progress_now = (agent.num_timesteps - start_steps) / steps
+                agent.progress = progress_now
+                before, episodes_before = collector.steps, collector.episodes
+                batch = collector.collect(agent, agent.collect_steps())
+                agent.num_timesteps += collector.steps - before
+                agent.num_episodes += collector.episodes - episodes_before
+                run.collected(batch)
+                storage = agent.store(storage, batch)
+                metrics: dict[str, Any] = {}
+                if agent.ready(storage):
+                    metrics = agent.update(storage, progress_now)
+                    agent.after_update(storage)
+                agent.num_updates += 1
+                row = _iteration_row(agent, collector, metrics, start_steps, time.perf_counter() - t0)
+                window.add(metrics)
+                if window.due(agent.num_timesteps):
+                    log.log({**row, **window.row(agent.num_timesteps)}, agent.num_timesteps)
+                bar.update(collector.steps - before, collector.recent_return)
+                row["step"] = agent.num_timesteps
+                if run.after_iteration(row):
+                    break
+            run.learn_end()
+        if window is not None and window.pending():
+            row = _iteration_row(agent, collector, {}, start_steps, time.perf_counter() - t0)
+            log.log({**row, **window.row(agent.num_timesteps)}, agent.num_timesteps)
+        if run_logger is not None:
+            final = agent.save(run_logger.path / "agent.pt")
+            log.log_checkpoint(final)
+    finally:
+        run.close()
+        bar.close()
+        log.close()
+        if source.kind != "vector":  # a vector env given by the user stays open
+            collector.close()
+    return agent
+
+
+def _iteration_row(agent: Any, collector: Any, metrics: dict[str, Any], start_steps: int, elapsed: float) -> dict[str, Any]:
+    """One iteration's metrics: the update's, the collector's, the recent episodes, the speed."""
+    row = dict(metrics)
+    row.update(collector.metrics())
+    if collector.recent_return is not None:
+        row["rollout/return_mean"] = collector.recent_return
+        row["rollout/length_mean"] = collector.recent_length
+    row["rollout/episodes"] = agent.num_episodes
+    row["time/steps_per_s"] = (agent.num_timesteps - start_steps) / max(elapsed, 1e-9)
+    row["time/elapsed_s"] = elapsed
+    return row
+
