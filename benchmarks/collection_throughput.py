@@ -59,8 +59,7 @@ from tensordict import TensorDict
 
 from rladapt import AutoAdapt
 from rladapt.agents import PPO
-from rladapt.collect import Workers
-from rladapt.collect.workers import WorkerCollector
+from rladapt.collect import EnvSource, WorkerCollector, Workers
 
 ENVS = {"pong": "ALE/Pong-v5", "cartpole": "CartPole-v1"}
 N_STEPS = {"pong": 128, "cartpole": 32}
@@ -92,10 +91,10 @@ class Contender:
 class RladaptWorkers(Contender):
     def __init__(self, env_id: str, workers: int, envs_per_worker: int, n_steps: int, fast_atari: bool = True) -> None:
         agent, env = make_agent(env_id)
-        self.n_steps, self.num_envs = n_steps, workers * envs_per_worker
-        self.collector = WorkerCollector(agent, env, self.num_envs, Workers(workers, fast_atari=fast_atari))
+        self.agent, self.n_steps, self.num_envs = agent, n_steps, workers * envs_per_worker
+        self.collector = WorkerCollector(agent, EnvSource(env, agent), self.num_envs, Workers(workers, fast_atari=fast_atari))
         self.collector.reset(seed=0)
-        self.collector.collect_rollout(n_steps)  # warm up
+        self.collector.collect(agent, n_steps)  # warm up
         path = "" if "ALE" not in env_id else ", C++ envs" if self.collector.fast_atari else ", gymnasium envs"
         self.name = f"rladapt workers={workers} ({envs_per_worker} env{'s' if envs_per_worker > 1 else ''} each{path})"
 
@@ -105,7 +104,7 @@ class RladaptWorkers(Contender):
     def measure(self, seconds: float) -> float:
         start, steps = time.perf_counter(), 0
         while time.perf_counter() - start < seconds:
-            self.collector.collect_rollout(self.n_steps)
+            self.collector.collect(self.agent, self.n_steps)
             steps += self.n_steps * self.num_envs
         return steps / (time.perf_counter() - start)
 

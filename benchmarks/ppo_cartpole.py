@@ -10,12 +10,16 @@ and training; it is paused during evaluations. A run stops when the mean evaluat
 nothing else set) and with the rl-zoo settings spelled out. Runs are interleaved (rladapt defaults,
 rladapt zoo, SB3, next seed ...) so that load from other processes on a shared machine hits all alike.
 
+``--fast-ablation``: rladapt's defaults twice, with the fast path of :mod:`rladapt.agents.fast`
+(``fast=None``, the default) and without it (``fast=False``), beside SB3: what the fast path buys.
+
 ``--lunar``: the same protocol on LunarLander-v3 with rl-zoo's LunarLander settings (16 envs,
 n_steps 1024, batch 64, gae_lambda 0.98, gamma 0.999, 4 epochs, ent_coef 0.01, lr 3e-4), target 200.
 
 Usage::
 
     python benchmarks/ppo_cartpole.py [--seeds 0 1 2] [--budget 100000] [--eval-every 2560]
+    python benchmarks/ppo_cartpole.py --fast-ablation --seeds $(seq 0 19)
     python benchmarks/ppo_cartpole.py --lunar [--seeds 0] [--budget 1000000] [--eval-every 32768]
 """
 
@@ -86,7 +90,7 @@ def run_rladapt(setup: dict, seed: int, budget: int, eval_every: int) -> dict:
 
     clock = Clock()
     if setup.get("defaults"):  # rladapt's own defaults: PPO() with no settings
-        agent = PPO(seed=seed, num_threads=1)
+        agent = PPO(seed=seed, num_threads=1, **setup.get("extra", {}))
     else:
         agent = PPO(seed=seed, num_envs=setup["num_envs"], num_threads=1, **setup["rladapt"])
     env = AutoAdapt(gym.make(setup["env"]), agent)
@@ -160,6 +164,8 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=None, help="env steps between evaluations")
     parser.add_argument("--lunar", action="store_true", help="LunarLander-v3 instead of CartPole-v1")
     parser.add_argument("--only", choices=["rladapt", "sb3"], default=None)
+    parser.add_argument("--fast-ablation", action="store_true",
+                        help="rladapt's defaults with the fast path (fast=None) and without (fast=False), and SB3")
     args = parser.parse_args()
     setup = LUNAR if args.lunar else CARTPOLE
     budget = args.budget or (1_000_000 if args.lunar else 100_000)
@@ -171,6 +177,9 @@ def main() -> None:
     defaults = dict(setup, defaults=True)
     runners = [("rladapt (defaults)", lambda s, *a: run_rladapt(defaults, *a)), ("rladapt (zoo settings)", run_rladapt),
                ("sb3", run_sb3)]
+    if args.fast_ablation:  # the same defaults, the torch path only: what the fast path buys
+        torch_only = dict(defaults, extra={"fast": False})
+        runners[1] = ("rladapt (defaults, fast=False)", lambda s, *a: run_rladapt(torch_only, *a))
     results: list[dict] = []
     for seed in args.seeds:
         for name, run in runners:

@@ -108,13 +108,24 @@ def parse_settings(pairs: Sequence[str], agent_cls: type, adapt_fields: Sequence
 
 
 def _agent_class(name: str) -> type:
-    from rladapt.agents.registry import _AGENTS, get_agent
+    """The agent class a command line names: rladapt's (``ppo``), an entry point of the group
+    ``rladapt.agents``, or ``module:Class`` (the module is imported: the user named it)."""
+    import importlib
+
+    import rladapt.agents  # noqa: F401  (registers rladapt's own agents)
+    from rladapt.agents.registry import agents_accepting, get_agent
 
     aliases = {"random": "randomagent"}
+    if ":" in name:
+        module, _, qualname = name.partition(":")
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise CliError(f"--agent {name}: cannot import module {module!r} ({error})") from None
     try:
         return get_agent(aliases.get(name.lower(), name))
     except ValueError:
-        known = sorted(n for n, c in _AGENTS.items() if c.__module__ != "rladapt.agents.base" and n != "randomagent") + ["random"]
+        known = sorted(n.lower() for n in agents_accepting()) + ["random", "module:Class"]
         raise CliError(f"unknown agent {name!r}; choose one of: {', '.join(known)}") from None
 
 
@@ -304,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train an agent on an env", description=(
         "Train an agent; the run directory gets config.json, metrics.jsonl, episodes.jsonl, agent.pt and videos."))
     train.add_argument("env", metavar="ENV", help="gymnasium env id, e.g. CartPole-v1, ALE/Pong-v5, rladapt/Grid-v0")
-    train.add_argument("--agent", default="ppo", help="ppo, a2c, dqn, sac, qlearning, random (default: ppo)")
+    train.add_argument("--agent", default="ppo", help="ppo, a2c, dqn, sac, qlearning, random, an agent registered under the entry point group rladapt.agents, or module:Class (default: ppo)")
     train.add_argument("--steps", type=parse_steps, default=parse_steps("100k"), help="env steps: 5000, 100k, 1.5M (default: 100k)")
     train.add_argument("--num-envs", type=_positive_int, default=None, help="envs stepped in parallel (default: the agent's)")
     train.add_argument("--workers", type=_count, default=0, help="run the envs in this many worker processes (default: 0, in-process)")

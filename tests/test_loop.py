@@ -383,3 +383,47 @@ def test_collector_staging_through_host_storage_gives_the_same_steps(env_id):
         assert set(plain.keys(include_nested=True, leaves_only=True)) == set(other.keys(include_nested=True, leaves_only=True))
         for key in plain.keys(include_nested=True, leaves_only=True):
             assert torch.equal(plain[key], other[key]), key
+
+
+def test_metrics_rows_come_at_an_interval_with_the_losses_averaged(tmp_path):
+    from rladapt.agents import QLearning
+
+    iterations = []
+    agent = QLearning(seed=0)  # 8 envs, one vector step per iteration: 250 iterations
+    agent.learn("rladapt/Grid-v0", 2_000, progress=False, run_dir=tmp_path, callbacks=[lambda a, m: iterations.append(m)])
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1_000, 2_000] and len(iterations) == 250
+    first = [m["train/td_error"] for m in iterations[:125] if "train/td_error" in m]
+    assert rows[0]["train/td_error"] == pytest.approx(np.mean(first))
+    assert rows[-1]["rollout/episodes"] == agent.num_episodes
+    agent.learn("rladapt/Grid-v0", 100, progress=False, run_dir=tmp_path / "short", log_every=40)
+    rows = [json.loads(line)["step"] for line in (tmp_path / "short" / "metrics.jsonl").read_text().splitlines()]
+    assert rows == [2_040, 2_080, 2_104]  # every 40 steps, and the tail at the end
+
+
+def test_the_fast_path_has_one_switch_and_says_why_it_does_not_apply():
+    fast, torch_only = PPO(seed=0, n_steps=16), PPO(seed=0, n_steps=16, fast=False)
+    for agent in (fast, torch_only):
+        agent.learn("CartPole-v1", 256, progress=False, run_dir=False)
+    assert fast.fast_path.acting is not None and fast.fast_path.gradient is not None
+    assert torch_only.fast_path is None
+    assert PPO(seed=0, n_steps=16, clip_value=True).learn("CartPole-v1", 64, progress=False, run_dir=False).fast_path.gradient is None
+    with pytest.raises(ValueError, match=r"fast=True.*built-in vector actor-critic"):
+        PPO(seed=0, fast=True).learn("Pendulum-v1", 64, progress=False, run_dir=False)
+    assert PPO(seed=0, n_steps=16).learn("Pendulum-v1", 64, progress=False, run_dir=False).fast_path is None
+
+
+def test_adam_step_falls_back_to_the_public_step_without_the_private_kernel(monkeypatch):
+    from rladapt.agents import optim
+
+    def train(direct: bool) -> torch.Tensor:
+        param = nn.Parameter(torch.randn(50, generator=torch.Generator().manual_seed(0)))
+        optimizer = optim.adam([param], 1e-3, torch.device("cpu"))
+        for i in range(10):
+            param.grad = torch.randn(50, generator=torch.Generator().manual_seed(i))
+            optim.adam_step(optimizer) if direct else optimizer.step()
+        return param.detach().clone()
+
+    with_kernel = train(True)
+    monkeypatch.setattr(optim, "FUSED_ADAM", None)  # a torch without torch._fused_adam_
+    assert torch.equal(train(True), with_kernel) and torch.equal(train(False), with_kernel)

@@ -31,7 +31,7 @@ import contextlib
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Iterator
+from typing import Any, ClassVar, Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -267,53 +267,8 @@ class Agent(nn.Module):
     # The public API (DESIGN.md section 1)
     # ---------------------------------------------------------------------------------------
 
-    def learn(
-        self,
-        env: Any,
-        steps: int,
-        *,
-        num_envs: int | None = None,
-        workers: int | str | Any = 0,
-        logger: Any = None,
-        callbacks: Iterable[Any] = (),
-        progress: bool = True,
-        run_dir: str | Path | bool | None = None,
-        vectorization: str | None = None,
-        checkpoint_every: int | None = None,
-        log_every: int | None = None,
-    ) -> "Agent":
-        """Train for ``steps`` env steps (counted over all envs). Call again to continue.
-
-        :param env: the env: an ``AutoAdapt`` env, any gymnasium env or id (adapted here), a
-            zero-argument factory returning an env, or a ready gymnasium vector env (taken as
-            adapted, not closed). An env instance gymnasium cannot rebuild (its class is not
-            registered) is stepped itself with one env, and deep-copied for more.
-        :param steps: env steps to train for in this call (rounded up to whole iterations).
-        :param num_envs: envs stepped in parallel (default: the agent's per-kind default, at
-            least one per worker).
-        :param workers: > 0 collects in that many worker processes, each stepping its share of
-            the envs and acting with its own copy of the agent (:mod:`rladapt.collect.workers`);
-            a :class:`rladapt.collect.Workers` sets restarts and timeouts too; ``"distributed"``
-            uses the ranks of a ``torchrun`` group: rank 0 learns, the others collect
-            (:mod:`rladapt.collect.distributed`).
-        :param logger: None (run directory only), ``"wandb"``, or an object with
-            ``log_config(dict)``, ``log(dict, step)`` and ``close()``.
-        :param callbacks: :class:`rladapt.callbacks.Callback` objects (hooks at learn start, each
-            step, episode end, update, evaluation and learn end), or functions
-            ``callback(agent, metrics)`` called after each iteration. Returning ``False`` stops training.
-        :param progress: show a progress bar (steps/s, recent mean return, ETA).
-        :param run_dir: directory for ``config.json``, ``metrics.jsonl`` and the final
-            ``agent.pt``; None: ``runs/<agent>-<env>-<time>/``; False: no run directory.
-        :param vectorization: ``"sync"`` (default) or ``"async"``.
-        :param checkpoint_every: also save ``checkpoint.pt`` in the run directory every this many steps.
-        :param log_every: env steps between rows of ``metrics.jsonl`` and the logger (the losses
-            averaged over the iterations in between); None: every iteration of at least 1,000
-            steps, otherwise every 1,000 steps.
-        :return: the agent.
-        """
-        return train.learn(self, env, steps, num_envs=num_envs, workers=workers, logger=logger, callbacks=callbacks,
-                           progress=progress, run_dir=run_dir, vectorization=vectorization,
-                           checkpoint_every=checkpoint_every, log_every=log_every)
+    #: Train for ``steps`` env steps: :func:`rladapt.train.learn` (the parameters are documented there).
+    learn = train.learn
 
     def act(self, obs: Any, mask: np.ndarray | None = None, deterministic: bool = True) -> Any:
         """The action for one observation of the adapted env.
@@ -338,54 +293,10 @@ class Agent(nn.Module):
             return int(action)
         return action
 
-    def evaluate(
-        self,
-        env: Any,
-        episodes: int = 10,
-        deterministic: bool = True,
-        seed: int | None = None,
-        video_dir: str | Path | None = None,
-        video_episodes: int | None = None,
-        gif: bool = False,
-    ) -> EvalResult:
-        """Play ``episodes`` episodes and return their raw returns and lengths (from
-        ``RecordEpisodeStatistics``, innermost in an adapted env: the env's own rewards even when
-        training rewards are clipped or scaled). See :func:`rladapt.train.evaluate`.
-
-        :param env: the env (adapted here if it is not an ``AutoAdapt`` env), an id or a factory.
-        :param episodes: number of episodes.
-        :param deterministic: take the most likely action.
-        :param seed: seed of the first reset (default: the agent's seed).
-        :param video_dir: record the episodes as mp4 files here (the env's own frames).
-        :param video_episodes: record only the first this many episodes (None: all).
-        :param gif: also write each recording as an animated GIF.
-        """
-        return train.evaluate(self, env, episodes, deterministic, seed, video_dir, video_episodes, gif)
-
-    def play(
-        self,
-        env: Any,
-        episodes: int = 1,
-        render: str | None = "ansi",
-        deterministic: bool = True,
-        seed: int | None = None,
-        delay: float = 0.0,
-        max_steps: int | None = None,
-    ) -> EvalResult:
-        """Play in the terminal: each step prints the env's text render and the agent's view (the
-        value or probability of every action, the chosen one marked, masked ones shown as
-        masked), then the reward and whether the episode ended. See :func:`rladapt.train.play`.
-
-        :param env: an env id, an env (adapted here if needed) or a factory.
-        :param episodes: number of episodes.
-        :param render: ``"ansi"`` (the env's text), ``"human"`` (its window) or None (observations).
-        :param deterministic: take the most likely action.
-        :param seed: seed of the first reset (default: the agent's seed).
-        :param delay: seconds to wait after each step.
-        :param max_steps: cut episodes after this many steps (None: play them to the end).
-        :return: the raw returns and lengths of the episodes.
-        """
-        return train.play(self, env, episodes, render, deterministic, seed, delay, max_steps)
+    #: Play episodes and return their raw returns and lengths: :func:`rladapt.train.evaluate`.
+    evaluate = train.evaluate
+    #: Play in the terminal, showing the agent's view of every action: :func:`rladapt.train.play`.
+    play = train.play
 
     # ---------------------------------------------------------------------------------------
     # Settings, save and load

@@ -24,11 +24,19 @@ def evaluate(
     video_episodes: int | None = None,
     gif: bool = False,
 ) -> EvalResult:
-    """Play ``episodes`` episodes with ``agent`` and return their raw returns and lengths
-    (:meth:`rladapt.agents.Agent.evaluate` describes the parameters).
+    """``agent.evaluate(env, ...)``: play ``episodes`` episodes and return their raw returns and
+    lengths. Returns come from ``RecordEpisodeStatistics`` (innermost in an adapted env), so they
+    are the env's own rewards even when training rewards are clipped or scaled.
 
-    Returns come from ``RecordEpisodeStatistics`` (innermost in an adapted env), so they are the
-    env's own rewards even when training rewards are clipped or scaled.
+    :param agent: the agent.
+    :param env: the env (adapted here if it is not an ``AutoAdapt`` env), an id or a factory.
+    :param episodes: number of episodes.
+    :param deterministic: take the most likely action.
+    :param seed: seed of the first reset (default: the agent's seed).
+    :param video_dir: record the episodes as mp4 files here: the env's own frames (a copy of
+        the adapted env rendering ``rgb_array``), ``eval-episode-<i>.mp4``.
+    :param video_episodes: record only the first this many episodes (None: all).
+    :param gif: also write each recording as an animated GIF.
     """
     if isinstance(env, gym.vector.VectorEnv):
         raise TypeError("evaluate takes a single env (or an id or factory), not a vector env")

@@ -120,8 +120,37 @@ def learn(
     checkpoint_every: int | None = None,
     log_every: int | None = None,
 ) -> Any:
-    """Train ``agent`` for ``steps`` env steps: :meth:`rladapt.agents.Agent.learn` (whose
-    docstring describes every parameter) calls this."""
+    """``agent.learn(env, steps, ...)``: train for ``steps`` env steps (counted over all envs).
+    Call again to continue.
+
+    :param agent: the agent to train.
+    :param env: the env: an ``AutoAdapt`` env, any gymnasium env or id (adapted here), a
+        zero-argument factory returning an env, or a ready gymnasium vector env (taken as
+        adapted, not closed). An env instance gymnasium cannot rebuild (its class is not
+        registered) is stepped itself with one env, and deep-copied for more.
+    :param steps: env steps to train for in this call (rounded up to whole iterations).
+    :param num_envs: envs stepped in parallel (default: the agent's per-kind default, at
+        least one per worker).
+    :param workers: > 0 collects in that many worker processes, each stepping its share of
+        the envs and acting with its own copy of the agent (:mod:`rladapt.collect.workers`);
+        a :class:`rladapt.collect.Workers` sets restarts and timeouts too; ``"distributed"``
+        uses the ranks of a ``torchrun`` group: rank 0 learns, the others collect
+        (:mod:`rladapt.collect.distributed`).
+    :param logger: None (run directory only), ``"wandb"``, or an object with
+        ``log_config(dict)``, ``log(dict, step)`` and ``close()``.
+    :param callbacks: :class:`rladapt.callbacks.Callback` objects (hooks at learn start, each
+        step, episode end, update, evaluation and learn end), or functions
+        ``callback(agent, metrics)`` called after each iteration. Returning ``False`` stops training.
+    :param progress: show a progress bar (steps/s, recent mean return, ETA).
+    :param run_dir: directory for ``config.json``, ``metrics.jsonl`` and the final
+        ``agent.pt``; None: ``runs/<agent>-<env>-<time>/``; False: no run directory.
+    :param vectorization: ``"sync"`` (default) or ``"async"``.
+    :param checkpoint_every: also save ``checkpoint.pt`` in the run directory every this many steps.
+    :param log_every: env steps between rows of ``metrics.jsonl`` and the logger (the losses
+        averaged over the iterations in between); None: every iteration of at least 1,000
+        steps, otherwise every 1,000 steps.
+    :return: the agent.
+    """
     steps = _positive_int("steps", steps)
     if log_every is not None:
         log_every = _positive_int("log_every", log_every)
