@@ -427,3 +427,20 @@ def test_adam_step_falls_back_to_the_public_step_without_the_private_kernel(monk
     with_kernel = train(True)
     monkeypatch.setattr(optim, "FUSED_ADAM", None)  # a torch without torch._fused_adam_
     assert torch.equal(train(True), with_kernel) and torch.equal(train(False), with_kernel)
+
+
+def test_collection_without_torchs_private_foreach_copy_gives_the_same_batches(monkeypatch):
+    def collect() -> list:
+        agent = PPO(seed=0, n_steps=8, num_envs=2)
+        envs = make_vector_env([lambda: gym.make("CartPole-v1")] * 2)
+        collector = VectorCollector(envs)
+        agent.setup(collector.observation_space, collector.action_space)
+        collector.reset(seed=0)
+        batches = [collector.collect(agent, 8).clone() for _ in range(3)]
+        collector.close()
+        return batches
+
+    with_foreach = collect()
+    monkeypatch.delattr(torch, "_foreach_copy_")  # a torch without the private call: the public loop
+    for a, b in zip(with_foreach, collect()):
+        assert (a == b).all()
