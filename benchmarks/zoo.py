@@ -83,6 +83,7 @@ except ImportError:
     pass
 
 env_id, agent_name, budget, seed, eval_every, episodes = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+settings = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(sys.argv[7]).items()}
 
 
 def evaluate(agent, n):
@@ -92,7 +93,7 @@ def evaluate(agent, n):
     return result.returns.tolist()
 
 
-agent = get_agent(agent_name)(seed=seed)
+agent = get_agent(agent_name)(seed=seed, **settings)
 curve = []
 next_eval = [eval_every]
 clock = {"paused": 0.0}
@@ -115,11 +116,11 @@ print(json.dumps({"seed": seed, "steps": agent.num_timesteps, "train_time_s": wa
 """
 
 
-def run_seed(row: Row, seed: int, budget: int, eval_every: int, threads: int) -> dict:
+def run_seed(row: Row, seed: int, budget: int, eval_every: int, threads: int, settings: dict | None = None) -> dict:
     episodes = 10 if row.env.startswith("ALE/") else 20
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads)}
     done = subprocess.run([sys.executable, "-c", SEED_SCRIPT, row.env, row.agent, str(budget), str(seed), str(eval_every),
-                           str(episodes)], env=env, capture_output=True, text=True)
+                           str(episodes), json.dumps(settings or {})], env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"seed {seed} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -146,6 +147,8 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=0, help="also evaluate (5 episodes) every this many steps: a curve")
     parser.add_argument("--threads", type=int, default=1, help="OMP threads of each seed's process")
     parser.add_argument("--json", type=Path, default=None, help="append each seed's result to this JSON-lines file")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an agent setting, for sweeps (VALUE in JSON); the table's rows use the defaults only")
     args = parser.parse_args()
     if args.list or args.row is None:
         for name, row in ROWS.items():
@@ -153,11 +156,18 @@ def main() -> None:
         return
     row = ROWS[args.row]
     budget = args.budget or row.budget
+    settings = {}
+    for pair in args.set:
+        key, _, value = pair.partition("=")
+        try:
+            settings[key] = json.loads(value)
+        except json.JSONDecodeError:
+            settings[key] = value
     results = []
     for seed in args.seeds:
         t = time.perf_counter()
-        result = run_seed(row, seed, budget, args.eval_every, args.threads)
-        result.update(row=args.row, budget=budget, wall_s=time.perf_counter() - t)
+        result = run_seed(row, seed, budget, args.eval_every, args.threads, settings)
+        result.update(row=args.row, budget=budget, wall_s=time.perf_counter() - t, overrides=settings)
         results.append(result)
         print(json.dumps({k: v for k, v in result.items() if k not in ("returns", "settings")}), flush=True)
         if args.json is not None:
@@ -165,7 +175,7 @@ def main() -> None:
                 f.write(json.dumps(result) + "\n")
     print("| env | agent @ budget | zoo | rladapt defaults (mean over seeds +- std of episodes) | | train time (median) |")
     print("| --- | --- | ---: | ---: | --- | ---: |")
-    print(summary(args.row, row, budget, results))
+    print(summary(args.row, row, budget, results) + (f" settings {settings}" if settings else ""))
 
 
 if __name__ == "__main__":

@@ -189,8 +189,29 @@ def _agent_name(agent: Any) -> str:
     return agent.__name__ if isinstance(agent, type) else type(agent).__name__
 
 
+#: Env families by the module their base env class comes from: what per-kind defaults may depend
+#: on (never an env id). The first matching prefix wins.
+ENV_FAMILIES = (
+    ("gymnasium.envs.classic_control", "classic_control"),
+    ("gymnasium.envs.box2d", "box2d"),
+    ("gymnasium.envs.mujoco", "mujoco"),
+    ("gymnasium.envs.toy_text", "toy_text"),
+    ("ale_py", "atari"),
+    ("rladapt.envs.tictactoe", "board_game"),
+    ("pettingzoo.classic", "board_game"),
+    ("rladapt.envs", "toy_text"),
+)
+
+
+def env_family(env: gym.Env) -> str:
+    """The family of an env's base class (:data:`ENV_FAMILIES`): ``"classic_control"``,
+    ``"box2d"``, ``"mujoco"``, ``"toy_text"``, ``"atari"``, ``"board_game"``, or ``"other"``."""
+    module = type(env.unwrapped).__module__
+    return next((family for prefix, family in ENV_FAMILIES if module == prefix or module.startswith(prefix + ".")), "other")
+
+
 def _is_atari(env: gym.Env) -> bool:
-    return type(env.unwrapped).__module__.split(".")[0] == "ale_py"
+    return env_family(env) == "atari"
 
 
 def _is_atari_id(env_id: str) -> bool:
@@ -599,6 +620,8 @@ class AutoAdapt(gym.Wrapper):
         super().__init__(builder.env)
         self.plan = Plan(builder.steps)
         self.options = options
+        #: The base env's family (:func:`env_family`): agents' per-kind defaults may read it.
+        self.family = env_family(env)
         # Forward the hot calls straight to the chain: this object adds no per-step work.
         self.step = self.env.step  # type: ignore[method-assign]
         self.reset = self.env.reset  # type: ignore[method-assign]

@@ -108,6 +108,7 @@ def save_agent(agent: Any, path: str | os.PathLike) -> Path:
         "custom_settings": [k for k, v in agent.settings().items() if isinstance(v, str) and v.startswith("<")],
         "observation_space": space_to_json(agent.observation_space),
         "action_space": space_to_json(agent.action_space),
+        "env_family": getattr(agent, "env_family", "other"),
         "counters": {"num_timesteps": agent.num_timesteps, "num_updates": agent.num_updates,
                      "num_episodes": agent.num_episodes},
     }
@@ -189,7 +190,8 @@ def load(path: str | os.PathLike, **overrides: Any) -> Any:
     settings = {k: (tuple(v) if isinstance(v, list) else v) for k, v in settings.items() if k in valid}
     settings.update(overrides)
     agent = cls(**settings)
-    agent.setup(space_from_json(metadata["observation_space"]), space_from_json(metadata["action_space"]))
+    agent.setup(space_from_json(metadata["observation_space"]), space_from_json(metadata["action_space"]),
+                metadata.get("env_family"))
     agent.load_state_dict(payload["model"])
     for name, opt in agent.optimizers().items():
         if name in payload.get("optimizers", {}):

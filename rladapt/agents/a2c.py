@@ -27,7 +27,9 @@ A2C_DEFAULTS: dict[str, dict[str, Any]] = {
     "image": dict(num_envs=16, n_steps=5, lr=7e-4, gamma=0.99, gae_lambda=1.0, ent_coef=0.01,
                   normalize_observations=False, normalize_rewards=False),
     "continuous": dict(num_envs=8, n_steps=8, lr=7e-4, gamma=0.95, gae_lambda=0.9, ent_coef=0.0,
-                       normalize_observations=True, normalize_rewards=True),
+                       normalize_observations=True, normalize_rewards=True, noise_beta=0.0),
+    "box2d": dict(num_envs=8, n_steps=5, lr=8.3e-4, anneal_lr=True, gamma=0.995, gae_lambda=1.0, ent_coef=1e-5,
+                  normalize_observations=False, normalize_rewards=False),
 }
 
 
@@ -39,7 +41,8 @@ class A2CConfig(OnPolicyConfig):
     :param ent_coef: entropy bonus coefficient.
     :param vf_coef: value loss coefficient.
     :param max_grad_norm: global gradient norm clip.
-    :param anneal_lr: anneal the learning rate linearly to 0 over each ``learn`` call.
+    :param anneal_lr: anneal the learning rate linearly to 0 over each ``learn`` call (None: the
+        per-kind default: on for Box2D envs).
     :param normalize_advantage: standardise advantages over the rollout.
     :param rms_prop: RMSprop (alpha 0.99, eps 1e-5) as in the paper; False: Adam.
     :param hidden: hidden layer sizes of the MLPs.
@@ -50,7 +53,7 @@ class A2CConfig(OnPolicyConfig):
     ent_coef: float | None = None
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
-    anneal_lr: bool = False
+    anneal_lr: bool | None = None
     normalize_advantage: bool = False
     rms_prop: bool = True
     hidden: tuple[int, ...] = (64, 64)
@@ -64,7 +67,7 @@ class A2C(OnPolicyAgent):
     Config: ClassVar[type[A2CConfig]] = A2CConfig
 
     def default_settings(self, observation_kind: str, action_kind: str) -> dict[str, Any]:
-        return A2C_DEFAULTS[default_kind(observation_kind, action_kind)]
+        return {"anneal_lr": False, **A2C_DEFAULTS[default_kind(observation_kind, action_kind, self.env_family, A2C_DEFAULTS)]}
 
     def build(self) -> None:
         super().build()

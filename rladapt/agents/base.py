@@ -138,6 +138,8 @@ class Agent(nn.Module):
         self.use_masks = False
         #: How far the current ``learn`` call is, from 0 to 1 (for schedules; remote copies get it too).
         self.progress = 0.0
+        #: The family of the env the agent is bound to (set by :meth:`setup`).
+        self.env_family = "other"
 
     # ---------------------------------------------------------------------------------------
     # What an agent defines
@@ -224,11 +226,17 @@ class Agent(nn.Module):
     # Binding to an env
     # ---------------------------------------------------------------------------------------
 
-    def setup(self, observation_space: gym.Space, action_space: gym.Space) -> None:
+    def setup(self, observation_space: gym.Space, action_space: gym.Space, family: str | None = None) -> None:
         """Bind the agent to the adapted env's (single) spaces and build its networks.
 
         Called by ``learn``/``evaluate`` on first use; a second call with the same spaces does
         nothing, with other spaces it raises (an agent is trained for one env interface).
+
+        :param observation_space: the adapted env's observation space.
+        :param action_space: the adapted env's action space.
+        :param family: the env's family (:func:`rladapt.adapt.env_family`: ``"classic_control"``,
+            ``"box2d"``, ``"mujoco"``, ``"atari"`` ...), which per-kind defaults may read as
+            ``self.env_family``; None: ``"other"``.
         """
         if self.observation_space is not None:
             if observation_space != self.observation_space or action_space != self.action_space:
@@ -238,6 +246,7 @@ class Agent(nn.Module):
                 )
             return
         self.observation_space, self.action_space = observation_space, action_space
+        self.env_family = family or "other"
         self.obs_kind, self.act_kind = observation_kind(observation_space), action_kind(action_space)
         defaults = self.default_settings(self.obs_kind, self.act_kind)
         filled = {k: v for k, v in defaults.items() if getattr(self.config, k) is None}

@@ -38,7 +38,7 @@ from rladapt.types import ActionValues
 #: in 50k steps; see benchmarks/dqn_cartpole.py); image: the Nature/rl-zoo Atari settings.
 DQN_DEFAULTS: dict[str, dict[str, Any]] = {
     "vector": dict(num_envs=4, learning_starts=1000, train_freq=8, gradient_steps=8, batch_size=64,
-                   lr=2e-3, anneal_lr=True, buffer_size=50_000, gamma=0.99, n_step=3, huber=False,
+                   lr=2e-3, anneal_lr=True, buffer_size=50_000, gamma=0.99, n_step=1, huber=False,
                    target_update_interval=32, exploration_fraction=0.2, exploration_final_eps=0.02,
                    hidden=(256, 256)),
     "image": dict(num_envs=4, learning_starts=50_000, train_freq=1, gradient_steps=1, batch_size=32,
@@ -64,7 +64,10 @@ class DQNConfig(OffPolicyConfig):
     :param buffer_size: replay capacity in transitions (over all envs).
     :param batch_size: minibatch size of a gradient step.
     :param gamma: discount factor.
-    :param n_step: length of the multi-step return (1: one-step Q-learning targets; vector default 3).
+    :param n_step: length of the multi-step return (1: one-step Q-learning targets, the default:
+        against 3 steps, CartPole-v1 at 50k steps, held-out seeds 5-14, reached 475 on 10 of 10
+        seeds instead of 4, LunarLander-v3 at 100k 235.6 instead of 99.2, MountainCar-v0 at 120k
+        -113.3 instead of -126.8, Acrobot-v1 equal).
     :param double: double DQN (the online network picks the next action, the target network values it).
     :param dueling: dueling head, ``Q = V + A - mean(A)``.
     :param prioritized: replay sampling: None (uniform), ``"proportional"`` or ``"rank"``.

@@ -367,11 +367,14 @@ class GaussianHead(nn.Module):
         return -0.5 * z.pow(2).sum(-1) - self.log_std.sum() - self._log_norm
 
     def sample(self, mean: torch.Tensor, mask: torch.Tensor | None, deterministic: bool,
-               generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+               generator: torch.Generator | None, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(action, log_prob)``: the mean when ``deterministic``, else ``mean + std * noise``
+        (``noise``: unit Gaussian, e.g. colored exploration noise; None: drawn here)."""
         if deterministic:
             action = mean
         else:
-            noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+            if noise is None:
+                noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
             action = mean + noise * self.log_std.exp()
         return action, self._log_prob(mean, action)
 
@@ -473,9 +476,12 @@ class ActorCritic(nn.Module):
         return self.critic(self.features(obs)[1]).squeeze(-1)
 
     def forward(self, td: TensorDictBase, deterministic: bool = False,
-                generator: torch.Generator | None = None) -> TensorDictBase:
+                generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> TensorDictBase:
+        """Act: write ``action``, ``log_prob`` and ``value``. ``noise``: Box actions only, the
+        unit Gaussian sample to act with (colored exploration noise); None: drawn here."""
         actor, critic = self.features(td.get("observation"))
-        action, log_prob = self.head.sample(self.head(actor), td.get("action_mask", None), deterministic, generator)
+        head_input = (self.head(actor), td.get("action_mask", None), deterministic, generator)
+        action, log_prob = self.head.sample(*head_input) if noise is None else self.head.sample(*head_input, noise=noise)
         td.set("action", action)
         td.set("log_prob", log_prob)
         td.set("value", self.critic(critic).squeeze(-1))
@@ -734,15 +740,18 @@ class SquashedGaussianActor(nn.Module):
         self._log_norm = 0.5 * math.log(2 * math.pi) * action_dim
 
     def forward(self, obs: torch.Tensor | TensorDictBase, deterministic: bool = False,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(action, log_prob)``: a sample (the mean when ``deterministic``), squashed into [-1, 1]."""
+                generator: torch.Generator | None = None, noise: torch.Tensor | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(action, log_prob)``: a sample (the mean when ``deterministic``), squashed into [-1, 1].
+        ``noise``: the unit Gaussian sample to use (e.g. colored exploration noise); None: drawn here."""
         mean, log_std = self.out(self.body(self.encoder(obs))).split(self.dim, -1)
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
         if deterministic:
             u = mean
             noise_term = torch.zeros_like(mean)
         else:
-            noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+            if noise is None:
+                noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
             u = mean + noise * log_std.exp()
             noise_term = -0.5 * noise.pow(2)
         log_prob = (noise_term - log_std - 2 * (_LOG2 - u - nn.functional.softplus(-2 * u))).sum(-1) - self._log_norm

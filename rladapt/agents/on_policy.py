@@ -19,7 +19,8 @@ from torch import nn
 
 from rladapt.agents.base import Agent, AgentConfig, to_batch
 from rladapt.agents.masks import masked_logits
-from rladapt.agents.nets import CategoricalHead, FlatParameters, NetworkFactory, RunningNorm, make_actor_critic
+from rladapt.agents.nets import ActorCritic, CategoricalHead, FlatParameters, NetworkFactory, RunningNorm, make_actor_critic
+from rladapt.agents.noise import exploration_noise
 from rladapt.buffers.rollout import RolloutBuffer
 from rladapt.collect.batch import OutSpecs
 from rladapt.spec import AgentSpec
@@ -35,12 +36,23 @@ ACTOR_CRITIC_SPEC = AgentSpec(
 )
 
 
-def default_kind(observation_kind: str, action_kind: str) -> str:
+def default_kind(observation_kind: str, action_kind: str, family: str = "other", rows: Any = None) -> str:
     """Which row of an on-policy agent's per-kind defaults applies: images (and nested
-    observations) first, then continuous actions, else classic control (``"vector"``)."""
+    observations) first; then the env family's row for its action kind where the table has one
+    (``"box2d"``, ``"box2d_continuous"``, ``"mujoco"``: longer horizons than classic control);
+    else ``"continuous"`` or ``"vector"`` (classic control, and every other family).
+
+    :param observation_kind: the adapted observation kind.
+    :param action_kind: the adapted action kind.
+    :param family: the env family (:func:`rladapt.adapt.env_family`).
+    :param rows: the table's row names (None: only the generic rows are considered).
+    """
     if observation_kind in ("image", "nested"):
         return "image"
-    return "continuous" if action_kind == "continuous" else "vector"
+    generic = "continuous" if action_kind == "continuous" else "vector"
+    specific = {("box2d", "vector"): "box2d", ("box2d", "continuous"): "box2d_continuous",
+                ("mujoco", "continuous"): "mujoco"}.get((family, generic))
+    return specific if rows is not None and specific in rows else generic
 
 
 def normalize(advantages: torch.Tensor) -> torch.Tensor:
@@ -59,6 +71,10 @@ class OnPolicyConfig(AgentConfig):
     :param gae_lambda: GAE lambda (1.0: Monte-Carlo advantages, bootstrapped at the rollout's end).
     :param normalize_observations: standardise float vector observations with running statistics.
     :param normalize_rewards: scale rewards by the running std of the discounted return.
+    :param noise_beta: Box actions: the color of the exploration noise while collecting, its
+        power spectrum ``1 / f**noise_beta`` (:mod:`rladapt.agents.noise`; 0 white, 1 pink),
+        with the built-in actor-critic. The policy's distribution is unchanged: only its samples
+        are correlated in time.
     :param fast: the hand-written fast path of the built-in vector actor-critic
         (:mod:`rladapt.agents.fast`): None uses it where it applies, True requires it (an error
         says why it does not apply), False never.
@@ -69,6 +85,7 @@ class OnPolicyConfig(AgentConfig):
     gae_lambda: float | None = None
     normalize_observations: bool | None = None
     normalize_rewards: bool | None = None
+    noise_beta: float | None = None
     fast: bool | None = None
 
 
@@ -112,6 +129,15 @@ class OnPolicyAgent(Agent):
         if fast is not None and fast.can_act(td):
             return fast.act(td, deterministic, self.generator)
         return super().act_batch(td, deterministic)
+
+    def explore(self, td: TensorDictBase) -> TensorDictBase:
+        """The policy's samples; for Box actions of the built-in actor-critic with colored noise
+        (``noise_beta``), restarted at every episode start."""
+        beta = self.hp.noise_beta
+        if beta and self.act_kind == "continuous" and isinstance(self.policy, ActorCritic):
+            noise = exploration_noise(self, td, beta, self.policy.head.action_shape[0])
+            return self.policy(td, deterministic=False, generator=self.generator, noise=noise)
+        return super().explore(td)
 
     def out_specs(self) -> OutSpecs:
         """The action, its ``log_prob`` and the state ``value`` (GAE reads it)."""

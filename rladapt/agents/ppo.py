@@ -44,9 +44,18 @@ PPO_DEFAULTS: dict[str, dict[str, Any]] = {
     "image": dict(num_envs=8, n_steps=128, batch_size=256, n_epochs=4, lr=2.5e-4, gamma=0.99, gae_lambda=0.95,
                   clip_range=0.1, anneal_clip=False, ent_coef=0.01, vf_coef=0.5, normalize_observations=False,
                   normalize_rewards=False),
-    "continuous": dict(num_envs=8, n_steps=256, batch_size=256, n_epochs=10, lr=1e-3, gamma=0.95, gae_lambda=0.95,
+    "continuous": dict(num_envs=8, n_steps=256, batch_size=256, n_epochs=10, lr=1e-3, gamma=0.99, gae_lambda=0.95,
                        clip_range=0.2, anneal_clip=False, ent_coef=0.0, vf_coef=0.5, normalize_observations=True,
-                       normalize_rewards=True),
+                       normalize_rewards=True, noise_beta=0.0),
+    "box2d": dict(num_envs=16, n_steps=1024, batch_size=64, n_epochs=4, lr=3e-4, gamma=0.999, gae_lambda=0.98,
+                  clip_range=0.2, anneal_clip=False, ent_coef=0.01, vf_coef=1.0, normalize_observations=False,
+                  normalize_rewards=False),
+    "box2d_continuous": dict(num_envs=16, n_steps=1024, batch_size=64, n_epochs=4, lr=3e-4, gamma=0.999,
+                             gae_lambda=0.98, clip_range=0.2, anneal_clip=False, ent_coef=0.0, vf_coef=0.5,
+                             normalize_observations=True, normalize_rewards=True, noise_beta=0.0),
+    "mujoco": dict(num_envs=8, n_steps=256, batch_size=64, n_epochs=10, lr=3e-4, gamma=0.99, gae_lambda=0.95,
+                   clip_range=0.2, anneal_clip=False, ent_coef=0.0, vf_coef=0.5, normalize_observations=True,
+                   normalize_rewards=True, noise_beta=0.0),
 }
 
 
@@ -101,7 +110,7 @@ class PPO(OnPolicyAgent):
     Config: ClassVar[type[PPOConfig]] = PPOConfig
 
     def default_settings(self, observation_kind: str, action_kind: str) -> dict[str, Any]:
-        return PPO_DEFAULTS[default_kind(observation_kind, action_kind)]
+        return PPO_DEFAULTS[default_kind(observation_kind, action_kind, self.env_family, PPO_DEFAULTS)]
 
     def build(self) -> None:
         super().build()

@@ -36,6 +36,7 @@ from torch import nn
 from rladapt.agents.base import to_batch
 from rladapt.agents.masks import bootstrap_mask, masked_logits, masked_sample, random_actions
 from rladapt.agents.nets import CategoricalActor, FlatParameters, NetworkFactory, SquashedGaussianActor, TwinQ, frozen_copy
+from rladapt.agents.noise import exploration_noise
 from rladapt.agents.off_policy import OffPolicyAgent, OffPolicyConfig, replay_frame_stack
 from rladapt.agents.optim import adam, adam_step
 from rladapt.buffers import ReplayBuffer
@@ -50,6 +51,9 @@ SAC_DEFAULTS: dict[str, dict[str, Any]] = {
                      batch_size=128, gamma=0.99, hidden=(64, 64)),
     "image": dict(num_envs=4, learning_starts=20_000, train_freq=1, gradient_steps=1, lr=3e-4, buffer_size=100_000,
                   batch_size=64, gamma=0.99, hidden=(256, 256)),
+    # MuJoCo locomotion: the SAC paper's and SB3's settings (256x256, lr 3e-4, 10k random steps first).
+    "mujoco": dict(num_envs=4, learning_starts=10_000, train_freq=4, gradient_steps=16, lr=3e-4, buffer_size=1_000_000,
+                   batch_size=256, gamma=0.99, hidden=(256, 256)),
 }
 
 
@@ -70,6 +74,10 @@ class SACConfig(OffPolicyConfig):
     :param target_entropy_scale: discrete actions: fraction of the maximum entropy ``log(n)`` to aim for.
     :param frame_dedup: store the frames of stacked image observations once (None: on when the
         observation is a stack of ``spec.frame_stack`` images).
+    :param noise_beta: continuous actions: the color of the exploration noise while collecting,
+        its power spectrum ``1 / f**noise_beta`` (:mod:`rladapt.agents.noise`): 0 white
+        (independent per step), 1 pink (the default: correlated in time, so exploration can build
+        momentum), 2 red. Training and evaluation are unchanged.
     :param hidden: hidden layer sizes of the actor and critic MLPs.
     :param network: your own encoder (observations -> ``[B, F]`` features), or a factory
         ``(observation_space, action_space) -> encoder``; the actor and the critics each get one
@@ -87,6 +95,7 @@ class SACConfig(OffPolicyConfig):
     target_entropy: float | None = None
     target_entropy_scale: float = 0.89
     frame_dedup: bool | None = None
+    noise_beta: float = 1.0
     hidden: tuple[int, ...] | None = None
     network: nn.Module | NetworkFactory | None = None
 
@@ -106,7 +115,9 @@ class SAC(OffPolicyAgent):
     def default_settings(self, observation_kind: str, action_kind: str) -> dict[str, Any]:
         if observation_kind == "image":
             return SAC_DEFAULTS["image"]
-        return SAC_DEFAULTS["discrete" if action_kind == "discrete" else "continuous"]
+        if action_kind == "discrete":
+            return SAC_DEFAULTS["discrete"]
+        return SAC_DEFAULTS["mujoco" if self.env_family == "mujoco" else "continuous"]
 
     def build(self) -> None:
         hp = self.hp
@@ -180,6 +191,16 @@ class SAC(OffPolicyAgent):
             return super().random_actions(td)
         # Stored actions live in [-1, 1] (env_action rescales them to an unadapted box).
         td.set("action", random_actions(self.stored_box, td.shape[0], self.generator, device=self.device))
+        return td
+
+    def explore(self, td: TensorDictBase) -> TensorDictBase:
+        """Random actions before ``learning_starts``; then the policy, sampled with colored noise
+        (continuous actions, ``noise_beta``) restarted at every episode start (``is_init``)."""
+        if self.discrete or not self.hp.noise_beta or self.num_timesteps < (self.hp.learning_starts or 0):
+            return super().explore(td)
+        noise = exploration_noise(self, td, self.hp.noise_beta, self.actor.dim)
+        action, _ = self.actor(td.get("observation"), False, self.generator, noise=noise)
+        td.set("action", action)
         return td
 
     def act_batch(self, td: TensorDictBase, deterministic: bool = False) -> TensorDictBase:

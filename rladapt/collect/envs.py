@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import gymnasium as gym
 
-from rladapt.adapt import AutoAdapt
+from rladapt.adapt import AutoAdapt, env_family
 
 __all__ = ["AdaptedFactory", "EnvRebuildError", "EnvSource", "adapt_for", "make_vector_env"]
 
@@ -125,6 +125,14 @@ class EnvSource:
     def masks(self) -> bool:
         """The adapted env writes ``info["action_mask"]`` (AutoAdapt's ``ActionMask`` is in the chain)."""
         return bool(self.probe.metadata.get("action_mask"))
+
+    @property
+    def family(self) -> str:
+        """The base env's family (:func:`rladapt.adapt.env_family`), for per-kind defaults."""
+        if self.kind == "vector":
+            inner = getattr(self.probe, "envs", None)
+            return env_family(inner[0]) if inner else "other"
+        return getattr(self.probe, "family", None) or env_family(self.probe)
 
     @property
     def name(self) -> str:

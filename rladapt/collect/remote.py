@@ -95,6 +95,7 @@ class AgentBlueprint:
     :param observation_space: the adapted env's observation space.
     :param action_space: the adapted env's action space.
     :param use_masks: whether the learner collects action masks.
+    :param family: the env's family (the agent's per-kind defaults read it).
     """
 
     agent_class: type
@@ -102,17 +103,19 @@ class AgentBlueprint:
     observation_space: gym.Space
     action_space: gym.Space
     use_masks: bool
+    family: str = "other"
 
     @classmethod
     def of(cls, agent: Any) -> "AgentBlueprint":
         settings = {f.name: getattr(agent.config, f.name) for f in dataclasses.fields(agent.config)}
         settings.update(device="cpu", num_threads=1)
-        return cls(type(agent), settings, agent.observation_space, agent.action_space, bool(agent.use_masks))
+        return cls(type(agent), settings, agent.observation_space, agent.action_space, bool(agent.use_masks),
+                   getattr(agent, "env_family", "other"))
 
     def build(self, seed: int | None) -> Any:
         """The agent, built for the spaces, with its acting generator seeded by ``seed``."""
         agent = self.agent_class(**self.settings)
-        agent.setup(self.observation_space, self.action_space)
+        agent.setup(self.observation_space, self.action_space, self.family)
         agent.use_masks = self.use_masks
         if seed is not None:
             agent.generator.manual_seed(seed)

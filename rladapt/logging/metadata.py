@@ -80,6 +80,9 @@ def run_metadata(env: Any, run_dir: str | Path | None) -> dict[str, Any]:
         ``env_kwargs`` (the base env's ``gym.make`` arguments) where known.
     """
     out: dict[str, Any] = {"run_dir": str(run_dir) if run_dir is not None else None, "versions": library_versions()}
+    family = getattr(env, "family", None)
+    if family is not None:
+        out["env_family"] = family
     plan = getattr(env, "plan", None)
     if plan is not None:
         out["plan"] = [str(step) for step in plan]

@@ -44,7 +44,7 @@ def evaluate(
     probe = source.probe
     recorder = None
     try:
-        agent.setup(probe.observation_space, probe.action_space)
+        agent.setup(probe.observation_space, probe.action_space, source.family)
         masks = bool(agent.spec.masks and source.masks)
         returns, lengths = [], []
         if video_dir is not None:

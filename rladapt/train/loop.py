@@ -161,7 +161,7 @@ def learn(
                              "(pass callbacks=[CheckpointCallback(every, directory=...)] instead)")
     source = EnvSource(env, agent)
     try:
-        agent.setup(source.observation_space, source.action_space)
+        agent.setup(source.observation_space, source.action_space, source.family)
         agent.use_masks = bool(agent.spec.masks and source.masks)
         remote = bool(workers)
         if source.kind == "vector":

@@ -62,7 +62,7 @@ def play(
     """
     out = file if file is not None else sys.stdout
     view, made_here = _viewing_env(agent, env, render)
-    agent.setup(view.observation_space, view.action_space)
+    agent.setup(view.observation_space, view.action_space, getattr(view, "family", None))
     masks = bool(view.metadata.get("action_mask"))
     n = int(view.action_space.n) if isinstance(view.action_space, gym.spaces.Discrete) else None
     names = action_names(view, n) if n is not None else []
