@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from rladapt.spec import bind_agent
 from rladapt.agents.registry import class_path, find_agent, get_agent
 
 FORMAT = "rladapt-checkpoint"
@@ -190,8 +191,8 @@ def load(path: str | os.PathLike, **overrides: Any) -> Any:
     settings = {k: (tuple(v) if isinstance(v, list) else v) for k, v in settings.items() if k in valid}
     settings.update(overrides)
     agent = cls(**settings)
-    agent.setup(space_from_json(metadata["observation_space"]), space_from_json(metadata["action_space"]),
-                metadata.get("env_family"))
+    bind_agent(agent, space_from_json(metadata["observation_space"]), space_from_json(metadata["action_space"]),
+               metadata.get("env_family"))
     agent.load_state_dict(payload["model"])
     for name, opt in agent.optimizers().items():
         if name in payload.get("optimizers", {}):

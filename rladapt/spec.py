@@ -43,3 +43,21 @@ class AgentSpec:
             raise ValueError("an AgentSpec must accept at least one observation and one action kind")
         if self.frame_stack < 1:
             raise ValueError(f"frame_stack must be >= 1, got {self.frame_stack}")
+
+
+def bind_agent(agent, observation_space, action_space, family: str | None = None) -> None:
+    """Bind ``agent`` to an adapted env: record the env's family, then call its ``setup``.
+
+    The family (:func:`rladapt.adapt.env_family`) is set as ``agent.env_family`` before
+    ``setup(observation_space, action_space)`` runs, so per-kind defaults can read it while user
+    agents keep the two-argument ``setup`` of the public contract. An agent already bound keeps
+    the family it was built for.
+
+    :param agent: any agent (an :class:`rladapt.Agent` or an object with ``setup``).
+    :param observation_space: the adapted env's single observation space.
+    :param action_space: the adapted env's single action space.
+    :param family: the env's family; None: ``"other"``.
+    """
+    if getattr(agent, "observation_space", None) is None:
+        agent.env_family = family or "other"
+    agent.setup(observation_space, action_space)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import rladapt
+from rladapt.spec import bind_agent
 from rladapt import AutoAdapt
 from rladapt.adapt import env_family
 from rladapt.agents import A2C, PPO, SAC
@@ -32,7 +33,7 @@ def test_ppo_and_a2c_defaults_follow_the_family_not_the_env_id():
     def hp(agent_class, env_id):
         agent = agent_class(seed=0)
         env = AutoAdapt(env_id, agent)
-        agent.setup(env.observation_space, env.action_space, env.family)
+        bind_agent(agent, env.observation_space, env.action_space, env.family)
         return agent.hp
 
     cartpole, acrobot, lander = hp(PPO, "CartPole-v1"), hp(PPO, "Acrobot-v1"), hp(PPO, "LunarLander-v3")
@@ -86,3 +87,17 @@ def test_sac_explores_with_noise_correlated_in_time():
                     callbacks=[log])
         correlation[beta] = np.corrcoef(log.actions[:-1], log.actions[1:])[0, 1]
     assert correlation[1.0] > correlation[0.0] + 0.3, correlation
+
+
+def test_a_user_agent_with_the_two_argument_setup_still_trains_on_any_family():
+    """``setup(observation_space, action_space)`` is the public hook; the family arrives beside it."""
+    seen = {}
+
+    class TwoArgumentSetup(PPO):
+        def setup(self, observation_space, action_space):
+            seen["family"] = self.env_family
+            super().setup(observation_space, action_space)
+
+    agent = TwoArgumentSetup(seed=0, n_steps=4, num_envs=2)
+    agent.learn("LunarLander-v3", 8, progress=False, run_dir=False)
+    assert seen["family"] == "box2d" and agent.hp.gamma == 0.999

@@ -226,7 +226,7 @@ class Agent(nn.Module):
     # Binding to an env
     # ---------------------------------------------------------------------------------------
 
-    def setup(self, observation_space: gym.Space, action_space: gym.Space, family: str | None = None) -> None:
+    def setup(self, observation_space: gym.Space, action_space: gym.Space) -> None:
         """Bind the agent to the adapted env's (single) spaces and build its networks.
 
         Called by ``learn``/``evaluate`` on first use; a second call with the same spaces does
@@ -234,9 +234,10 @@ class Agent(nn.Module):
 
         :param observation_space: the adapted env's observation space.
         :param action_space: the adapted env's action space.
-        :param family: the env's family (:func:`rladapt.adapt.env_family`: ``"classic_control"``,
-            ``"box2d"``, ``"mujoco"``, ``"atari"`` ...), which per-kind defaults may read as
-            ``self.env_family``; None: ``"other"``.
+
+        The env's family (``"classic_control"``, ``"box2d"``, ``"mujoco"``, ``"atari"`` ...: see
+        :func:`rladapt.adapt.env_family`) is already in ``self.env_family`` when this runs (set by
+        :func:`rladapt.spec.bind_agent`), so per-kind defaults may read it.
         """
         if self.observation_space is not None:
             if observation_space != self.observation_space or action_space != self.action_space:
@@ -246,7 +247,6 @@ class Agent(nn.Module):
                 )
             return
         self.observation_space, self.action_space = observation_space, action_space
-        self.env_family = family or "other"
         self.obs_kind, self.act_kind = observation_kind(observation_space), action_kind(action_space)
         defaults = self.default_settings(self.obs_kind, self.act_kind)
         filled = {k: v for k, v in defaults.items() if getattr(self.config, k) is None}

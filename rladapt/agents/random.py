@@ -58,10 +58,9 @@ class RandomAgent(Agent):
         masks=True,
     )
 
-    def setup(self, observation_space: gym.Space, action_space: gym.Space, family: str | None = None) -> None:
+    def setup(self, observation_space: gym.Space, action_space: gym.Space) -> None:
         """Bind the agent to the adapted env's spaces (called by learn/evaluate on first use)."""
         self.observation_space, self.action_space = observation_space, action_space
-        self.env_family = family or "other"
 
     def act(self, obs: Any, mask: np.ndarray | None = None, deterministic: bool = True) -> Any:
         """A uniformly random valid action (``obs`` and ``deterministic`` are ignored)."""

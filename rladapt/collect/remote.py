@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
+from rladapt.spec import bind_agent
 from rladapt.collect.atari import atari_fast_path
 from rladapt.collect.batch import BatchStorage
 from rladapt.collect.vector import VectorCollector
@@ -115,7 +116,7 @@ class AgentBlueprint:
     def build(self, seed: int | None) -> Any:
         """The agent, built for the spaces, with its acting generator seeded by ``seed``."""
         agent = self.agent_class(**self.settings)
-        agent.setup(self.observation_space, self.action_space, self.family)
+        bind_agent(agent, self.observation_space, self.action_space, self.family)
         agent.use_masks = self.use_masks
         if seed is not None:
             agent.generator.manual_seed(seed)

@@ -8,6 +8,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from rladapt.spec import bind_agent
 from rladapt.collect.envs import EnvSource
 from rladapt.types import EvalResult
 
@@ -44,7 +45,7 @@ def evaluate(
     probe = source.probe
     recorder = None
     try:
-        agent.setup(probe.observation_space, probe.action_space, source.family)
+        bind_agent(agent, probe.observation_space, probe.action_space, source.family)
         masks = bool(agent.spec.masks and source.masks)
         returns, lengths = [], []
         if video_dir is not None:

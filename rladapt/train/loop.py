@@ -25,6 +25,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from rladapt.spec import bind_agent
 from rladapt.callbacks import CheckpointCallback, TrainingRun
 from rladapt.collect import EnvSource, Workers, make_collector
 from rladapt.collect import distributed
@@ -161,7 +162,7 @@ def learn(
                              "(pass callbacks=[CheckpointCallback(every, directory=...)] instead)")
     source = EnvSource(env, agent)
     try:
-        agent.setup(source.observation_space, source.action_space, source.family)
+        bind_agent(agent, source.observation_space, source.action_space, source.family)
         agent.use_masks = bool(agent.spec.masks and source.masks)
         remote = bool(workers)
         if source.kind == "vector":

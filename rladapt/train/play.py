@@ -10,6 +10,7 @@ from typing import Any, TextIO
 import gymnasium as gym
 import numpy as np
 
+from rladapt.spec import bind_agent
 from rladapt.collect.envs import adapt_for
 from rladapt.logging.terminal import action_names, describe_observation, format_action_values
 from rladapt.types import EvalResult
@@ -62,7 +63,7 @@ def play(
     """
     out = file if file is not None else sys.stdout
     view, made_here = _viewing_env(agent, env, render)
-    agent.setup(view.observation_space, view.action_space, getattr(view, "family", None))
+    bind_agent(agent, view.observation_space, view.action_space, getattr(view, "family", None))
     masks = bool(view.metadata.get("action_mask"))
     n = int(view.action_space.n) if isinstance(view.action_space, gym.spaces.Discrete) else None
     names = action_names(view, n) if n is not None else []
