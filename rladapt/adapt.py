@@ -47,6 +47,7 @@ from rladapt.wrappers import (
     ChannelFirstObservation,
     ChannelLastObservation,
     ClipReward,
+    EnforceSpaces,
     EpisodeStatistics,
     FlatIndexObservation,
     FlattenMultiDiscreteAction,
@@ -256,7 +257,12 @@ class _Builder:
     def accepts(self) -> str:
         return f"{self.agent_name} accepts observations {sorted(self.spec.observations)} and actions {sorted(self.spec.actions)}"
 
-    # -- episode statistics ------------------------------------------------------------------
+    # -- the env's promises and episode statistics ---------------------------------------------
+    def enforce_spaces(self) -> None:
+        if not _has_wrapper(self.env, EnforceSpaces):
+            self.wrap("enforce_spaces", EnforceSpaces, "observations checked against the declared space, rewards -> float",
+                      "gymnasium's promises, kept for every wrapper, agent and env checker after it")
+
     def episode_statistics(self) -> None:
         if not _has_wrapper(self.env, RecordEpisodeStatistics):
             self.wrap("episode_statistics", EpisodeStatistics, "episode return and length -> info['episode']", "raw score for logging, before any reward change")
@@ -598,13 +604,27 @@ class AutoAdapt(gym.Wrapper):
             raise TypeError(f"AutoAdapt needs a gymnasium.Env or an env id, got {type(env).__name__}")
         elif options.env_kwargs:
             raise AdaptError("env_kwargs applies only when the env is given as an id")
+        for attribute in ("observation_space", "action_space"):
+            declared = getattr(env, attribute, None)
+            if not isinstance(declared, spaces.Space):
+                raise AdaptError(
+                    f"{type(env.unwrapped).__name__} has no {attribute} (found {declared!r}): a gymnasium env "
+                    f"declares self.{attribute} = gymnasium.spaces.... in its __init__"
+                )
         builder = _Builder(env, spec, options, _agent_name(agent))
         atari = _is_atari(env) if options.atari is None else options.atari
         use_atari = atari and bool({"image", "vector"} & spec.observations) and is_image(env.observation_space)
         probe_info = None
         if options.mask in (None, True) and not isinstance(env.action_space, spaces.Box):
-            _, probe_info = env.reset()  # info-based masks (Taxi) show only in infos
+            try:
+                _, probe_info = env.reset()  # info-based masks (Taxi) show only in infos
+            except Exception as error:
+                raise AdaptError(
+                    f"{type(env.unwrapped).__name__}.reset() raised {type(error).__name__}: {error} (AutoAdapt resets "
+                    f"the env once to look for an action mask in its info; pass mask=False to skip that)"
+                ) from error
 
+        builder.enforce_spaces()
         builder.episode_statistics()
         if use_atari:
             builder.atari_pipeline()

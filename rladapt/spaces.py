@@ -208,3 +208,73 @@ def describe(space: spaces.Space) -> str:
     if isinstance(space, spaces.Tuple):
         return "Tuple(" + ", ".join(describe(s) for s in space.spaces) + ")"
     return type(space).__name__
+
+
+def observation_mismatch(space: spaces.Space, obs: Any, root: str = "observation") -> str | None:
+    """Why ``obs`` does not fit ``space``'s structure and shapes (the first leaf that does not),
+    naming the leaf and both shapes; None when it fits. Values and dtypes are not judged here:
+    see :func:`out_of_bounds` and :func:`cast_observation`.
+
+    :param space: the declared observation space.
+    :param obs: one observation.
+    :param root: how the message names the observation.
+    """
+    for path, leaf in leaves(space):
+        try:
+            value = get_leaf(obs, path)
+        except (KeyError, IndexError, TypeError):
+            keys = sorted(obs) if isinstance(obs, dict) else type(obs).__name__
+            return f"{path_str(path, root)} is missing (the observation has {keys}) but the space declares {describe(leaf)}"
+        if isinstance(leaf, spaces.Discrete):
+            if np.ndim(value) != 0 or not np.issubdtype(np.asarray(value).dtype, np.integer):
+                return f"{path_str(path, root)} is {value!r} but the space declares {describe(leaf)} (one integer)"
+        elif isinstance(leaf, (spaces.Box, spaces.MultiBinary, spaces.MultiDiscrete)):
+            shape = np.shape(value)
+            if shape != leaf.shape:
+                return f"{path_str(path, root)} has shape {shape} but the space declares shape {leaf.shape} ({describe(leaf)})"
+    return None
+
+
+def out_of_bounds(space: spaces.Space, obs: Any, root: str = "observation") -> str | None:
+    """Which value of ``obs`` lies outside ``space``'s bounds (or is not a valid value of a
+    discrete leaf), naming the leaf, the element and the bounds; None when all are inside.
+    Call it after :func:`observation_mismatch` found no mismatch.
+
+    :param space: the declared observation space.
+    :param obs: one observation.
+    :param root: how the message names the observation.
+    """
+    for path, leaf in leaves(space):
+        value = np.asarray(get_leaf(obs, path))
+        if isinstance(leaf, spaces.Box):
+            outside = ~((value >= leaf.low) & (value <= leaf.high))
+        elif isinstance(leaf, spaces.Discrete):
+            outside = np.asarray(not (leaf.start <= int(value) < leaf.start + leaf.n))
+        elif isinstance(leaf, (spaces.MultiBinary, spaces.MultiDiscrete)):
+            outside = ~((value >= 0) & (value < nvec(leaf).reshape(leaf.shape)))
+        else:
+            continue
+        if outside.any():
+            where = tuple(int(i) for i in np.argwhere(outside)[0]) if outside.ndim else ()
+            element = f"{path_str(path, root)}{list(where) if where else ''}"
+            if isinstance(leaf, spaces.Box):
+                low, high = leaf.low[where] if where else leaf.low, leaf.high[where] if where else leaf.high
+                return f"{element} = {value[where] if where else value} is outside the declared bounds [{low}, {high}]"
+            return f"{element} = {value[where] if where else value} is not a value of {describe(leaf)}"
+    return None
+
+
+def cast_observation(space: spaces.Space, obs: Any) -> Any:
+    """``obs`` with every Box leaf as a numpy array of the space's dtype (the dtype gymnasium
+    promises); other leaves unchanged. Call it after :func:`observation_mismatch` found no mismatch.
+
+    :param space: the declared observation space.
+    :param obs: one observation.
+    """
+    if isinstance(space, spaces.Box):
+        return np.asarray(obs, dtype=space.dtype)
+    if isinstance(space, spaces.Dict):
+        return {key: cast_observation(sub, obs[key]) for key, sub in space.spaces.items()}
+    if isinstance(space, spaces.Tuple):
+        return tuple(cast_observation(sub, value) for sub, value in zip(space.spaces, obs))
+    return obs

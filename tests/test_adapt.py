@@ -27,10 +27,11 @@ KINDS = {
     "nested": AgentSpec(observations=ANY_OBS, actions={"discrete", "multi_discrete", "continuous"}, masks=True),
 }
 
-STATS = "EpisodeStatistics"
-ATARI = [STATS, "AtariPreprocessing", "ClipReward", "FrameStack"]
-IMAGE = [STATS, "ResizeObservation", "ChannelFirstObservation"]
-ONE_HOT = [STATS, "VectorObservation"]
+#: What every adapted chain starts with: the space checks, then the episode statistics.
+BASE = ["EnforceSpaces", "EpisodeStatistics"]
+ATARI = [*BASE, "AtariPreprocessing", "ClipReward", "FrameStack"]
+IMAGE = [*BASE, "ResizeObservation", "ChannelFirstObservation"]
+ONE_HOT = [*BASE, "VectorObservation"]
 
 
 def box(shape, dtype=np.float32):
@@ -44,59 +45,59 @@ def err(path):
 # env id -> kind -> (observation, action, wrappers) or err(space path named by the AdaptError)
 TABLE = {
     "CartPole-v1": {
-        "discrete": (box([4]), spaces.Discrete(2), [STATS]),
+        "discrete": (box([4]), spaces.Discrete(2), [*BASE]),
         "continuous": err("action"),
         "tabular": err("observation"),
         "image": err("observation"),
-        "nested": (box([4]), spaces.Discrete(2), [STATS]),
+        "nested": (box([4]), spaces.Discrete(2), [*BASE]),
     },
     "Acrobot-v1": {
-        "discrete": (box([6]), spaces.Discrete(3), [STATS]),
+        "discrete": (box([6]), spaces.Discrete(3), [*BASE]),
         "tabular": err("observation"),
-        "nested": (box([6]), spaces.Discrete(3), [STATS]),
+        "nested": (box([6]), spaces.Discrete(3), [*BASE]),
     },
     "MountainCarContinuous-v0": {
-        "discrete": (box([2]), spaces.Discrete(7), [STATS, "DiscretizeAction"]),
-        "continuous": (box([2]), box([1]), [STATS]),  # already in [-1, 1]: nothing to do
+        "discrete": (box([2]), spaces.Discrete(7), [*BASE, "DiscretizeAction"]),
+        "continuous": (box([2]), box([1]), [*BASE]),  # already in [-1, 1]: nothing to do
         "tabular": err("observation"),
-        "nested": (box([2]), box([1]), [STATS]),
+        "nested": (box([2]), box([1]), [*BASE]),
     },
     "Pendulum-v1": {
-        "discrete": (box([3]), spaces.Discrete(7), [STATS, "DiscretizeAction"]),
-        "continuous": (box([3]), box([1]), [STATS, "UnitBoxAction"]),
+        "discrete": (box([3]), spaces.Discrete(7), [*BASE, "DiscretizeAction"]),
+        "continuous": (box([3]), box([1]), [*BASE, "UnitBoxAction"]),
         "tabular": err("observation"),
         "image": err("observation"),
-        "nested": (box([3]), box([1]), [STATS]),
+        "nested": (box([3]), box([1]), [*BASE]),
     },
     "FrozenLake-v1": {
         "discrete": (box([16]), spaces.Discrete(4), ONE_HOT),
         "continuous": err("action"),
-        "tabular": (spaces.Discrete(16), spaces.Discrete(4), [STATS]),
+        "tabular": (spaces.Discrete(16), spaces.Discrete(4), [*BASE]),
         "image": err("observation"),
         "nested": (box([16]), spaces.Discrete(4), ONE_HOT),
     },
     "Taxi-v4": {
-        "discrete": (box([500]), spaces.Discrete(6), [STATS, "ActionMask", "VectorObservation"]),
+        "discrete": (box([500]), spaces.Discrete(6), [*BASE, "ActionMask", "VectorObservation"]),
         "continuous": err("action"),
-        "tabular": (spaces.Discrete(500), spaces.Discrete(6), [STATS, "ActionMask"]),
-        "nested": (box([500]), spaces.Discrete(6), [STATS, "ActionMask", "VectorObservation"]),
+        "tabular": (spaces.Discrete(500), spaces.Discrete(6), [*BASE, "ActionMask"]),
+        "nested": (box([500]), spaces.Discrete(6), [*BASE, "ActionMask", "VectorObservation"]),
     },
     "Blackjack-v1": {
         "discrete": (box([45]), spaces.Discrete(2), ONE_HOT),
-        "tabular": (spaces.Discrete(704), spaces.Discrete(2), [STATS, "FlatIndexObservation"]),
+        "tabular": (spaces.Discrete(704), spaces.Discrete(2), [*BASE, "FlatIndexObservation"]),
         "image": err("observation"),
         "nested": (box([45]), spaces.Discrete(2), ONE_HOT),
     },
     "CliffWalking-v1": {
         "discrete": (box([48]), spaces.Discrete(4), ONE_HOT),
-        "tabular": (spaces.Discrete(48), spaces.Discrete(4), [STATS]),
+        "tabular": (spaces.Discrete(48), spaces.Discrete(4), [*BASE]),
         "nested": (box([48]), spaces.Discrete(4), ONE_HOT),
     },
     "LunarLander-v3": {
-        "discrete": (box([8]), spaces.Discrete(4), [STATS]),
+        "discrete": (box([8]), spaces.Discrete(4), [*BASE]),
         "continuous": err("action"),
         "tabular": err("observation"),
-        "nested": (box([8]), spaces.Discrete(4), [STATS]),
+        "nested": (box([8]), spaces.Discrete(4), [*BASE]),
     },
     "CarRacing-v3": {
         "discrete": (box([3 * 84 * 84]), spaces.Discrete(343), [*IMAGE, "VectorObservation", "DiscretizeAction"]),
@@ -118,33 +119,33 @@ TABLE = {
     },
     "HalfCheetah-v5": {
         "discrete": err("action"),  # 7 bins ** 6 dimensions = 117,649 actions: too many
-        "continuous": (box([17]), box([6]), [STATS, "VectorObservation"]),  # float64 -> float32
+        "continuous": (box([17]), box([6]), [*BASE, "VectorObservation"]),  # float64 -> float32
         "tabular": err("observation"),
         "image": err("observation"),
-        "nested": (box([17]), box([6]), [STATS, "VectorObservation"]),
+        "nested": (box([17]), box([6]), [*BASE, "VectorObservation"]),
     },
     "rladapt/Grid-v0": {
         "discrete": (box([12]), spaces.Discrete(4), ONE_HOT),
         "continuous": err("action"),
-        "tabular": (spaces.Discrete(12), spaces.Discrete(4), [STATS]),
+        "tabular": (spaces.Discrete(12), spaces.Discrete(4), [*BASE]),
         "nested": (box([12]), spaces.Discrete(4), ONE_HOT),
     },
     "rladapt/Shower-v0": {
-        "discrete": (box([1]), spaces.Discrete(3), [STATS]),
+        "discrete": (box([1]), spaces.Discrete(3), [*BASE]),
         "tabular": err("observation"),
-        "nested": (box([1]), spaces.Discrete(3), [STATS]),
+        "nested": (box([1]), spaces.Discrete(3), [*BASE]),
     },
     "rladapt/TicTacToe-v0": {
-        "discrete": (box([9]), spaces.Discrete(9), [STATS, "ActionMask"]),
+        "discrete": (box([9]), spaces.Discrete(9), [*BASE, "ActionMask"]),
         "tabular": err("observation"),
-        "nested": (box([9]), spaces.Discrete(9), [STATS, "ActionMask"]),
+        "nested": (box([9]), spaces.Discrete(9), [*BASE, "ActionMask"]),
     },
     "tests/NestedDict-v0": {
-        "discrete": (box([32 * 32 * 3 + 2 + 3]), spaces.Discrete(12), [STATS, "ActionMask", "VectorObservation", "FlattenMultiDiscreteAction"]),
+        "discrete": (box([32 * 32 * 3 + 2 + 3]), spaces.Discrete(12), [*BASE, "ActionMask", "VectorObservation", "FlattenMultiDiscreteAction"]),
         "continuous": err("action"),
         "tabular": err("observation['camera']"),
         "image": err("observation"),
-        "nested": ("nested", spaces.MultiDiscrete([3, 4]), [STATS, "ActionMask", "NestedObservation"]),
+        "nested": ("nested", spaces.MultiDiscrete([3, 4]), [*BASE, "ActionMask", "NestedObservation"]),
     },
 }
 
@@ -232,7 +233,7 @@ def test_plan_explains_each_step() -> None:
 
 def test_nothing_is_inserted_when_nothing_changes() -> None:
     env = AutoAdapt(gym.make("CartPole-v1"), KINDS["nested"])
-    assert env.plan.wrappers == [STATS]
+    assert env.plan.wrappers == [*BASE]
     already = AutoAdapt(env.env, KINDS["nested"])  # statistics already recorded: none added twice
     assert already.plan.wrappers == []
     assert str(already.plan) == "no adaptation needed"
@@ -262,7 +263,7 @@ def test_nested_env_with_only_unusable_leaves_is_refused() -> None:
 def test_tabular_agent_on_a_bounded_box_with_observation_bins() -> None:
     env = AutoAdapt("rladapt/Shower-v0", KINDS["tabular"], observation_bins=20)
     assert env.observation_space == spaces.Discrete(20)
-    assert env.plan.wrappers == [STATS, "DiscretizeObservation"]
+    assert env.plan.wrappers == [*BASE, "DiscretizeObservation"]
     check_env(env, skip_render_check=True)
 
 
@@ -332,7 +333,7 @@ def test_atari_instance_with_its_own_frameskip_is_not_skipped_twice() -> None:
 
 def test_episode_statistics_keep_the_raw_return_when_rewards_are_clipped() -> None:
     env = AutoAdapt("LunarLander-v3", KINDS["discrete"], clip_rewards=True)
-    assert env.plan.wrappers == [STATS, "ClipReward"]
+    assert env.plan.wrappers == [*BASE, "ClipReward"]
     env.reset(seed=0)
     clipped_sum, rng = 0.0, np.random.default_rng(0)
     while True:
@@ -348,7 +349,7 @@ def test_episode_statistics_keep_the_raw_return_when_rewards_are_clipped() -> No
 def test_image_frame_stack_and_grayscale_on_request() -> None:
     env = AutoAdapt("CarRacing-v3", KINDS["image"], grayscale=True, frame_stack=2, image_size=(64, 64))
     assert env.observation_space.shape == (2, 64, 64) and env.observation_space.dtype == np.uint8
-    assert env.plan.wrappers == [STATS, "GrayscaleObservation", "ResizeObservation", "FrameStack"]
+    assert env.plan.wrappers == [*BASE, "GrayscaleObservation", "ResizeObservation", "FrameStack"]
     check_env(env, skip_render_check=True)
 
 
@@ -371,7 +372,7 @@ def test_channel_first_images_larger_than_84_are_resized_through_hwc() -> None:
 
     chw = ChannelFirstObservation(gym.make("CarRacing-v3"))  # a CHW env: uint8[3,96,96]
     env = AutoAdapt(chw, KINDS["image"])
-    assert env.plan.wrappers == [STATS, "ChannelLastObservation", "ResizeObservation", "ChannelFirstObservation"]
+    assert env.plan.wrappers == [*BASE, "ChannelLastObservation", "ResizeObservation", "ChannelFirstObservation"]
     assert env.observation_space.shape == (3, 84, 84)
     obs, _ = env.reset(seed=0)
     reference, _ = AutoAdapt("CarRacing-v3", KINDS["image"]).reset(seed=0)

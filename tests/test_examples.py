@@ -22,7 +22,7 @@ CASES = {
                                           r"episode 1 ended after \d+ steps"]),
     "custom_agent.py": (2000, [r"Expected SARSA, CliffWalking, 2,000 steps: greedy return", r"  -> \d +[-+]\d+\.\d{3}"]),
     "reinforce.py": (4096, [r"REINFORCE with a baseline, CartPole-v1, 4,096 steps: mean return \d"]),
-    "masked_game.py": (1024, [r"masks on:\n.*\n2\. env\.action_masks\(\)", r"masks off:\n1\. episode return.*\nafter 1,024 steps: won"]),
+    "masked_game.py": (1024, [r"masks on:\n.*\n.*\n3\. env\.action_masks\(\)", r"masks off:\n1\. observations checked.*\n2\. episode return.*\nafter 1,024 steps: won"]),
     "distributed_workers.py": (1024, [r"workers=0: 1,024 steps in", r"workers=2: 1,024 steps in"]),
     "callbacks_and_plot.py": (1024, [r"stopped at [\d,]+ steps; evaluations: \d+", r"wrote runs/callbacks-example/returns\.png"]),
 }

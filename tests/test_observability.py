@@ -70,7 +70,7 @@ def test_run_directory_contents(tmp_path):
     assert config["agent"] == "PPO" and config["env"] == "CartPole-v1" and config["settings"]["n_steps"] == 16
     assert config["run_dir"] == str(run)
     assert {"python", "rladapt", "gymnasium", "torch", "numpy", "tensordict"} <= set(config["versions"])
-    assert config["plan"] == [str(step) for step in env.plan] and "EpisodeStatistics" in config["plan"][0]
+    assert config["plan"] == [str(step) for step in env.plan] and "EpisodeStatistics" in config["plan"][1]
 
     rows = read_jsonl(run / "metrics.jsonl")
     train = [r for r in rows if "train/policy_loss" in r]

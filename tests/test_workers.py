@@ -242,7 +242,7 @@ def test_workers_need_at_least_one_env_each():
 
 
 SCRIPT = """
-import json, signal, sys, time
+import json, os, signal, sys, time
 import multiprocessing
 from rladapt.agents import PPO
 
@@ -252,8 +252,9 @@ signal.signal(signal.SIGINT, signal.default_int_handler)
 
 def record(agent, metrics):
     pids = [p.pid for p in multiprocessing.active_children() if p.name.startswith("rladapt-worker")]
-    with open(sys.argv[1], "w") as f:
+    with open(sys.argv[1] + ".tmp", "w") as f:  # written whole, then renamed: the test never reads half a file
         json.dump(pids, f)
+    os.replace(sys.argv[1] + ".tmp", sys.argv[1])
     time.sleep(0.05)
 
 if __name__ == "__main__":

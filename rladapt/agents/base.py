@@ -41,9 +41,11 @@ from tensordict import TensorDict, TensorDictBase
 from torch import nn
 
 from rladapt import train
+from rladapt.checks import check_settings
 from rladapt.agents.registry import register
 from rladapt.collect.batch import OutSpecs, action_spec
-from rladapt.spaces import action_kind, env_action, observation_kind
+from rladapt.errors import ActionMaskError, ObservationError
+from rladapt.spaces import action_kind, describe, env_action, mask_size, observation_kind, observation_mismatch
 from rladapt.spec import AgentSpec
 from rladapt.types import ActionValues, EvalResult
 
@@ -60,12 +62,19 @@ class AgentConfig:
         observations (small MLPs run fastest single-threaded), torch's default for images.
     :param num_envs: envs stepped in parallel when ``learn`` gets no ``num_envs`` (None: the
         agent's per-kind default, else 8; at least one per worker process).
+    :param check_finite: every collector checks each batch for NaN and infinite observations,
+        rewards and actions, and raises naming the env and step (a cheap check per batch, not
+        per step); False skips it.
     """
 
     seed: int | None = None
     device: str = "cpu"
     num_threads: int | None = None
     num_envs: int | None = None
+    check_finite: bool = True
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
 
 def to_batch(obs: Any, device: torch.device) -> torch.Tensor | TensorDict:
@@ -75,12 +84,17 @@ def to_batch(obs: Any, device: torch.device) -> torch.Tensor | TensorDict:
     return torch.as_tensor(np.asarray(obs), device=device).unsqueeze(0)
 
 
-def _resolve_device(name: str) -> torch.device:
+def _resolve_device(name: str | torch.device) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device={name!r} is not a torch device: use 'cpu', 'cuda', 'cuda:1', 'mps' or 'auto' ({error})") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={name!r}, but this torch has no CUDA device; use device='cpu' or 'auto'")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={name!r}, but this torch has no MPS device; use device='cpu' or 'auto'")
     return device
 
 
@@ -292,9 +306,21 @@ class Agent(nn.Module):
                 f"{type(self).__name__} has no networks yet: call learn(env, ...) or evaluate(env) first, "
                 f"or setup(env.observation_space, env.action_space)"
             )
+        mismatch = observation_mismatch(self.observation_space, obs)
+        if mismatch is not None:
+            raise ObservationError(
+                f"{type(self).__name__}.act got an observation that does not fit its observation space: {mismatch}. "
+                f"Pass one observation of the adapted env (AutoAdapt(env, agent)), not a batch or the raw env's"
+            )
         td = TensorDict({"observation": to_batch(obs, self.device)}, batch_size=[1], device=self.device)
         if mask is not None and self.spec.masks:
-            td.set("action_mask", torch.as_tensor(np.asarray(mask, dtype=bool), device=self.device).unsqueeze(0))
+            mask = np.asarray(mask)
+            if mask.shape != (mask_size(self.action_space),) or mask.dtype not in (np.bool_, np.int8, np.uint8):
+                raise ActionMaskError(
+                    f"{type(self).__name__}.act got an action mask of shape {mask.shape} and dtype {mask.dtype}; "
+                    f"{describe(self.action_space)} needs a bool (or 0/1 int8) mask of shape ({mask_size(self.action_space)},)"
+                )
+            td.set("action_mask", torch.as_tensor(mask.astype(bool), device=self.device).unsqueeze(0))
         with torch.inference_mode():
             self.act_batch(td, deterministic=deterministic)
         action = self.env_action(td.get("action").cpu().numpy())[0]

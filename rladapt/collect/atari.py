@@ -1,7 +1,7 @@
 """The Atari fast path: ale-py's C++ vector env with the semantics of AutoAdapt's Atari pipeline.
 
-When an adapted env is exactly AutoAdapt's standard Atari chain (its plan's rules: episode
-statistics -> Atari preprocessing -> optional reward clipping -> optional frame stack, over a
+When an adapted env is exactly AutoAdapt's standard Atari chain (its plan's rules: space checks ->
+episode statistics -> Atari preprocessing -> optional reward clipping -> optional frame stack, over a
 grayscale, ``frameskip=1`` ``AtariEnv``), a collection worker can step its envs with
 ``ale_py.vector_env.AtariVectorEnv`` instead of a gymnasium vector env of Python wrapper chains:
 preprocessing and stacking run in C++, with no Python wrapper per env step.
@@ -54,7 +54,7 @@ def atari_fast_path(env: Any) -> dict[str, Any] | None:
     if plan is None or spec is None or spec.entry_point != "ale_py.env:AtariEnv" or spec.max_episode_steps is not None:
         return None
     rules = plan.rules
-    if rules[:2] != ["episode_statistics", "atari_preprocessing"] or rules[2:] not in STANDARD_TAILS:
+    if rules[:3] != ["enforce_spaces", "episode_statistics", "atari_preprocessing"] or rules[3:] not in STANDARD_TAILS:
         return None
     if len(spec.additional_wrappers) != len(rules):  # wrappers of the user's own inside the chain
         return None

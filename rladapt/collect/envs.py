@@ -22,10 +22,11 @@ import functools
 from typing import Any, Callable
 
 import gymnasium as gym
+from gymnasium.vector import AutoresetMode
 
 from rladapt.adapt import AutoAdapt, env_family
 
-__all__ = ["AdaptedFactory", "EnvRebuildError", "EnvSource", "adapt_for", "make_vector_env"]
+__all__ = ["AdaptedFactory", "EnvError", "EnvRebuildError", "EnvSource", "IndexedEnv", "adapt_for", "make_vector_env"]
 
 
 class EnvRebuildError(ValueError):
@@ -66,14 +67,86 @@ def _make_from_spec(spec: gym.envs.registration.EnvSpec) -> gym.Env:
     return gym.make(spec)
 
 
-def make_vector_env(env_fns: list[Callable[[], gym.Env]], mode: str = "sync") -> gym.vector.VectorEnv:
+class EnvError(RuntimeError):
+    """An env raised in ``step`` or ``reset`` during collection (in-process, in an async
+    subprocess, in a worker or on a rank); ``__cause__`` is the original exception, with its
+    traceback, where the env ran in this process.
+
+    :param env_index: index of the env over all envs of the run.
+    :param call: ``"reset"`` or ``"step"``.
+    :param error: the env's exception.
+    :param episode_step: steps the env had taken in its episode when it raised.
+    """
+
+    def __init__(self, env_index: "int | EnvError", call: str = "step", error: BaseException | None = None,
+                 episode_step: int | None = None) -> None:
+        if isinstance(env_index, EnvError):  # gymnasium's AsyncVectorEnv re-raises as type(error)(error)
+            env_index, call, episode_step, self.what = env_index.env_index, env_index.call, env_index.episode_step, env_index.what
+        else:
+            at = f" at step {episode_step} of its episode" if call == "step" and episode_step is not None else ""
+            self.what = f"{type(error).__name__}: {error} in {call}(){at}"
+        super().__init__(f"env {env_index} raised {self.what}")
+        self.env_index, self.call, self.episode_step = env_index, call, episode_step
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuilt_env_error, (self.env_index, self.call, self.episode_step, self.what)
+
+
+def _rebuilt_env_error(env_index: int, call: str, episode_step: int | None, what: str) -> EnvError:
+    error = EnvError.__new__(EnvError)
+    RuntimeError.__init__(error, f"env {env_index} raised {what}")
+    error.env_index, error.call, error.episode_step, error.what = env_index, call, episode_step, what
+    return error
+
+
+class IndexedEnv(gym.Wrapper):
+    """Re-raises any exception of the env's ``step``/``reset`` as :class:`EnvError` naming the env
+    index and its step in the episode (the original exception and traceback chained), so every
+    collector says which env failed and when.
+
+    :param env: the env.
+    :param index: its index over all envs of the run.
+    """
+
+    def __init__(self, env: gym.Env, index: int) -> None:
+        super().__init__(env)
+        self.index = index
+        self.episode_step = 0
+
+    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
+        self.episode_step += 1
+        try:
+            return self.env.step(action)
+        except Exception as error:
+            raise EnvError(self.index, "step", error, self.episode_step) from error
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        self.episode_step = 0
+        try:
+            return self.env.reset(seed=seed, options=options)
+        except Exception as error:
+            raise EnvError(self.index, "reset", error) from error
+
+
+def make_vector_env(env_fns: list[Callable[[], gym.Env]], mode: str = "sync", first_index: int = 0) -> gym.vector.VectorEnv:
     """A gymnasium vector env over ``env_fns``: ``"sync"`` (in-process) or ``"async"`` (a process
-    per env, observations in shared memory). Observations are not copied (the collector copies them)."""
+    per env, observations in shared memory), each env an :class:`IndexedEnv` (its errors name it).
+    Observations are not copied (the collector copies them).
+
+    :param env_fns: zero-argument env constructors.
+    :param mode: ``"sync"`` or ``"async"``.
+    :param first_index: the index of the first env over all envs of the run (a worker's share).
+    """
+    if mode not in ("sync", "async"):
+        raise ValueError(f"vectorization must be 'sync' or 'async', got {mode!r}")
+    indexed = [functools.partial(_indexed, fn, first_index + i) for i, fn in enumerate(env_fns)]
     if mode == "sync":
-        return gym.vector.SyncVectorEnv(env_fns, copy=False)
-    if mode == "async":
-        return gym.vector.AsyncVectorEnv(env_fns, shared_memory=True, copy=False)
-    raise ValueError(f"vectorization must be 'sync' or 'async', got {mode!r}")
+        return gym.vector.SyncVectorEnv(indexed, copy=False, autoreset_mode=AutoresetMode.NEXT_STEP)
+    return gym.vector.AsyncVectorEnv(indexed, shared_memory=True, copy=False, autoreset_mode=AutoresetMode.NEXT_STEP)
+
+
+def _indexed(make_env: Callable[[], gym.Env], index: int) -> IndexedEnv:
+    return IndexedEnv(make_env(), index)
 
 
 def _rebuildable(env: gym.Env) -> bool:

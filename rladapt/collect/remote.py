@@ -19,16 +19,16 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.vector import AutoresetMode
 
 from rladapt.spec import bind_agent
 from rladapt.collect.atari import atari_fast_path
 from rladapt.collect.batch import BatchStorage
+from rladapt.collect.envs import EnvError, make_vector_env
 from rladapt.collect.vector import VectorCollector
 from rladapt.spaces import mask_size
 
 __all__ = [
-    "AgentBlueprint", "EnvBlueprint", "EnvError", "EnvRunner", "FlatState", "IndexedEnv", "WorkerError",
+    "AgentBlueprint", "EnvBlueprint", "EnvRunner", "FlatState", "WorkerError",
     "agent_state", "derived_seed", "describe_failure", "split_envs",
 ]
 
@@ -47,43 +47,6 @@ class WorkerError(RuntimeError):
                  worker_traceback: str | None = None) -> None:
         super().__init__(message)
         self.worker, self.env_index, self.worker_traceback = worker, env_index, worker_traceback
-
-
-class EnvError(RuntimeError):
-    """An env raised inside a collection worker; ``__cause__`` is the original exception.
-
-    :param env_index: index of the env over all envs of the run.
-    :param call: ``"reset"`` or ``"step"``.
-    """
-
-    def __init__(self, env_index: int, call: str, error: BaseException) -> None:
-        super().__init__(f"env {env_index} raised {type(error).__name__}: {error} in {call}()")
-        self.env_index, self.call = env_index, call
-
-
-class IndexedEnv(gym.Wrapper):
-    """Re-raises any exception of the env's ``step``/``reset`` as :class:`EnvError` naming the env
-    index (the original exception and traceback chained), so a worker can say which env failed.
-
-    :param env: the env.
-    :param index: its index over all envs of the run.
-    """
-
-    def __init__(self, env: gym.Env, index: int) -> None:
-        super().__init__(env)
-        self.index = index
-
-    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
-        try:
-            return self.env.step(action)
-        except Exception as error:
-            raise EnvError(self.index, "step", error) from error
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
-        try:
-            return self.env.reset(seed=seed, options=options)
-        except Exception as error:
-            raise EnvError(self.index, "reset", error) from error
 
 
 @dataclass
@@ -167,9 +130,7 @@ class EnvBlueprint:
             from rladapt.collect.atari import AtariPipelineVectorEnv
 
             return AtariPipelineVectorEnv(len(env_indices), num_threads=1, **self.atari)
-        make_env = self.make_env
-        fns = [lambda i=i: IndexedEnv(make_env(), i) for i in env_indices]
-        return gym.vector.SyncVectorEnv(fns, copy=False, autoreset_mode=AutoresetMode.NEXT_STEP)
+        return make_vector_env([self.make_env] * len(env_indices), "sync", first_index=env_indices.start)
 
 
 class FlatState:
@@ -239,7 +200,8 @@ class EnvRunner:
                  step_counter: torch.Tensor | None = None) -> None:
         self.env_indices = env_indices
         self.envs = envs.make(env_indices)
-        self.collector = VectorCollector(self.envs, masks=envs.masks, mask_size=envs.mask_size, step_counter=step_counter)
+        self.collector = VectorCollector(self.envs, masks=envs.masks, mask_size=envs.mask_size, step_counter=step_counter,
+                                         first_index=env_indices.start)
         self.agent = agent.build(seed)
         self.state = list(agent_state(self.agent).values())
         self.version = -1  # of the weights in use
@@ -274,10 +236,10 @@ def describe_failure(error: BaseException, where: str) -> tuple[str, int | None,
     :param where: the process, e.g. ``"worker 1"`` or ``"collector rank 2"``.
     """
     env_error = error if isinstance(error, EnvError) else None
-    cause = error.__cause__ if env_error is not None else error
+    cause = (error.__cause__ or error) if env_error is not None else error
     text = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
     if env_error is not None:
-        what = f"env {env_error.env_index} (in {where}) raised {type(cause).__name__}: {cause} in {env_error.call}()"
+        what = f"env {env_error.env_index} (in {where}) raised {env_error.what}"
         return what, env_error.env_index, text
     return f"{where} raised {type(error).__name__}: {error}", None, text
 

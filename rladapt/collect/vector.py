@@ -29,7 +29,7 @@ from tensordict import TensorDict, TensorDictBase
 
 from rladapt.collect.base import EpisodeStats
 from rladapt.collect.batch import CARRIED_KEYS, BatchLayout, BatchStorage, observation_tensors
-from rladapt.errors import ActionMaskError
+from rladapt.errors import ActionMaskError, NonFiniteError
 
 __all__ = ["VectorCollector"]
 
@@ -129,6 +129,11 @@ class VectorCollector(EpisodeStats):
     :param stats_window: how many recent episodes ``recent_return`` averages over.
     :param step_counter: a one-entry int64 tensor incremented at every vector step (worker
         processes share it with the learner, which sees a hung worker by it).
+    :param first_index: the index of the first env over all envs of the run (a worker's share),
+        for error messages.
+
+    Each batch is checked for NaN and infinite observations, rewards and actions (one reduction
+    per tensor per batch) unless the agent's setting ``check_finite`` is False.
     """
 
     def __init__(
@@ -140,6 +145,7 @@ class VectorCollector(EpisodeStats):
         device: torch.device | str = "cpu",
         stats_window: int = 100,
         step_counter: torch.Tensor | None = None,
+        first_index: int = 0,
     ) -> None:
         mode = envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         if mode != AutoresetMode.NEXT_STEP:
@@ -153,6 +159,7 @@ class VectorCollector(EpisodeStats):
         self.action_space = envs.single_action_space
         self.masks, self.mask_size, self.device = masks, mask_size if masks else None, torch.device(device)
         self.step_counter = step_counter
+        self.first_index = first_index
         # The first observation row of the next batch (after reset, or the last row of the previous batch).
         n = (self.num_envs,)
         self._carry = TensorDict({"observation": observation_tensors(self.observation_space, n, "cpu"),
@@ -252,6 +259,8 @@ class VectorCollector(EpisodeStats):
                 if counter is not None:
                     counter += 1
         p.send_rows()
+        if getattr(getattr(agent, "config", None), "check_finite", True):
+            self._check_finite(storage)
         self._write_carry_obs(_index(p.obs, T))
         self._carry.get("is_init").numpy()[...] = p.is_init[T]
         if p.mask is not None:
@@ -278,6 +287,42 @@ class VectorCollector(EpisodeStats):
                 raise ValueError(f"{name}.explore() wrote {key!r} of shape {got}; its out_specs() say "
                                  f"{(self.num_envs, *shape)} for {self.num_envs} envs")
         p.checked = True
+
+    def _check_finite(self, storage: BatchStorage) -> None:
+        """Raise :class:`NonFiniteError` at the first NaN or infinite value of the batch, naming
+        the env, its step and the entry (one ``isfinite`` reduction per float tensor)."""
+        T = storage.steps
+        first_step = self.steps // self.num_envs - T  # vector steps before this batch
+        checks: list[tuple[str, str, torch.Tensor, int]] = []  # (what, name, tensor, row offset)
+        obs = storage.plus.get("observation")
+        leaves = obs.items(include_nested=True, leaves_only=True) if isinstance(obs, TensorDictBase) else [((), obs)]
+        for key, tensor in leaves:
+            path = (key,) if isinstance(key, str) else tuple(key)
+            checks.append(("observation", "observation" + "".join(f"[{k!r}]" for k in path), tensor, 0))
+        checks.append(("reward", "reward", storage.rows.get(("next", "reward")), 1))
+        action = storage.rows.get("action")
+        if action.is_floating_point():
+            checks.append(("action", "action", action, 1))
+        for what, name, tensor, offset in checks:
+            if not tensor.is_floating_point() or bool(torch.isfinite(tensor).all()):
+                continue
+            bad = ~torch.isfinite(tensor.reshape(tensor.shape[0], tensor.shape[1], -1))
+            row, env = (int(i) for i in bad.any(-1).nonzero()[0])
+            element = int(bad[row, env].nonzero()[0])
+            value = tensor.reshape(tensor.shape[0], tensor.shape[1], -1)[row, env, element].item()
+            step = first_step + row + offset  # the env's own step count since collection began
+            index = f"{name}[{element}]" if tensor[0, 0].numel() > 1 else name
+            when = "after its reset" if step == 0 else f"at its step {step} since collection began"
+            env_name = f"env {self.first_index + env}"
+            if what == "action":
+                raise NonFiniteError(
+                    f"the agent's action for {env_name} {when} has {index} = {value}: its network diverged "
+                    f"(try a lower lr or max_grad_norm). Turn this check off with check_finite=False"
+                )
+            raise NonFiniteError(
+                f"{env_name} returned {index} = {value} {when}. rladapt checks every batch for NaN and inf "
+                f"(they would poison the networks); fix the env, or turn the check off with check_finite=False"
+            )
 
     def _read_mask(self, info: dict, done: np.ndarray) -> np.ndarray:
         mask = info.get("action_mask")

@@ -8,6 +8,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from rladapt.checks import positive_int
 from rladapt.spec import bind_agent
 from rladapt.collect.envs import EnvSource
 from rladapt.types import EvalResult
@@ -41,6 +42,7 @@ def evaluate(
     """
     if isinstance(env, gym.vector.VectorEnv):
         raise TypeError("evaluate takes a single env (or an id or factory), not a vector env")
+    episodes = positive_int("episodes", episodes)
     source = EnvSource(env, agent)
     probe = source.probe
     recorder = None

@@ -19,12 +19,14 @@ One place owns each of these: the loop here, checkpoint cadence in
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
+from rladapt.checks import positive_int
 from rladapt.spec import bind_agent
 from rladapt.callbacks import CheckpointCallback, TrainingRun
 from rladapt.collect import EnvSource, Workers, make_collector
@@ -40,14 +42,6 @@ DEFAULT_NUM_ENVS = 8
 DEFAULT_LOG_EVERY = 1_000
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be a positive integer, got {value!r} ({type(value).__name__})")
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value}")
-    return int(value)
-
-
 def _worker_count(workers: Any) -> int:
     if isinstance(workers, Workers):
         return workers.count
@@ -56,12 +50,20 @@ def _worker_count(workers: Any) -> int:
     return 0
 
 
+def _check_workers(workers: Any) -> None:
+    if isinstance(workers, Workers) or workers == "distributed":
+        return
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0:
+        raise ValueError(f"workers must be 0 (in-process), a number of worker processes, a Workers(...) or "
+                         f"'distributed', got {workers!r}")
+
+
 def resolve_num_envs(agent: Any, num_envs: int | None, workers: Any) -> int:
     """How many envs a run steps: ``num_envs`` when given, else the agent's setting (its
     per-kind default), else :data:`DEFAULT_NUM_ENVS`; without an explicit number, at least one
     per worker process."""
     if num_envs is not None:
-        return _positive_int("num_envs", num_envs)
+        return positive_int("num_envs", num_envs)
     n = getattr(agent.hp, "num_envs", None) or DEFAULT_NUM_ENVS
     return max(int(n), _worker_count(workers))
 
@@ -152,11 +154,12 @@ def learn(
         steps, otherwise every 1,000 steps.
     :return: the agent.
     """
-    steps = _positive_int("steps", steps)
+    steps = positive_int("steps", steps)
+    _check_workers(workers)
     if log_every is not None:
-        log_every = _positive_int("log_every", log_every)
+        log_every = positive_int("log_every", log_every)
     if checkpoint_every is not None:
-        checkpoint_every = _positive_int("checkpoint_every", checkpoint_every)
+        checkpoint_every = positive_int("checkpoint_every", checkpoint_every)
         if run_dir is False:
             raise ValueError("checkpoint_every writes into the run directory; run_dir=False turns it off "
                              "(pass callbacks=[CheckpointCallback(every, directory=...)] instead)")
@@ -190,12 +193,18 @@ def learn(
 def _loop(agent: Any, source: EnvSource, collector: Any, steps: int, logger: Any, callbacks: Iterable[Any],
           progress: bool, run_dir: str | Path | bool | None, checkpoint_every: int | None, log_every: int | None) -> Any:
     run_logger = None
+    created = False
     try:
         if run_dir is not False:
             run_path = Path(run_dir) if run_dir else default_run_dir(type(agent).__name__.lower(), source.name)
+            created = not run_path.exists()
             run_logger = RunDirLogger(run_path)
         log = make_logger(logger, run_logger)
     except BaseException:
+        if run_logger is not None:
+            run_logger.close()
+            if created:  # a run that never started leaves no directory behind
+                shutil.rmtree(run_logger.path, ignore_errors=True)
         if source.kind != "vector":
             collector.close()
         raise

@@ -1,6 +1,7 @@
 """The wrappers gymnasium lacks. AutoAdapt uses gymnasium's own wrappers wherever they do the job."""
 
 from rladapt.wrappers.actions import ArgmaxAction, FlattenMultiDiscreteAction, UnitBoxAction, product_mask
+from rladapt.wrappers.checks import EnforceSpaces
 from rladapt.wrappers.masks import ActionMask, detect_mask_source, mask_shape
 from rladapt.wrappers.rewards import ClipReward
 from rladapt.wrappers.statistics import EpisodeStatistics
@@ -19,6 +20,7 @@ __all__ = [
     "ChannelFirstObservation",
     "ChannelLastObservation",
     "ClipReward",
+    "EnforceSpaces",
     "EpisodeStatistics",
     "FlatIndexObservation",
     "FlattenMultiDiscreteAction",
