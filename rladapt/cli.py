@@ -4,6 +4,7 @@
 
     rladapt train CartPole-v1 --agent ppo --steps 100k --num-envs 8 --seed 0
     rladapt train ALE/Pong-v5 --agent ppo --steps 10M --wandb --video --eval-every 500k
+    rladapt train CartPole-v1 --tensorboard          # event files in RUN_DIR/tensorboard
     rladapt eval runs/ppo-CartPole-v1-20250101-120000 --episodes 10 --video
     rladapt eval runs/qlearning-rladapt_Grid-v0-20250101-120000/agent.pt --render ansi
     rladapt plan ALE/Breakout-v5 --agent dqn
@@ -186,11 +187,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         callbacks.append(CheckpointCallback(args.checkpoint_every))
     if args.stop_at_reward is not None:
         callbacks.append(StopOnReward(args.stop_at_reward, source="eval" if args.eval_every else "episodes"))
-    logger: Any = None
+    logger: list[Any] = []
     if args.wandb:
         from rladapt.logging.wandb import WandbLogger
 
-        logger = WandbLogger(project=args.project, name=args.name, tags=args.tags or (), log_checkpoint=True)
+        logger.append(WandbLogger(project=args.project, name=args.name, tags=args.tags or (), log_checkpoint=True))
+    if args.tensorboard:
+        logger.append("tensorboard")
     try:
         agent.learn(env, args.steps, num_envs=args.num_envs, workers=args.workers, logger=logger,
                     callbacks=callbacks, progress=not args.no_progress, run_dir=run_dir)
@@ -329,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-every", type=parse_steps, default=None, help="save checkpoints/step-N.pt every this many steps")
     train.add_argument("--stop-at-reward", type=float, default=None, help="stop when the recent mean return reaches this")
     train.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (offline without an API key)")
+    train.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files (RUN_DIR/tensorboard)")
     train.add_argument("--project", default="rladapt", help="W&B project (default: rladapt)")
     train.add_argument("--name", default=None, help="W&B run name (default: the run directory's name)")
     train.add_argument("--tags", nargs="+", default=None, help="W&B run tags")
