@@ -1,12 +1,14 @@
-"""The ``rladapt`` command: train, evaluate, explain the plan, plot.
+"""The ``rladapt`` command: train, evaluate, explain the plan, tune, plot.
 
 ::
 
     rladapt train CartPole-v1 --agent ppo --steps 100k --num-envs 8 --seed 0
     rladapt train ALE/Pong-v5 --agent ppo --steps 10M --wandb --video --eval-every 500k
+    rladapt train CartPole-v1 --tensorboard          # event files in RUN_DIR/tensorboard
     rladapt eval runs/ppo-CartPole-v1-20250101-120000 --episodes 10 --video
     rladapt eval runs/qlearning-rladapt_Grid-v0-20250101-120000/agent.pt --render ansi
     rladapt plan ALE/Breakout-v5 --agent dqn
+    rladapt tune CartPole-v1 --agent ppo --trials 20 --seeds 3 --steps 50k --run-dir runs/tune-ppo
     rladapt plot runs/ppo-CartPole-v1-* runs/dqn-CartPole-v1-*
 
 ``--set key=value`` sets an agent setting (``--set lr=3e-4 --set hidden=[128,128]``) or an
@@ -186,11 +188,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         callbacks.append(CheckpointCallback(args.checkpoint_every))
     if args.stop_at_reward is not None:
         callbacks.append(StopOnReward(args.stop_at_reward, source="eval" if args.eval_every else "episodes"))
-    logger: Any = None
+    logger: list[Any] = []
     if args.wandb:
         from rladapt.logging.wandb import WandbLogger
 
-        logger = WandbLogger(project=args.project, name=args.name, tags=args.tags or (), log_checkpoint=True)
+        logger.append(WandbLogger(project=args.project, name=args.name, tags=args.tags or (), log_checkpoint=True))
+    if args.tensorboard:
+        logger.append("tensorboard")
     try:
         agent.learn(env, args.steps, num_envs=args.num_envs, workers=args.workers, logger=logger,
                     callbacks=callbacks, progress=not args.no_progress, run_dir=run_dir)
@@ -206,6 +210,26 @@ def cmd_train(args: argparse.Namespace) -> int:
         step, result = evals[-1]
         print(f"evaluation at {step:,} steps: return {result.mean:.2f} +- {result.std:.2f} over {len(result.returns)} episodes")
     print(f"trained {agent.num_timesteps:,} steps; run directory {run_dir} (agent.pt, config.json, metrics.jsonl)")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from rladapt.tune import require_optuna, tune
+
+    if args.resume and not args.run_dir:
+        raise CliError("--resume continues the study in --run-dir RUN_DIR; pass it")
+    _register_env_packages(args.env)
+    pruner = require_optuna().pruners.NopPruner() if args.pruner == "none" else None
+    result = tune(args.env, agent=_agent_class(args.agent), trials=args.trials, seeds=args.seeds, steps=args.steps,
+                  run_dir=args.run_dir, eval_episodes=args.eval_episodes, evaluations=args.evaluations,
+                  resume=args.resume, seed=args.seed, pruner=pruner, logger="tensorboard" if args.tensorboard else None)
+    print(f"study {result.study_name} in {result.study_path}: {result.completed} trials completed, {result.pruned} pruned")
+    if result.best_settings is None:
+        print("no trial completed: every one was pruned; nothing to recommend")
+        return 0
+    print(f"best trial {result.best_trial}: mean evaluation return {result.best_value:.2f} over {args.seeds} seeds")
+    print("\n".join(result.set_options()))
+    print(f"saved to {result.best_path}")
     return 0
 
 
@@ -329,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-every", type=parse_steps, default=None, help="save checkpoints/step-N.pt every this many steps")
     train.add_argument("--stop-at-reward", type=float, default=None, help="stop when the recent mean return reaches this")
     train.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (offline without an API key)")
+    train.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files (RUN_DIR/tensorboard)")
     train.add_argument("--project", default="rladapt", help="W&B project (default: rladapt)")
     train.add_argument("--name", default=None, help="W&B run name (default: the run directory's name)")
     train.add_argument("--tags", nargs="+", default=None, help="W&B run tags")
@@ -356,6 +381,27 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--agent", default="ppo", help="agent name (default: ppo)")
     plan.add_argument("--set", **setting)
     plan.set_defaults(func=cmd_plan)
+
+    tune = commands.add_parser("tune", help="tune an agent's settings with Optuna", description=(
+        "Search an agent's settings with Optuna (pip install 'rladapt[tune]'): each trial trains --seeds agents and "
+        "scores the mean of their final deterministic evaluations; trials that fall behind are pruned at the "
+        "evaluations on the way. The study is stored in RUN_DIR/study.db: running again with the same --run-dir "
+        "continues it. The best settings are printed as --set options for 'rladapt train' and saved to RUN_DIR/best.json."))
+    tune.add_argument("env", metavar="ENV", help="gymnasium env id")
+    tune.add_argument("--agent", default="ppo", help="ppo, a2c, dqn, sac or qlearning (default: ppo)")
+    tune.add_argument("--trials", type=_positive_int, default=20, help="trials the study should hold, finished ones included (default: 20)")
+    tune.add_argument("--seeds", type=_positive_int, default=3, help="training runs per trial, each its own seed (default: 3)")
+    tune.add_argument("--steps", type=parse_steps, default=parse_steps("100k"), help="env steps of each training run (default: 100k)")
+    tune.add_argument("--run-dir", default=None, help="tuning run directory (default: runs/tune-<agent>-<env>-<time>)")
+    tune.add_argument("--eval-episodes", type=_positive_int, default=10, help="episodes per evaluation (default: 10)")
+    tune.add_argument("--evaluations", type=_positive_int, default=4,
+                      help="evaluations per training run, the last at its end (default: 4)")
+    tune.add_argument("--pruner", choices=["median", "none"], default="median",
+                      help="median: stop trials below the median of earlier ones at the same step (default); none: never")
+    tune.add_argument("--seed", type=int, default=0, help="seed of trial 0's first run; trial n's start at SEED + n * SEEDS (default: 0)")
+    tune.add_argument("--resume", action="store_true", help="continue the study in --run-dir (an error if there is none)")
+    tune.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files in each training run's directory")
+    tune.set_defaults(func=cmd_tune)
 
     plot = commands.add_parser("plot", help="plot return vs env steps of runs", description=(
         "Draw a PNG of episode return against env steps; runs differing only in seed are averaged, "

@@ -64,26 +64,41 @@ class MultiLogger:
             logger.close()
 
 
+#: The loggers ``learn(logger=...)`` takes by name: the module and class of each.
+LOGGER_NAMES: dict[str, tuple[str, str]] = {
+    "wandb": ("rladapt.logging.wandb", "WandbLogger"),
+    "tensorboard": ("rladapt.logging.tensorboard", "TensorBoardLogger"),
+}
+
+
+def _named_logger(name: str) -> Logger:
+    """A logger with its defaults, by name (the module is imported only when named)."""
+    import importlib
+
+    if name not in LOGGER_NAMES:
+        raise ValueError(f"unknown logger {name!r}; logger must be None, one of {', '.join(map(repr, LOGGER_NAMES))}, "
+                         f"a logger object (log_config, log, close) or a list of those")
+    module, cls = LOGGER_NAMES[name]
+    return getattr(importlib.import_module(module), cls)()
+
+
 def make_logger(logger: Any, run_dir: RunDirLogger | None) -> Logger:
     """The loop's logger: the run directory (when there is one) plus ``logger``.
 
-    :param logger: None (run directory only), ``"wandb"`` (needs ``rladapt.logging.wandb``), or an
-        object implementing :class:`Logger`.
+    :param logger: None (run directory only), ``"wandb"``, ``"tensorboard"``, an object
+        implementing :class:`Logger`, or a list or tuple of those (each gets everything).
     :param run_dir: the run directory logger, or None when the run directory is turned off.
+    :raises ValueError: an unknown logger name (the message lists the names).
+    :raises ImportError: a named logger whose package is missing (the message names the extra to install).
     """
     loggers: list[Logger] = [run_dir] if run_dir is not None else []
-    if logger is None:
-        pass
-    elif isinstance(logger, str):
-        if logger != "wandb":
-            raise ValueError(f"logger must be None, 'wandb' or a logger object, got {logger!r}")
-        try:
-            from rladapt.logging.wandb import WandbLogger  # type: ignore[import-not-found]
-        except ImportError as e:
-            raise ImportError(f"logger='wandb' needs rladapt.logging.wandb and the wandb package: {e}") from e
-        loggers.append(WandbLogger())
-    elif all(callable(getattr(logger, m, None)) for m in ("log_config", "log", "close")):
-        loggers.append(logger)
-    else:
-        raise TypeError(f"a logger needs log_config(dict), log(dict, step) and close(); got {type(logger).__name__}")
+    for item in logger if isinstance(logger, (list, tuple)) else [logger]:
+        if item is None:
+            continue
+        if isinstance(item, str):
+            loggers.append(_named_logger(item))
+        elif all(callable(getattr(item, m, None)) for m in ("log_config", "log", "close")):
+            loggers.append(item)
+        else:
+            raise TypeError(f"a logger needs log_config(dict), log(dict, step) and close(); got {type(item).__name__}")
     return MultiLogger(loggers)

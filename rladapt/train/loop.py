@@ -139,8 +139,9 @@ def learn(
         a :class:`rladapt.collect.Workers` sets restarts and timeouts too; ``"distributed"``
         uses the ranks of a ``torchrun`` group: rank 0 learns, the others collect
         (:mod:`rladapt.collect.distributed`).
-    :param logger: None (run directory only), ``"wandb"``, or an object with
-        ``log_config(dict)``, ``log(dict, step)`` and ``close()``.
+    :param logger: None (run directory only), ``"wandb"``, ``"tensorboard"`` (event files in
+        ``<run_dir>/tensorboard``), an object with ``log_config(dict)``, ``log(dict, step)`` and
+        ``close()``, or a list of those.
     :param callbacks: :class:`rladapt.callbacks.Callback` objects (hooks at learn start, each
         step, episode end, update, evaluation and learn end), or functions
         ``callback(agent, metrics)`` called after each iteration. Returning ``False`` stops training.
@@ -200,7 +201,7 @@ def _loop(agent: Any, source: EnvSource, collector: Any, steps: int, logger: Any
             created = not run_path.exists()
             run_logger = RunDirLogger(run_path)
         log = make_logger(logger, run_logger)
-    except BaseException:
+    except BaseException:  # e.g. a logger whose package is missing: nothing stays open
         if run_logger is not None:
             run_logger.close()
             if created:  # a run that never started leaves no directory behind
