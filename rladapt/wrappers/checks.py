@@ -41,10 +41,11 @@ class EnforceSpaces(gym.Wrapper, gym.utils.RecordConstructorArgs):
         space = env.observation_space
         self._box = isinstance(space, spaces.Box)
         self._shape, self._dtype = (space.shape, space.dtype) if self._box else (None, None)
+        self._inner_step = env.step
 
     def _checked(self, obs: Any, call: str) -> Any:
         if self._box and type(obs) is np.ndarray and obs.shape == self._shape and obs.dtype == self._dtype:
-            return obs
+            return obs  # equal but not identical dtypes (another byte order spelling): as declared
         space = self.env.observation_space
         mismatch = observation_mismatch(space, obs)
         if mismatch is not None:
@@ -67,5 +68,8 @@ class EnforceSpaces(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return obs, info
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        return self._checked(obs, "step"), float(reward), bool(terminated), bool(truncated), info
+        obs, reward, terminated, truncated, info = self._inner_step(action)
+        # The common case inline (identity tests: numpy's dtype singletons), the rest in _checked.
+        if obs.__class__ is not np.ndarray or obs.dtype is not self._dtype or obs.shape != self._shape:
+            obs = self._checked(obs, "step")
+        return obs, float(reward), bool(terminated), bool(truncated), info
