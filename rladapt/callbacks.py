@@ -376,19 +376,23 @@ class CheckpointCallback(Callback):
         self.saved: deque[Path] = deque()
         self._next = 0
 
+    def _directory(self, run: TrainingRun) -> Path:
+        if self.directory is not None:
+            return Path(self.directory)
+        return run.run_dir / "checkpoints" if run.run_dir is not None else Path("checkpoints")
+
     def on_learn_start(self, run: TrainingRun) -> None:
         self._next = run.next_multiple(self.every)
+        if "{step}" not in self.filename:  # a write cut short by a crash left its temporary file
+            for stale in self._directory(run).glob(f".{self.filename}.*.tmp"):
+                stale.unlink(missing_ok=True)
 
     def on_update(self, run: TrainingRun, metrics: dict[str, Any]) -> None:
         if run.step < self._next:
             return
         while self._next <= run.step:
             self._next += self.every
-        if self.directory is not None:
-            directory = Path(self.directory)
-        else:
-            directory = run.run_dir / "checkpoints" if run.run_dir is not None else Path("checkpoints")
-        path = run.agent.save(directory / self.filename.format(step=run.step), training_state=self.training_state)
+        path = run.agent.save(self._directory(run) / self.filename.format(step=run.step), training_state=self.training_state)
         if path in self.saved:  # the same file again (a fixed name)
             self.saved.remove(path)
         self.saved.append(path)

@@ -123,7 +123,8 @@ def save_agent(agent: Any, path: str | os.PathLike, training_state: bool = False
         "env_family": getattr(agent, "env_family", "other"),
         "counters": {"num_timesteps": agent.num_timesteps, "num_updates": agent.num_updates,
                      "num_episodes": agent.num_episodes},
-        "schedule": {"run_start": int(agent.run_start), "run_steps": int(agent.run_steps)},
+        "schedule": {"run_start": int(agent.run_start), "run_steps": int(agent.run_steps),
+                     "progress": float(agent.progress)},
         "numpy_rng": agent.np_random.bit_generator.state,  # JSON: a dict of (big) ints and names
         "resume_state": agent.resume_state(),
     }
@@ -233,6 +234,7 @@ def load(path: str | os.PathLike, **overrides: Any) -> Any:
         _restore_replay(agent, payload["replay"])
     schedule = metadata.get("schedule", {})
     agent.run_start, agent.run_steps = int(schedule.get("run_start", 0)), int(schedule.get("run_steps", 0))
+    agent.progress = float(schedule.get("progress", 0.0))
     if agent.num_timesteps < agent.run_start + agent.run_steps:  # saved mid-run: learn may continue it
         run_dir = metadata.get("training_state", {}).get("run_dir")
         agent.unfinished_run = (agent.run_start, agent.run_steps, None if run_dir is None else Path(run_dir))

@@ -243,7 +243,7 @@ def _loop(agent: Any, source: EnvSource, collector: Any, steps: int, logger: Any
     resume_note = {"resumed_at": agent.num_timesteps} if resumed else {}
     log.log_config({
         "agent": type(agent).__name__, "env": source.name, "steps": run_steps, "start_step": run_start,
-        **resume_note, "num_envs": collector.num_envs,
+        **resume_note, "num_envs": collector.num_envs, "checkpoint_every": checkpoint_every, "log_every": log_every,
         "masks": agent.use_masks, "settings": agent.settings(resolved=True),
         **run_metadata(source.probe, run_logger.path if run_logger is not None else None),
     })
