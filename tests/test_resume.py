@@ -292,3 +292,14 @@ def test_sigkill_at_random_moments_always_leaves_a_resumable_run(tmp_path):
     assert done.epsilon == straight.epsilon and done.progress == straight.progress
     assert done.optimizer.param_groups[0]["lr"] == straight.optimizer.param_groups[0]["lr"]
     assert done.replay is None  # agent.pt is the small checkpoint
+
+
+def test_resuming_with_other_num_envs_says_the_replay_starts_empty(tmp_path):
+    agent = DQN(**DQN_SETTINGS)
+    agent.learn("CartPole-v1", 256, progress=False, run_dir=tmp_path / "run", checkpoint_every=128,
+                callbacks=[stop_at(128)])
+    resumed = rladapt.load(tmp_path / "run" / "checkpoint.pt")
+    assert len(resumed.replay) == len(agent.replay) > 0
+    with pytest.warns(UserWarning, match="filled by 2 envs; this run has 4"):
+        resumed.learn("CartPole-v1", 128, num_envs=4, progress=False, run_dir=False)
+    assert resumed.replay.num_envs == 4 and resumed.num_timesteps == 256
