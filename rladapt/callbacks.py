@@ -28,7 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 import numpy as np
 from tensordict import TensorDictBase
 
+from rladapt.logging.run_dir import JsonlAppender
 from rladapt.types import Episode, EvalResult
 
 if TYPE_CHECKING:
@@ -137,6 +137,9 @@ class TrainingRun:
         #: Env steps of the agent when this ``learn`` call started, and the target.
         self.start_step = agent.num_timesteps
         self.target_step = agent.num_timesteps + steps
+        #: The first env step of the run (before ``start_step`` when this call resumes a run
+        #: from its checkpoint): cadences count from it, so a resumed run keeps its grid.
+        self.run_start = min(int(getattr(agent, "run_start", self.start_step)), self.start_step)
         self.stop_requested = False
         self._collector: Any = None
         self._collector_start = 0
@@ -145,12 +148,20 @@ class TrainingRun:
         self._episodes_file = None
         if run_dir is not None:  # one JSON line per finished episode, for plots at episode resolution
             Path(run_dir).mkdir(parents=True, exist_ok=True)
-            self._episodes_file = open(Path(run_dir) / "episodes.jsonl", "a", encoding="utf-8")
+            self._episodes_file = JsonlAppender(Path(run_dir) / "episodes.jsonl")
         # on_step runs every vector step: only the callbacks that override it are called.
         self._step_hooks = [c for c in self.callbacks if type(c).on_step is not Callback.on_step]
         self._episode_hooks = [c for c in self.callbacks if type(c).on_episode_end is not Callback.on_episode_end]
 
     # -- what callbacks use -----------------------------------------------------------------
+    def next_multiple(self, every: int) -> int:
+        """The first step after ``start_step`` on the grid ``run_start + k * every`` (where an
+        every-``every``-steps callback fires next, the same in a resumed run as in one straight run).
+
+        :param every: env steps between firings.
+        """
+        return self.run_start + ((self.start_step - self.run_start) // every + 1) * every
+
     @property
     def env(self) -> Any:
         """The adapted env to evaluate on (None when there is none: a vector env)."""
@@ -242,7 +253,7 @@ class TrainingRun:
             step = offset + end
             episode = Episode(float(raw_return), int(length), step)
             if self._episodes_file is not None:
-                self._episodes_file.write(json.dumps({"step": step, "return": episode.raw_return, "length": length}) + "\n")
+                self._episodes_file.write({"step": step, "return": episode.raw_return, "length": length})
             self._call("on_episode_end", episode)
 
 
@@ -291,7 +302,7 @@ class EvalCallback(Callback):
         self._last_step: int | None = None
 
     def on_learn_start(self, run: TrainingRun) -> None:
-        self._next = run.start_step + self.every
+        self._next = run.next_multiple(self.every)
         if self.env is None and run.env is None:
             raise ValueError("EvalCallback needs env=...: this run has no single env to evaluate on (learn was given a "
                              "vector env, or the env instance being trained on, which cannot be copied)")
@@ -336,7 +347,12 @@ class EvalCallback(Callback):
 class CheckpointCallback(Callback):
     """Save the agent every ``every`` env steps, to ``<directory>/step-<N>.pt``. The one owner of
     checkpoint cadence: ``learn(..., checkpoint_every=N)`` is ``CheckpointCallback(N,
-    directory=run_dir, filename="checkpoint.pt")``.
+    directory=run_dir, filename="checkpoint.pt", keep=1)``.
+
+    Each checkpoint holds the whole training state by default (weights, optimizer moments, the
+    replay buffer, normaliser statistics, RNG states, counters, the schedule position and the run
+    directory), written atomically: ``rladapt.load(path).learn(env, remaining)`` continues the
+    run as if it had not stopped, except that the envs restart their episodes.
 
     :param every: env steps between checkpoints.
     :param directory: where to save (default: ``<run_dir>/checkpoints``, or ``checkpoints`` when
@@ -344,32 +360,39 @@ class CheckpointCallback(Callback):
     :param keep: keep only the latest this many checkpoints (None: keep all).
     :param filename: the file name, with ``{step}`` for the env step (default ``"step-{step}.pt"``);
         a name without ``{step}`` is overwritten (atomically) at each save.
+    :param training_state: save the whole training state, replay buffer included (to resume a
+        run); False saves what ``agent.save(path)`` does (smaller files, for evaluation).
     """
 
     def __init__(self, every: int, directory: str | Path | None = None, keep: int | None = None,
-                 filename: str = "step-{step}.pt") -> None:
+                 filename: str = "step-{step}.pt", training_state: bool = True) -> None:
         if every <= 0:
             raise ValueError(f"every must be a positive number of env steps, got {every}")
         if keep is not None and keep < 1:
             raise ValueError(f"keep must be at least 1 (or None to keep all), got {keep}")
         self.every, self.directory, self.keep, self.filename = every, directory, keep, filename
+        self.training_state = training_state
         #: Paths of the checkpoints saved (and not deleted) so far.
         self.saved: deque[Path] = deque()
         self._next = 0
 
+    def _directory(self, run: TrainingRun) -> Path:
+        if self.directory is not None:
+            return Path(self.directory)
+        return run.run_dir / "checkpoints" if run.run_dir is not None else Path("checkpoints")
+
     def on_learn_start(self, run: TrainingRun) -> None:
-        self._next = run.start_step + self.every
+        self._next = run.next_multiple(self.every)
+        if "{step}" not in self.filename:  # a write cut short by a crash left its temporary file
+            for stale in self._directory(run).glob(f".{self.filename}.*.tmp"):
+                stale.unlink(missing_ok=True)
 
     def on_update(self, run: TrainingRun, metrics: dict[str, Any]) -> None:
         if run.step < self._next:
             return
         while self._next <= run.step:
             self._next += self.every
-        if self.directory is not None:
-            directory = Path(self.directory)
-        else:
-            directory = run.run_dir / "checkpoints" if run.run_dir is not None else Path("checkpoints")
-        path = run.agent.save(directory / self.filename.format(step=run.step))
+        path = run.agent.save(self._directory(run) / self.filename.format(step=run.step), training_state=self.training_state)
         if path in self.saved:  # the same file again (a fixed name)
             self.saved.remove(path)
         self.saved.append(path)

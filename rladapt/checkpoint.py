@@ -5,7 +5,13 @@ dicts::
 
     {"format": "rladapt-checkpoint", "version": 1,
      "metadata": "<JSON: agent class, settings, spaces, counters>",
-     "model": state_dict, "optimizers": {name: state_dict}, "rng": {"torch": ByteTensor}}
+     "model": state_dict, "optimizers": {name: state_dict}, "rng": {"torch": ByteTensor},
+     "replay": ReplayBuffer.state_dict()}          # training-state checkpoints only
+
+The metadata also holds the numpy RNG state, the agent's :meth:`~rladapt.agents.base.Agent.resume_state`
+and the schedule position (the run's first step and planned steps); a training-state checkpoint
+(``agent.save(path, training_state=True)``, what ``checkpoint_every`` writes) adds the replay buffer
+and the run directory, so that a run killed at any moment continues from its last checkpoint.
 
 It is loaded with ``torch.load(weights_only=True)``, which refuses any pickled code, and written
 atomically (a temporary file in the same directory, then ``os.replace``).
@@ -97,8 +103,13 @@ def space_from_json(d: dict[str, Any]) -> gym.Space:
 # -------------------------------------------------------------------------------------------
 
 
-def save_agent(agent: Any, path: str | os.PathLike) -> Path:
-    """Write ``agent`` to ``path`` atomically. See the module docstring for the format."""
+def save_agent(agent: Any, path: str | os.PathLike, training_state: bool = False) -> Path:
+    """Write ``agent`` to ``path`` atomically. See the module docstring for the format.
+
+    :param agent: the agent to save.
+    :param path: the file to write.
+    :param training_state: also write the replay buffer and the run directory (for resuming a run).
+    """
     if agent.observation_space is None:
         raise RuntimeError(f"{type(agent).__name__} has no networks yet: train it (or call setup) before saving")
     path = Path(path)
@@ -112,7 +123,14 @@ def save_agent(agent: Any, path: str | os.PathLike) -> Path:
         "env_family": getattr(agent, "env_family", "other"),
         "counters": {"num_timesteps": agent.num_timesteps, "num_updates": agent.num_updates,
                      "num_episodes": agent.num_episodes},
+        "schedule": {"run_start": int(agent.run_start), "run_steps": int(agent.run_steps),
+                     "progress": float(agent.progress)},
+        "numpy_rng": agent.np_random.bit_generator.state,  # JSON: a dict of (big) ints and names
+        "resume_state": agent.resume_state(),
     }
+    replay = getattr(agent, "replay", None) if training_state else None
+    if training_state:
+        metadata["training_state"] = {"run_dir": None if agent.run_dir is None else str(agent.run_dir)}
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -121,6 +139,8 @@ def save_agent(agent: Any, path: str | os.PathLike) -> Path:
         "optimizers": {name: opt.state_dict() for name, opt in agent.optimizers().items()},
         "rng": {"torch": agent.generator.get_state().cpu()},
     }
+    if replay is not None:
+        payload["replay"] = replay.state_dict()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -160,7 +180,11 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
 
 def load(path: str | os.PathLike, **overrides: Any) -> Any:
     """Load an agent saved with ``agent.save(path)``: weights, optimizer state, normalisation
-    statistics, step counters and settings. ``learn`` then continues where it stopped.
+    statistics, step counters, RNG states, schedule position and settings, and from a
+    training-state checkpoint (``checkpoint_every``) the replay buffer too. ``learn`` then
+    continues where it stopped: ``agent.learn(env, remaining)``, with ``remaining`` the steps left
+    of the run the checkpoint was written in, continues its schedules, its step axis and its run
+    directory (the envs restart their episodes).
 
     The agent's class is the one the checkpoint records (``module:qualname``): defined in this
     process, or registered by an installed package under the entry point group
@@ -203,4 +227,28 @@ def load(path: str | os.PathLike, **overrides: Any) -> Any:
     agent.num_timesteps = int(counters.get("num_timesteps", 0))
     agent.num_updates = int(counters.get("num_updates", 0))
     agent.num_episodes = int(counters.get("num_episodes", 0))
+    if "numpy_rng" in metadata:
+        agent.np_random.bit_generator.state = metadata["numpy_rng"]
+    agent.load_resume_state(metadata.get("resume_state", {}))
+    if "replay" in payload:
+        _restore_replay(agent, payload["replay"])
+    schedule = metadata.get("schedule", {})
+    agent.run_start, agent.run_steps = int(schedule.get("run_start", 0)), int(schedule.get("run_steps", 0))
+    agent.progress = float(schedule.get("progress", 0.0))
+    if agent.num_timesteps < agent.run_start + agent.run_steps:  # saved mid-run: learn may continue it
+        run_dir = metadata.get("training_state", {}).get("run_dir")
+        agent.unfinished_run = (agent.run_start, agent.run_steps, None if run_dir is None else Path(run_dir))
     return agent
+
+
+def _restore_replay(agent: Any, state: dict[str, Any]) -> None:
+    """Rebuild the agent's replay buffer for the saved number of envs and fill it (the next
+    ``learn`` with as many envs keeps it)."""
+    num_envs = int(state["config"][3])
+    if not hasattr(agent, "build_replay") or num_envs < 1:
+        return
+    replay = agent.build_replay(num_envs)
+    if replay is None:
+        return
+    replay.load_state_dict(state)
+    agent.replay = replay

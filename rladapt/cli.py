@@ -5,6 +5,7 @@
     rladapt train CartPole-v1 --agent ppo --steps 100k --num-envs 8 --seed 0
     rladapt train ALE/Pong-v5 --agent ppo --steps 10M --wandb --video --eval-every 500k
     rladapt train CartPole-v1 --tensorboard          # event files in RUN_DIR/tensorboard
+    rladapt train --resume RUN_DIR                   # continue a killed run from RUN_DIR/checkpoint.pt
     rladapt eval runs/ppo-CartPole-v1-20250101-120000 --episodes 10 --video
     rladapt eval runs/qlearning-rladapt_Grid-v0-20250101-120000/agent.pt --render ansi
     rladapt plan ALE/Breakout-v5 --agent dqn
@@ -167,25 +168,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rladapt.callbacks import CheckpointCallback, EvalCallback, StopOnReward
     from rladapt.logging import default_run_dir
 
-    cls = _agent_class(args.agent)
-    settings, overrides = parse_settings(args.set, cls, _adapt_fields())
-    if args.seed is not None:
-        settings["seed"] = args.seed
-    try:
-        agent = cls(**settings)
-    except TypeError as e:
-        raise CliError(str(e)) from None
-    env = _adapt(args.env, agent, overrides)
-    print(f"{cls.__name__} on {args.env}; AutoAdapt plan:\n{env.plan}\n")
-
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cls.__name__.lower(), args.env)
+    if args.resume:
+        agent, env, run_dir, steps, num_envs, checkpoint_every, log_every = _resume(args)
+    else:
+        if args.env is None:
+            raise CliError("which env? pass ENV (e.g. CartPole-v1), or --resume RUN_DIR to continue a run")
+        cls = _agent_class(args.agent)
+        settings, overrides = parse_settings(args.set, cls, _adapt_fields())
+        if args.seed is not None:
+            settings["seed"] = args.seed
+        try:
+            agent = cls(**settings)
+        except TypeError as e:
+            raise CliError(str(e)) from None
+        env = _adapt(args.env, agent, overrides)
+        print(f"{cls.__name__} on {args.env}; AutoAdapt plan:\n{env.plan}\n")
+        run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cls.__name__.lower(), args.env)
+        steps, num_envs, checkpoint_every, log_every = args.steps, args.num_envs, args.checkpoint_every, None
     callbacks: list[Any] = []
     if args.eval_every or args.video:
         callbacks.append(EvalCallback(
-            every=args.eval_every or args.steps, episodes=args.eval_episodes, video=args.video, gif=args.gif,
+            every=args.eval_every or steps, episodes=args.eval_episodes, video=args.video, gif=args.gif,
         ))
-    if args.checkpoint_every:
-        callbacks.append(CheckpointCallback(args.checkpoint_every))
+    if args.checkpoint_every:  # small snapshots to evaluate; RUN_DIR/checkpoint.pt holds the state to resume from
+        callbacks.append(CheckpointCallback(args.checkpoint_every, training_state=False))
     if args.stop_at_reward is not None:
         callbacks.append(StopOnReward(args.stop_at_reward, source="eval" if args.eval_every else "episodes"))
     logger: list[Any] = []
@@ -196,8 +202,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.tensorboard:
         logger.append("tensorboard")
     try:
-        agent.learn(env, args.steps, num_envs=args.num_envs, workers=args.workers, logger=logger,
-                    callbacks=callbacks, progress=not args.no_progress, run_dir=run_dir)
+        agent.learn(env, steps, num_envs=num_envs, workers=args.workers, logger=logger, callbacks=callbacks,
+                    progress=not args.no_progress, run_dir=run_dir, checkpoint_every=checkpoint_every, log_every=log_every)
     except KeyboardInterrupt:
         if agent.observation_space is not None:
             agent.save(run_dir / "agent.pt")
@@ -211,6 +217,41 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"evaluation at {step:,} steps: return {result.mean:.2f} +- {result.std:.2f} over {len(result.returns)} episodes")
     print(f"trained {agent.num_timesteps:,} steps; run directory {run_dir} (agent.pt, config.json, metrics.jsonl)")
     return 0
+
+
+def _resume(args: argparse.Namespace) -> tuple[Any, Any, Path, int, int | None, int | None, int | None]:
+    """``(agent, env, run_dir, remaining steps, num_envs, checkpoint_every, log_every)`` to continue
+    the run in ``args.resume`` from its ``checkpoint.pt``, with the env and settings of its ``config.json``."""
+    import rladapt
+    from rladapt.checkpoint import CheckpointError
+
+    run_dir = Path(args.resume)
+    config_path, checkpoint = run_dir / "config.json", run_dir / "checkpoint.pt"
+    if not config_path.is_file():
+        raise CliError(f"--resume {run_dir}: no config.json there; is it a run directory?")
+    if not checkpoint.is_file():
+        raise CliError(f"--resume {run_dir}: no checkpoint.pt there (the run was trained without --checkpoint-every, "
+                       f"or stopped before its first checkpoint); start it again")
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    given = [flag for flag, value in (("ENV", args.env), ("--set", args.set), ("--seed", args.seed),
+                                      ("--num-envs", args.num_envs), ("--run-dir", args.run_dir)) if value]
+    if given:
+        raise CliError(f"--resume continues the run as it was configured; drop {', '.join(given)}")
+    try:
+        agent = rladapt.load(checkpoint)
+    except CheckpointError as e:
+        raise CliError(str(e)) from None
+    if agent.unfinished_run is None:
+        raise CliError(f"--resume {run_dir}: the run is complete ({agent.num_timesteps:,} steps); nothing to resume")
+    total = agent.run_start + agent.run_steps
+    remaining = total - agent.num_timesteps
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in (config.get("adapt") or {}).items()}
+    env = _adapt(config["env"], agent, overrides, config.get("env_kwargs"))
+    print(f"resuming {type(agent).__name__} on {config['env']} in {run_dir} from checkpoint.pt at step "
+          f"{agent.num_timesteps:,} of {total:,}: {remaining:,} steps to go (schedules, replay and metrics go on; "
+          f"the envs restart their episodes)\n")
+    checkpoint_every = args.checkpoint_every or config.get("checkpoint_every")
+    return agent, env, run_dir, remaining, config.get("num_envs"), checkpoint_every, config.get("log_every")
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -338,7 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train an agent on an env", description=(
         "Train an agent; the run directory gets config.json, metrics.jsonl, episodes.jsonl, agent.pt and videos."))
-    train.add_argument("env", metavar="ENV", help="gymnasium env id, e.g. CartPole-v1, ALE/Pong-v5, rladapt/Grid-v0")
+    train.add_argument("env", metavar="ENV", nargs="?", default=None,
+                       help="gymnasium env id, e.g. CartPole-v1, ALE/Pong-v5, rladapt/Grid-v0 (not with --resume)")
     train.add_argument("--agent", default="ppo", help="ppo, a2c, dqn, sac, qlearning, random, an agent registered under the entry point group rladapt.agents, or module:Class (default: ppo)")
     train.add_argument("--steps", type=parse_steps, default=parse_steps("100k"), help="env steps: 5000, 100k, 1.5M (default: 100k)")
     train.add_argument("--num-envs", type=_positive_int, default=None, help="envs stepped in parallel (default: the agent's)")
@@ -350,7 +392,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-episodes", type=_positive_int, default=5, help="episodes per evaluation (default: 5)")
     train.add_argument("--video", action="store_true", help="record evaluation episodes (mp4) of the env's own frames")
     train.add_argument("--gif", action="store_true", help="also write the evaluation videos as animated GIFs")
-    train.add_argument("--checkpoint-every", type=parse_steps, default=None, help="save checkpoints/step-N.pt every this many steps")
+    train.add_argument("--checkpoint-every", type=parse_steps, default=None, help=(
+        "every this many steps save RUN_DIR/checkpoint.pt (the whole training state, replay included, to --resume "
+        "from) and checkpoints/step-N.pt (the agent, to evaluate)"))
+    train.add_argument("--resume", metavar="RUN_DIR", default=None, help=(
+        "continue a run killed or stopped before its end from RUN_DIR/checkpoint.pt, with its config.json, to its "
+        "planned steps, in the same run directory; the envs restart their episodes"))
     train.add_argument("--stop-at-reward", type=float, default=None, help="stop when the recent mean return reaches this")
     train.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (offline without an API key)")
     train.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files (RUN_DIR/tensorboard)")

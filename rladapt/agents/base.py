@@ -150,8 +150,19 @@ class Agent(nn.Module):
         self.num_episodes = 0
         #: Whether collection gives this agent action masks (set by ``learn``).
         self.use_masks = False
-        #: How far the current ``learn`` call is, from 0 to 1 (for schedules; remote copies get it too).
+        #: How far the current run is, from 0 to 1 (for schedules; remote copies get it too): the
+        #: env steps done since :attr:`run_start` over :attr:`run_steps`.
         self.progress = 0.0
+        #: The run the schedules count over: its first env step and its planned env steps (one
+        #: ``learn`` call; a resumed run keeps those of the run it continues).
+        self.run_start = 0
+        self.run_steps = 0
+        #: The run directory of the current (or last) ``learn`` call, None without one.
+        self.run_dir: Path | None = None
+        #: Set by ``rladapt.load`` from a checkpoint written mid-run: ``(run_start, run_steps,
+        #: run_dir)`` of that run, continued by the next ``learn`` call that asks for the
+        #: remaining steps (see :func:`rladapt.train.learn`).
+        self.unfinished_run: tuple[int, int, Path | None] | None = None
         #: The family of the env the agent is bound to (set by :meth:`setup`).
         self.env_family = "other"
 
@@ -202,6 +213,18 @@ class Agent(nn.Module):
         opt = getattr(self, "optimizer", None)
         return {"optimizer": opt} if opt is not None else {}
 
+    def resume_state(self) -> dict[str, Any]:
+        """What training continues from beyond the module's ``state_dict``, the optimizers, the
+        counters and the RNGs, as JSON numbers (e.g. DQN's gradient steps, which time its target
+        updates). Every checkpoint carries it; :meth:`load_resume_state` puts it back."""
+        return {}
+
+    def load_resume_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`resume_state` returned.
+
+        :param state: the dict :meth:`resume_state` returned, read back from a checkpoint.
+        """
+
     # ---------------------------------------------------------------------------------------
     # The loop's hooks: what a family supplies (this base: learn from every batch)
     # ---------------------------------------------------------------------------------------
@@ -229,7 +252,8 @@ class Agent(nn.Module):
         """Learn from the storage; return metrics (``"train/..."`` keys by convention).
 
         :param storage: what :meth:`store` returned.
-        :param progress: how far the ``learn`` call is, from 0 to 1 (for annealing).
+        :param progress: how far the run is, from 0 to 1 (for annealing): this ``learn`` call,
+            or the run a resumed ``learn`` call continues.
         """
         raise NotImplementedError(f"{type(self).__name__} cannot learn: it defines no update(storage, progress)")
 
@@ -348,12 +372,20 @@ class Agent(nn.Module):
             out[f.name] = value if _is_json(value) else f"<{type(value).__name__}>"
         return out
 
-    def save(self, path: str | Path) -> Path:
-        """Save weights, optimizer state, normalisation statistics, counters and settings to
-        ``path`` (tensors + JSON metadata, written atomically). Load with ``rladapt.load(path)``."""
+    def save(self, path: str | Path, training_state: bool = False) -> Path:
+        """Save weights, optimizer state, normalisation statistics, counters, RNG states, the
+        schedule position and settings to ``path`` (tensors + JSON metadata, written
+        atomically). Load with ``rladapt.load(path)``.
+
+        :param path: the file to write.
+        :param training_state: also save the replay buffer (contents, priorities, per-env
+            streams) and the run directory, so that a crashed run resumes exactly where it was
+            (what ``checkpoint_every`` and :class:`~rladapt.callbacks.CheckpointCallback` write).
+            False keeps the file small: a trained agent to act with or to fine-tune.
+        """
         from rladapt.checkpoint import save_agent
 
-        return save_agent(self, path)
+        return save_agent(self, path, training_state=training_state)
 
     @classmethod
     def load(cls, path: str | Path, **overrides: Any) -> "Agent":

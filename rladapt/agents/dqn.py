@@ -150,6 +150,13 @@ class DQN(EpsilonGreedyAgent):
         self.optimizer = adam([self.params.param], hp.lr, self.device)
         self.gradient_steps_done = 0
 
+    def resume_state(self) -> dict[str, Any]:
+        """The gradient steps done: they time the target network's updates."""
+        return {"gradient_steps_done": int(getattr(self, "gradient_steps_done", 0))}
+
+    def load_resume_state(self, state: dict[str, Any]) -> None:
+        self.gradient_steps_done = int(state.get("gradient_steps_done", 0))
+
     def build_replay(self, num_envs: int) -> ReplayBuffer:
         hp = self.hp
         return ReplayBuffer(

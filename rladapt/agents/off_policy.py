@@ -11,6 +11,7 @@ A subclass writes ``build`` (networks, optimiser), ``build_replay(num_envs)`` (o
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -88,6 +89,10 @@ class OffPolicyAgent(Agent):
     def make_storage(self, num_envs: int, steps: int) -> Any:
         """The replay buffer, kept across ``learn`` calls with the same number of envs."""
         if self.replay is None or self.replay.num_envs not in (None, num_envs):
+            if self.replay is not None and len(self.replay):
+                warnings.warn(f"{type(self).__name__}: the replay buffer of {len(self.replay):,} transitions is per env "
+                              f"and was filled by {self.replay.num_envs} envs; this run has {num_envs}: it starts "
+                              f"an empty one", stacklevel=2)
             self.replay = self.build_replay(num_envs)
         return self.replay
 

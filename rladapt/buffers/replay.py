@@ -782,6 +782,7 @@ class ReplayBuffer:
                 dtype=torch.int64,
             ),
             "sample_calls": torch.tensor(self._sample_calls, dtype=torch.int64),
+            "beta_steps": torch.tensor(self.beta_steps, dtype=torch.int64),  # beta's schedule goes on
             "rng": torch.from_numpy(_pack_rng(self._rng)),
         }
         if self._storage is None:
@@ -814,6 +815,8 @@ class ReplayBuffer:
                 f"this buffer has {tuple(mine)}"
             )
         self._sample_calls = int(state["sample_calls"])
+        if "beta_steps" in state:
+            self.beta_steps = int(state["beta_steps"])
         self._rng = _unpack_rng(state["rng"].numpy())
         if "storage" not in state:
             self._storage = None

@@ -35,18 +35,84 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
+class JsonlAppender:
+    """Appends one JSON line per :meth:`write`, each as a single ``os.write`` on an ``O_APPEND``
+    file descriptor: a process killed at any moment (SIGKILL included) leaves whole lines only,
+    and every line written is in the file at once (nothing waits in a Python buffer).
+
+    :param path: the ``.jsonl`` file (created if missing).
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def write(self, row: dict[str, Any]) -> None:
+        """Append ``row`` as one line."""
+        if self._fd is None:
+            raise ValueError(f"{self.path} is closed")
+        data = (json.dumps(_jsonable(row)) + "\n").encode("utf-8")
+        while data:  # a regular file takes the whole line at once; the loop guards against short writes
+            data = data[os.write(self._fd, data):]
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
+
+
+def truncate_jsonl(path: str | os.PathLike, after_step: int) -> int:
+    """Drop the rows of a ``.jsonl`` file whose ``step`` is beyond ``after_step``, and a torn last
+    line (no newline, or not JSON): what a run resumed from its checkpoint at ``after_step``
+    writes again. The file is rewritten atomically; a missing file is left missing.
+
+    :param path: the file (``metrics.jsonl``, ``episodes.jsonl``).
+    :param after_step: the env step of the checkpoint the run resumes from.
+    :return: the number of lines dropped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_bytes().splitlines(keepends=True):
+        try:
+            row = json.loads(line) if line.endswith(b"\n") else None
+        except ValueError:
+            row = None
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= after_step:
+            kept.append(line)
+        else:
+            dropped += 1
+    if dropped:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(b"".join(kept))
+        os.replace(tmp, path)
+    return dropped
+
+
 class RunDirLogger:
     """Writes ``config.json`` once and one JSON line per ``log`` call to ``metrics.jsonl``.
 
+    Each line is one ``os.write`` (:class:`JsonlAppender`): a killed run leaves no torn line, and
+    the lines up to its last checkpoint are there to resume from.
+
     :param path: the run directory (created if missing).
-    :param flush_every: seconds between flushes of ``metrics.jsonl`` (it is flushed on close too).
+    :param resume_step: the run resumes from its checkpoint at this env step: rows beyond it
+        (and a torn last line) are first dropped from ``metrics.jsonl`` and ``episodes.jsonl``,
+        since the resumed run writes them again. None: append to what is there.
     """
 
-    def __init__(self, path: str | os.PathLike, flush_every: float = 5.0) -> None:
+    def __init__(self, path: str | os.PathLike, resume_step: int | None = None) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path / "metrics.jsonl", "a", encoding="utf-8")
-        self._flush_every, self._last_flush = flush_every, time.monotonic()
+        if resume_step is not None:
+            for name in ("metrics.jsonl", "episodes.jsonl"):
+                truncate_jsonl(self.path / name, resume_step)
+        self._file = JsonlAppender(self.path / "metrics.jsonl")
 
     def log_config(self, config: dict[str, Any]) -> None:
         tmp = self.path / "config.json.tmp"
@@ -54,12 +120,7 @@ class RunDirLogger:
         os.replace(tmp, self.path / "config.json")
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
-        self._file.write(json.dumps(_jsonable({"step": step, **metrics})) + "\n")
-        now = time.monotonic()
-        if now - self._last_flush > self._flush_every:
-            self._file.flush()
-            self._last_flush = now
+        self._file.write({"step": step, **metrics})
 
     def close(self) -> None:
-        if not self._file.closed:
-            self._file.close()
+        self._file.close()

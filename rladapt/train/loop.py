@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -126,6 +127,13 @@ def learn(
     """``agent.learn(env, steps, ...)``: train for ``steps`` env steps (counted over all envs).
     Call again to continue.
 
+    Schedules (learning rate, clip range, epsilon ...) run over one run: this call, or, for an
+    agent loaded from a checkpoint written mid-run (``checkpoint_every``), the run it was
+    written in when ``steps`` is what that run had left (``run_steps - (num_timesteps -
+    run_start)``): the step axis, schedules, replay buffer, log and checkpoint cadence and run
+    directory then go on where they were. The envs restart their episodes (their state is not in
+    the checkpoint); the episodes cut short by the crash are not counted.
+
     :param agent: the agent to train.
     :param env: the env: an ``AutoAdapt`` env, any gymnasium env or id (adapted here), a
         zero-argument factory returning an env, or a ready gymnasium vector env (taken as
@@ -147,9 +155,11 @@ def learn(
         ``callback(agent, metrics)`` called after each iteration. Returning ``False`` stops training.
     :param progress: show a progress bar (steps/s, recent mean return, ETA).
     :param run_dir: directory for ``config.json``, ``metrics.jsonl`` and the final
-        ``agent.pt``; None: ``runs/<agent>-<env>-<time>/``; False: no run directory.
+        ``agent.pt``; None: ``runs/<agent>-<env>-<time>/`` (a resumed run: its own run
+        directory, where rows after the checkpoint's step are dropped first); False: no run directory.
     :param vectorization: ``"sync"`` (default) or ``"async"``.
-    :param checkpoint_every: also save ``checkpoint.pt`` in the run directory every this many steps.
+    :param checkpoint_every: also save ``checkpoint.pt`` in the run directory every this many
+        steps, with the whole training state (replay buffer included), to resume from after a crash.
     :param log_every: env steps between rows of ``metrics.jsonl`` and the logger (the losses
         averaged over the iterations in between); None: every iteration of at least 1,000
         steps, otherwise every 1,000 steps.
@@ -191,15 +201,34 @@ def learn(
         source.close()
 
 
+def _schedule(agent: Any, steps: int) -> tuple[int, int, Path | None, bool]:
+    """``(run_start, run_steps, run_dir, resumed)``: the run this ``learn`` call's schedules count
+    over. An agent loaded from a checkpoint written mid-run continues that run when asked for
+    the steps it had left; otherwise the run is this call."""
+    unfinished, agent.unfinished_run = agent.unfinished_run, None
+    if unfinished is not None:
+        start, planned, run_dir = unfinished
+        if agent.num_timesteps + steps == start + planned:
+            return start, planned, run_dir, True
+        warnings.warn(
+            f"{type(agent).__name__} was checkpointed at step {agent.num_timesteps:,} of a run of {planned:,} steps "
+            f"from step {start:,}; learn(env, {steps:,}) starts a new run (schedules from the start); "
+            f"learn(env, {start + planned - agent.num_timesteps:,}) would continue it", stacklevel=4)
+    return agent.num_timesteps, steps, None, False
+
+
 def _loop(agent: Any, source: EnvSource, collector: Any, steps: int, logger: Any, callbacks: Iterable[Any],
           progress: bool, run_dir: str | Path | bool | None, checkpoint_every: int | None, log_every: int | None) -> Any:
     run_logger = None
     created = False
+    run_start, run_steps, resumed_dir, resumed = _schedule(agent, steps)
     try:
         if run_dir is not False:
+            if not run_dir and resumed_dir is not None and resumed_dir.is_dir():
+                run_dir = resumed_dir  # a resumed run goes on in its own run directory
             run_path = Path(run_dir) if run_dir else default_run_dir(type(agent).__name__.lower(), source.name)
             created = not run_path.exists()
-            run_logger = RunDirLogger(run_path)
+            run_logger = RunDirLogger(run_path, resume_step=agent.num_timesteps if resumed else None)
         log = make_logger(logger, run_logger)
     except BaseException:  # e.g. a logger whose package is missing: nothing stays open
         if run_logger is not None:
@@ -209,14 +238,19 @@ def _loop(agent: Any, source: EnvSource, collector: Any, steps: int, logger: Any
         if source.kind != "vector":
             collector.close()
         raise
+    agent.run_start, agent.run_steps = run_start, run_steps
+    agent.run_dir = run_logger.path if run_logger is not None else None
+    resume_note = {"resumed_at": agent.num_timesteps} if resumed else {}
     log.log_config({
-        "agent": type(agent).__name__, "env": source.name, "steps": steps, "num_envs": collector.num_envs,
+        "agent": type(agent).__name__, "env": source.name, "steps": run_steps, "start_step": run_start,
+        **resume_note, "num_envs": collector.num_envs, "checkpoint_every": checkpoint_every, "log_every": log_every,
         "masks": agent.use_masks, "settings": agent.settings(resolved=True),
         **run_metadata(source.probe, run_logger.path if run_logger is not None else None),
     })
     callbacks = list(callbacks)
     if checkpoint_every is not None:
-        callbacks.append(CheckpointCallback(checkpoint_every, directory=run_logger.path, filename="checkpoint.pt", keep=1))
+        callbacks.append(CheckpointCallback(checkpoint_every, directory=run_logger.path, filename="checkpoint.pt", keep=1,
+                                            training_state=True))
     run = TrainingRun(agent, source.eval_env, steps, run_logger.path if run_logger is not None else None, log, callbacks)
     bar = ProgressBar(steps, progress, f"{type(agent).__name__} {source.name}")
     start_steps, target = agent.num_timesteps, agent.num_timesteps + steps
@@ -229,10 +263,12 @@ def _loop(agent: Any, source: EnvSource, collector: Any, steps: int, logger: Any
             run.observe(collector)
             run.learn_start()
             rows = agent.collect_steps()
-            window = MetricsWindow(log_every or max(DEFAULT_LOG_EVERY, rows * collector.num_envs), start_steps)
+            every = log_every or max(DEFAULT_LOG_EVERY, rows * collector.num_envs)
+            # Rows on the run's grid (run_start + k * every), the same in a resumed run.
+            window = MetricsWindow(every, run_start + (start_steps - run_start) // every * every)
             t0 = time.perf_counter()
             while agent.num_timesteps < target:
-                progress_now = (agent.num_timesteps - start_steps) / steps
+                progress_now = (agent.num_timesteps - run_start) / run_steps
                 agent.progress = progress_now
                 before, episodes_before = collector.steps, collector.episodes
                 batch = collector.collect(agent, agent.collect_steps())
