@@ -184,7 +184,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         env = _adapt(args.env, agent, overrides)
         print(f"{cls.__name__} on {args.env}; AutoAdapt plan:\n{env.plan}\n")
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cls.__name__.lower(), args.env)
-        steps, num_envs, checkpoint_every, log_every = args.steps, args.num_envs, args.checkpoint_every, None
+        steps = args.steps if args.steps is not None else parse_steps("100k")
+        num_envs, checkpoint_every, log_every = args.num_envs, args.checkpoint_every, None
     callbacks: list[Any] = []
     if args.eval_every or args.video:
         callbacks.append(EvalCallback(
@@ -233,7 +234,7 @@ def _resume(args: argparse.Namespace) -> tuple[Any, Any, Path, int, int | None, 
         raise CliError(f"--resume {run_dir}: no checkpoint.pt there (the run was trained without --checkpoint-every, "
                        f"or stopped before its first checkpoint); start it again")
     config = json.loads(config_path.read_text(encoding="utf-8"))
-    given = [flag for flag, value in (("ENV", args.env), ("--set", args.set), ("--seed", args.seed),
+    given = [flag for flag, value in (("ENV", args.env), ("--set", args.set), ("--seed", args.seed), ("--steps", args.steps),
                                       ("--num-envs", args.num_envs), ("--run-dir", args.run_dir)) if value]
     if given:
         raise CliError(f"--resume continues the run as it was configured; drop {', '.join(given)}")
@@ -382,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("env", metavar="ENV", nargs="?", default=None,
                        help="gymnasium env id, e.g. CartPole-v1, ALE/Pong-v5, rladapt/Grid-v0 (not with --resume)")
     train.add_argument("--agent", default="ppo", help="ppo, a2c, dqn, sac, qlearning, random, an agent registered under the entry point group rladapt.agents, or module:Class (default: ppo)")
-    train.add_argument("--steps", type=parse_steps, default=parse_steps("100k"), help="env steps: 5000, 100k, 1.5M (default: 100k)")
+    train.add_argument("--steps", type=parse_steps, default=None, help="env steps: 5000, 100k, 1.5M (default: 100k; not with --resume)")
     train.add_argument("--num-envs", type=_positive_int, default=None, help="envs stepped in parallel (default: the agent's)")
     train.add_argument("--workers", type=_count, default=0, help="run the envs in this many worker processes (default: 0, in-process)")
     train.add_argument("--seed", type=int, default=None, help="seed for torch, numpy and the envs")

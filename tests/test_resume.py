@@ -201,6 +201,9 @@ def test_cli_resume_continues_to_the_planned_steps(tmp_path, capsys):
     assert done.num_updates == rladapt.load(run_dir / "agent.pt").num_updates
     steps = [r["step"] for r in read_rows(tmp_path / "crashed" / "metrics.jsonl")]
     assert steps == sorted(set(steps)) and steps[-1] == 1024
+    # Steps or settings given with --resume are refused, not ignored.
+    assert main(["train", "--resume", str(tmp_path / "crashed"), "--steps", "10"]) == 1
+    assert "drop --steps" in capsys.readouterr().err
     # Nothing left to resume; a run directory without a checkpoint says why.
     assert main(["train", "--resume", str(tmp_path / "crashed"), "--no-progress"]) == 1
     assert "nothing to resume" in capsys.readouterr().err
