@@ -81,7 +81,7 @@ SETTING_RULES: dict[str, Rule] = {
     "lr": _POSITIVE, "clip_range": _POSITIVE, "max_grad_norm": _POSITIVE, "target_kl": _POSITIVE,
     "temperature": _POSITIVE, "ent_coef_init": _POSITIVE, "target_entropy_scale": _POSITIVE,
     "ent_coef": Rule("float", 0.0, also=("auto",)), "vf_coef": _NON_NEGATIVE, "final_lr": _NON_NEGATIVE,
-    "noise_beta": Rule("float", 0.0, 2.0),
+    "noise_beta": Rule("float", 0.0, 2.0), "log_std_init": Rule("float", -20.0, 2.0),
     "normalize_observations": _SWITCH, "normalize_rewards": _SWITCH, "fast": _SWITCH, "anneal_clip": _SWITCH,
     "clip_value": _SWITCH, "anneal_lr": _SWITCH, "normalize_advantage": _SWITCH, "rms_prop": _SWITCH,
     "double": _SWITCH, "dueling": _SWITCH, "huber": _SWITCH, "frame_dedup": _SWITCH, "check_finite": _SWITCH,

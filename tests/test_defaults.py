@@ -101,3 +101,16 @@ def test_a_user_agent_with_the_two_argument_setup_still_trains_on_any_family():
     agent = TwoArgumentSetup(seed=0, n_steps=4, num_envs=2)
     agent.learn("LunarLander-v3", 8, progress=False, run_dir=False)
     assert seen["family"] == "box2d" and agent.hp.gamma == 0.999
+
+
+def test_log_std_init_sets_the_initial_std_of_the_gaussian_policy():
+    for agent_class in (PPO, A2C):
+        agent = agent_class(seed=0, log_std_init=-1.5, n_steps=4, num_envs=2)
+        agent.learn("Pendulum-v1", 8, progress=False, run_dir=False)
+        assert agent.hp.log_std_init == -1.5
+        fresh = agent_class(seed=0, log_std_init=-1.5)
+        env = AutoAdapt("Pendulum-v1", fresh)
+        bind_agent(fresh, env.observation_space, env.action_space, env.family)
+        assert torch.allclose(fresh.policy.head.log_std, torch.full_like(fresh.policy.head.log_std, -1.5))
+    with pytest.raises(ValueError, match="log_std_init"):
+        PPO(log_std_init=5.0)

@@ -386,8 +386,8 @@ class GaussianHead(nn.Module):
         return self._log_prob(mean, action), ent
 
 
-def action_head(features: int, space: gym.Space) -> nn.Module:
-    """The head for an adapted action space."""
+def action_head(features: int, space: gym.Space, log_std_init: float = 0.0) -> nn.Module:
+    """The head for an adapted action space (``log_std_init``: the initial log std of a Gaussian head)."""
     if isinstance(space, spaces.Discrete):
         return CategoricalHead(features, space)
     if isinstance(space, (spaces.MultiDiscrete, spaces.MultiBinary)):
@@ -395,7 +395,7 @@ def action_head(features: int, space: gym.Space) -> nn.Module:
     if isinstance(space, spaces.Box):
         if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
             raise TypeError(f"action space {space} has infinite bounds; adapt the env with AutoAdapt(env, agent) first")
-        return GaussianHead(features, space)
+        return GaussianHead(features, space, log_std_init)
     raise TypeError(f"no action head for {space}; adapt the env with AutoAdapt(env, agent) first")
 
 
@@ -419,6 +419,7 @@ class ActorCritic(nn.Module):
     :param hidden: hidden layer sizes of the MLPs.
     :param normalize_observations: standardise float vector observations with running statistics.
     :param encoder: optional user module mapping observations to features (shared by both heads).
+    :param log_std_init: Box actions: the initial log standard deviation of the Gaussian policy.
     """
 
     def __init__(
@@ -428,6 +429,7 @@ class ActorCritic(nn.Module):
         hidden: tuple[int, ...] = (64, 64),
         normalize_observations: bool = False,
         encoder: nn.Module | None = None,
+        log_std_init: float = 0.0,
     ) -> None:
         super().__init__()
         kind = observation_kind(observation_space) if encoder is None else "custom"
@@ -446,7 +448,7 @@ class ActorCritic(nn.Module):
                 self.encoder = encoder
             features = getattr(self.encoder, "out_dim", None) or _probe_features(self.encoder, observation_space)
             self.body = None
-        self.head = action_head(features, action_space)
+        self.head = action_head(features, action_space, log_std_init)
         self.critic = layer_init(nn.Linear(features, 1), 1.0)
 
     @property
@@ -526,16 +528,19 @@ def make_actor_critic(
     network: nn.Module | NetworkFactory | None = None,
     hidden: tuple[int, ...] = (64, 64),
     normalize_observations: bool = False,
+    log_std_init: float = 0.0,
 ) -> nn.Module:
     """The actor-critic for PPO/A2C. ``network`` may be a complete actor-critic module (with
     ``forward(td, deterministic, generator)``, ``get_value`` and ``evaluate_actions``), an encoder
     module (observations -> ``[B, F]`` features, wrapped with the heads here), or a factory
-    ``(observation_space, action_space) -> module`` returning either."""
+    ``(observation_space, action_space) -> module`` returning either. ``log_std_init``: the
+    initial log std of the Gaussian head for Box actions."""
     if network is not None and not isinstance(network, nn.Module) and callable(network):
         network = network(observation_space, action_space)
     if network is not None and hasattr(network, "evaluate_actions"):
         return network
-    return ActorCritic(observation_space, action_space, tuple(hidden), normalize_observations, encoder=network)
+    return ActorCritic(observation_space, action_space, tuple(hidden), normalize_observations, encoder=network,
+                       log_std_init=log_std_init)
 
 
 class FlatParameters:

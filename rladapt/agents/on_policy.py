@@ -75,6 +75,8 @@ class OnPolicyConfig(AgentConfig):
         power spectrum ``1 / f**noise_beta`` (:mod:`rladapt.agents.noise`; 0 white, 1 pink),
         with the built-in actor-critic. The policy's distribution is unchanged: only its samples
         are correlated in time.
+    :param log_std_init: Box actions: the initial log standard deviation of the built-in
+        Gaussian policy (0: std 1; None: the per-kind default).
     :param fast: the hand-written fast path of the built-in vector actor-critic
         (:mod:`rladapt.agents.fast`): None uses it where it applies, True requires it (an error
         says why it does not apply), False never.
@@ -86,6 +88,7 @@ class OnPolicyConfig(AgentConfig):
     normalize_observations: bool | None = None
     normalize_rewards: bool | None = None
     noise_beta: float | None = None
+    log_std_init: float | None = None
     fast: bool | None = None
 
 
@@ -119,7 +122,8 @@ class OnPolicyAgent(Agent):
         from rladapt.agents.fast import fast_path_for
 
         self.policy = make_actor_critic(
-            self.observation_space, self.action_space, network, hidden, bool(self.hp.normalize_observations)
+            self.observation_space, self.action_space, network, hidden, bool(self.hp.normalize_observations),
+            self.hp.log_std_init or 0.0,
         ).to(self.device)
         self.params = FlatParameters(self.policy)
         self.fast_path = fast_path_for(self, self.hp.fast)
