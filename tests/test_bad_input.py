@@ -4,7 +4,6 @@ And nothing is left half written (run directories, checkpoints)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import gymnasium as gym
@@ -121,6 +120,19 @@ class MissingKey(gym.Env):
         return {"position": np.zeros(2, np.float32)}, 0.0, False, False, {}
 
 
+class FractionalState(gym.Env):
+    """Declares Discrete states but returns a float after the first step."""
+
+    observation_space = gym.spaces.Discrete(4)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        return 0, {}
+
+    def step(self, action):
+        return 1.5, 0.0, False, False, {}
+
+
 class NoObservationSpace(gym.Env):
     action_space = gym.spaces.Discrete(2)
 
@@ -187,6 +199,8 @@ CASES = [
     ("observation of the wrong shape", lambda: learn_on(WrongShape), EnvError,
      ["env 0", "ObservationError", "shape (3,)", "shape (2,)", "step()"]),
     ("observation outside the bounds", lambda: learn_on(OutOfBounds), EnvError, ["env 0", "observation[0]", "outside", "[-1.0, 1.0]"]),
+    ("a Discrete state that is not an integer", lambda: learn_on(FractionalState, DQN(seed=0, num_envs=2)), EnvError,
+     ["ObservationError", "observation is 1.5", "Discrete(4)"]),
     ("missing key of a nested observation", lambda: learn_on(MissingKey), EnvError, ["observation['goal']", "missing"]),
     ("NaN observation", lambda: learn_on(NaNObservation), NonFiniteError, ["env 0", "observation[1] = nan", "step 5", "check_finite=False"]),
     ("NaN reward", lambda: learn_on(NaNReward, DQN(seed=0, learning_starts=0, num_envs=2)), NonFiniteError, ["reward = nan", "step 3"]),
@@ -213,14 +227,14 @@ CASES = [
     ("act on a batch", lambda: trained_ppo().act(np.zeros((5, 4), np.float32)), ObservationError, ["shape (5, 4)", "not a batch"]),
     # checkpoints
     ("load a missing file", lambda: rladapt.load("/nonexistent/agent.pt"), FileNotFoundError, ["no checkpoint", "agent.pt"]),
-    ("load with a bad setting", lambda: rladapt.load(trained_ppo().save(Path(os.environ["BAD_INPUT_TMP"]) / "a.pt"), gamma=3.0),
+    ("load with a bad setting", lambda: rladapt.load(trained_ppo().save(Path.cwd() / "a.pt"), gamma=3.0),
      ValueError, ["gamma", "[0, 1]"]),
 ]
 
 
 @pytest.mark.parametrize(("what", "call", "error", "words"), CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_a_clear_error(what, call, error, words, tmp_path, monkeypatch):
-    monkeypatch.setenv("BAD_INPUT_TMP", str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # whatever a case writes stays in its own directory
     with pytest.raises(error) as info:
         call()
     message = str(info.value)

@@ -41,6 +41,8 @@ class EnforceSpaces(gym.Wrapper, gym.utils.RecordConstructorArgs):
         space = env.observation_space
         self._box = isinstance(space, spaces.Box)
         self._shape, self._dtype = (space.shape, space.dtype) if self._box else (None, None)
+        # A Discrete observation arrives as a Python int (Taxi, FrozenLake): the fast case.
+        self._discrete = isinstance(space, spaces.Discrete)
         self._inner_step = env.step
 
     def _checked(self, obs: Any, call: str) -> Any:
@@ -69,7 +71,10 @@ class EnforceSpaces(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self._inner_step(action)
-        # The common case inline (identity tests: numpy's dtype singletons), the rest in _checked.
-        if obs.__class__ is not np.ndarray or obs.dtype is not self._dtype or obs.shape != self._shape:
+        # The common cases inline (identity tests: numpy's dtype singletons), the rest in _checked.
+        if self._discrete:
+            if obs.__class__ is not int:
+                obs = self._checked(obs, "step")
+        elif obs.__class__ is not np.ndarray or obs.dtype is not self._dtype or obs.shape != self._shape:
             obs = self._checked(obs, "step")
         return obs, float(reward), bool(terminated), bool(truncated), info
