@@ -16,6 +16,8 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 __all__ = ["Rule", "SETTING_RULES", "check_settings", "positive_int"]
 
 
@@ -47,15 +49,23 @@ class Rule:
         extra = "".join(f" or {value!r}" for value in self.also)
         return f"{kinds}{where}{extra}"
 
+    def has_type(self, value: Any) -> bool:
+        """Whether ``value`` is of the rule's kind (a bool is not a number), or of the type of
+        one of the ``also`` values (``"sometimes"`` for ``"auto"``: a wrong value, not a wrong type)."""
+        if any(type(value) is type(other) for other in self.also):
+            return True
+        if self.kind == "bool":
+            return isinstance(value, (bool, np.bool_))
+        number = numbers.Integral if self.kind == "int" else numbers.Real
+        return isinstance(value, number) and not isinstance(value, (bool, np.bool_))
+
     def accepts(self, value: Any) -> bool:
         if any(value == other and type(value) is type(other) for other in self.also):
             return True
+        if not self.has_type(value) or isinstance(value, str):  # a string not among ``also``
+            return False
         if self.kind == "bool":
-            return isinstance(value, (bool,)) or type(value).__name__ == "bool_"
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            return False
-        if self.kind == "int" and not isinstance(value, numbers.Integral):
-            return False
+            return True
         if math.isnan(value):
             return False
         if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
@@ -106,11 +116,7 @@ def check_settings(config: Any) -> None:
         rule = SETTING_RULES.get(field.name)
         if rule is None or rule.accepts(value):
             continue
-        numeric = isinstance(value, numbers.Real) and not isinstance(value, bool)
-        wrong_type = not numeric if rule.kind in ("int", "float") else not isinstance(value, bool)
-        if rule.kind == "int" and numeric and not isinstance(value, numbers.Integral):
-            wrong_type = True
-        error = TypeError if wrong_type and not any(type(value) is type(o) for o in rule.also) else ValueError
+        error = ValueError if rule.has_type(value) else TypeError
         raise error(f"{owner}({field.name}={value!r}): {field.name} must be {rule.describe()}")
 
 

@@ -30,6 +30,7 @@ from tensordict import TensorDict, TensorDictBase
 from rladapt.collect.base import EpisodeStats
 from rladapt.collect.batch import CARRIED_KEYS, BatchLayout, BatchStorage, observation_tensors
 from rladapt.errors import ActionMaskError, NonFiniteError
+from rladapt.spaces import path_str
 
 __all__ = ["VectorCollector"]
 
@@ -298,7 +299,7 @@ class VectorCollector(EpisodeStats):
         leaves = obs.items(include_nested=True, leaves_only=True) if isinstance(obs, TensorDictBase) else [((), obs)]
         for key, tensor in leaves:
             path = (key,) if isinstance(key, str) else tuple(key)
-            checks.append(("observation", "observation" + "".join(f"[{k!r}]" for k in path), tensor, 0))
+            checks.append(("observation", path_str(path), tensor, 0))
         checks.append(("reward", "reward", storage.rows.get(("next", "reward")), 1))
         action = storage.rows.get("action")
         if action.is_floating_point():
