@@ -232,7 +232,9 @@ def test_sigkill_at_random_moments_always_leaves_a_resumable_run(tmp_path):
     catch); after each the checkpoint loads, metrics.jsonl and episodes.jsonl have no torn line,
     and the next start resumes from the checkpoint. The run then ends with the counters and
     schedules of a straight run."""
-    total, every = 12_000, 400
+    # A total no start can reach before it is killed, however fast the machine (an idle CI machine
+    # trained 12,000 steps between two kills): every kill must land inside the run.
+    total, every = 40_000, 400
     script = tmp_path / "train.py"
     script.write_text(TRAIN_SCRIPT.replace("{total}", str(total)).replace("{every}", str(every)))
     run_dir, checkpoint = tmp_path / "run", tmp_path / "run" / "checkpoint.pt"
