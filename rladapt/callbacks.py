@@ -28,7 +28,9 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import time
+import warnings
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
@@ -375,6 +377,7 @@ class CheckpointCallback(Callback):
         #: Paths of the checkpoints saved (and not deleted) so far.
         self.saved: deque[Path] = deque()
         self._next = 0
+        self._warned = False
 
     def _directory(self, run: TrainingRun) -> Path:
         if self.directory is not None:
@@ -392,12 +395,32 @@ class CheckpointCallback(Callback):
             return
         while self._next <= run.step:
             self._next += self.every
-        path = run.agent.save(self._directory(run) / self.filename.format(step=run.step), training_state=self.training_state)
+        target = self._directory(run) / self.filename.format(step=run.step)
+        if self.training_state and not _takes_training_state(run.agent.save):
+            # A user override with the old ``save(self, path)`` signature: call it as written, say once
+            # that these checkpoints cannot resume a run.
+            if not self._warned:
+                warnings.warn(
+                    f"{type(run.agent).__name__}.save(path) takes no training_state argument, so the "
+                    "checkpoints hold no replay buffer or run position and cannot resume this run; add "
+                    "training_state: bool = False to the override and pass it on to super().save",
+                    stacklevel=2,
+                )
+                self._warned = True
+            path = run.agent.save(target)
+        else:
+            path = run.agent.save(target, training_state=self.training_state)
         if path in self.saved:  # the same file again (a fixed name)
             self.saved.remove(path)
         self.saved.append(path)
         while self.keep is not None and len(self.saved) > self.keep:
             self.saved.popleft().unlink(missing_ok=True)
+
+
+def _takes_training_state(save: Callable[..., Any]) -> bool:
+    """Whether an agent's ``save`` accepts ``training_state`` (by name or through ``**kwargs``)."""
+    parameters = inspect.signature(save).parameters.values()
+    return any(p.name == "training_state" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 class StopOnReward(Callback):

@@ -308,3 +308,22 @@ def test_resuming_with_other_num_envs_says_the_replay_starts_empty(tmp_path):
     with pytest.warns(UserWarning, match="filled by 2 envs; this run has 4"):
         resumed.learn("CartPole-v1", 128, num_envs=4, progress=False, run_dir=False)
     assert resumed.replay.num_envs == 4 and resumed.num_timesteps == 256
+
+
+class _OldStyleSave(PPO):
+    """A user agent whose ``save`` override predates ``training_state``."""
+
+    saves: list[Path] = []
+
+    def save(self, path):
+        self.saves.append(Path(path))
+        return super().save(path)
+
+
+def test_save_override_without_training_state_still_checkpoints_and_warns(tmp_path):
+    agent = _OldStyleSave(seed=0)
+    checkpoints = CheckpointCallback(every=256, directory=tmp_path / "ckpt")
+    with pytest.warns(UserWarning, match="takes no training_state argument"):
+        agent.learn(AutoAdapt("CartPole-v1", agent), 512, callbacks=[checkpoints], run_dir=False)
+    assert len(_OldStyleSave.saves) == 2 and list(checkpoints.saved) == _OldStyleSave.saves
+    assert "training_state" not in read_checkpoint(checkpoints.saved[-1])[0]
