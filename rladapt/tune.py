@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -403,6 +404,14 @@ def tune(
     # The study records what it was made with; a run directory continues only with the same.
     _check_same_study(study, {"env": env, "agent": name, "steps": steps, "seeds": seeds,
                               "eval_episodes": eval_episodes, "evaluations": evaluations, "seed": seed}, root)
+    # Trials run one at a time in the process that tunes, so a trial still RUNNING here was cut short
+    # by a crash or a kill: it is marked failed (kept in the study, with its settings) and run again.
+    interrupted = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for trial in interrupted:
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+    if interrupted:
+        warnings.warn(f"trials {[t.number for t in interrupted]} of {study_path} were cut short by an earlier run "
+                      "that stopped; they are marked failed and replaced by new trials", stacklevel=2)
     # A continued study gets a sampler seeded past the trials so far: it does not replay their draws.
     study.sampler = sampler if sampler is not None else optuna.samplers.TPESampler(seed=seed + len(study.trials))
 

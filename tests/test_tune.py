@@ -162,3 +162,16 @@ def test_bad_input_names_the_field(tmp_path, study_dir, capsys):
     assert exit_.value.code == 2 and "--trials: must be at least 1" in capsys.readouterr().err
     assert main(["tune", "CartPole-v1", "--resume"]) == 1
     assert "--resume continues the study in --run-dir" in capsys.readouterr().err
+
+
+def test_a_trial_cut_short_by_a_kill_is_marked_failed_and_run_again(tmp_path):
+    run_dir = tmp_path / "study"
+    tune("CartPole-v1", "ppo", trials=1, seeds=1, steps=STEPS, eval_episodes=2, run_dir=run_dir)
+    # what a process killed inside a trial leaves behind: a trial that stays RUNNING
+    study = optuna.load_study(study_name="ppo-CartPole-v1", storage=f"sqlite:///{run_dir / 'study.db'}")
+    study.ask()
+    with pytest.warns(UserWarning, match=r"trials \[1\] .* cut short"):
+        result = tune("CartPole-v1", "ppo", trials=2, seeds=1, steps=STEPS, eval_episodes=2, run_dir=run_dir, resume=True)
+    states = [t.state for t in finished_trials(run_dir)]
+    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
+    assert result.completed == 2
