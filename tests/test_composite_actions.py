@@ -128,6 +128,50 @@ def test_per_leaf_masks_are_respected_in_collection_and_in_act(convention: str) 
         assert random_agent.act(obs, flatten_mask(env.action_space, only_down))["direction"] == 3
 
 
+class _MaskInObservation(gym.Wrapper):
+    """HybridReach with its mask in the observation, nested like the action space (PettingZoo's convention)."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.observation_space = spaces.Dict({"observation": env.observation_space,
+                                              "action_mask": spaces.Dict({"direction": spaces.MultiBinary(4)})})
+
+    def _with_mask(self, obs: np.ndarray) -> dict:
+        return {"observation": obs, "action_mask": {"direction": self.env.unwrapped.action_masks()["direction"].astype(np.int8)}}
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        return self._with_mask(obs), info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return self._with_mask(obs), reward, terminated, truncated, info
+
+
+class _InvalidDirections(gym.Wrapper):
+    """HybridReach with ``get_invalid_actions()`` (SRL's convention), nested like the action space."""
+
+    def get_invalid_actions(self) -> dict:
+        return {"direction": np.flatnonzero(~self.env.unwrapped.action_masks()["direction"]).tolist()}
+
+
+@pytest.mark.parametrize("convention", ["info", "action_masks", "observation", "invalid_actions"])
+def test_every_mask_convention_gives_the_per_leaf_mask(convention: str) -> None:
+    base = gym.make(HYBRID)
+    if convention == "observation":
+        base = _MaskInObservation(base)
+    elif convention == "invalid_actions":
+        base = _InvalidDirections(base)
+    env = AutoAdapt(base, PPO(), mask=convention)
+    assert env.observation_space == spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)  # the mask left the observation
+    obs, info = env.reset(seed=1)
+    for step in range(12):
+        assert info["action_mask"].tolist() == env.unwrapped.action_masks()["direction"].tolist(), step
+        obs, _, terminated, truncated, info = env.step({"direction": step % 4, "strength": np.array([0.7], np.float32)})
+        if terminated or truncated:
+            obs, info = env.reset()
+
+
 def test_ppo_solves_hybrid_reach() -> None:
     # Random play returns about -0.1, the best about 1.66 (two strides from a corner); with
     # the classic-control defaults, seeds 0-2 return 1.56-1.60 at 40k steps (~10 s CPU).
@@ -177,6 +221,7 @@ def test_dqn_flattening_round_trip_every_index_is_a_distinct_valid_composite_act
     direction_mask = env.unwrapped.action_masks()["direction"]
     assert info["action_mask"].tolist() == np.repeat(direction_mask, 7).tolist()
     check_env(env, skip_render_check=True)
+    check_env(AutoAdapt(HYBRID, DQN(), mask=False), skip_render_check=True)  # the env's raw mask passes untouched
     agent = DQN(seed=0, learning_starts=100)
     agent.learn(AutoAdapt(HYBRID, agent), steps=300, progress=False)
 

@@ -227,7 +227,9 @@ class FlattenCompositeAction(gym.ActionWrapper, gym.utils.RecordConstructorArgs)
         return int(np.ravel_multi_index(digits, self._factors))
 
     def _convert(self, info: dict[str, Any]) -> dict[str, Any]:
-        if MASK_KEY in info:
+        # Only the normalised mask (an ActionMask inside: metadata["action_mask"]); an env's raw
+        # mask left unused (mask=False) passes as it is.
+        if MASK_KEY in info and self.env.metadata.get("action_mask"):
             parts = iter(np.split(np.asarray(info[MASK_KEY], dtype=bool),
                                   np.cumsum([n for n, masked in zip(self._factors, self._mask_factors) if masked])[:-1]))
             full = [next(parts) if masked else np.ones(n, dtype=bool) for n, masked in zip(self._factors, self._mask_factors)]
