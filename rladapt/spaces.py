@@ -259,12 +259,13 @@ def flatten_mask(space: spaces.Space, raw: Any, invalid_indices: bool = False) -
 
 
 def action_at(space: spaces.Space, actions: Any, index: int) -> Any:
-    """Entry ``index`` of a batch of env actions (:func:`env_action`), nested like ``space``."""
+    """Entry ``index`` of a batch of env actions (:func:`env_action`), nested like ``space``;
+    a Discrete leaf's action as a Python int."""
     if isinstance(space, spaces.Dict):
         return {key: action_at(sub, actions[key], index) for key, sub in space.spaces.items()}
     if isinstance(space, spaces.Tuple):
         return tuple(action_at(sub, value, index) for sub, value in zip(space.spaces, actions))
-    return actions[index]
+    return int(actions[index]) if isinstance(space, spaces.Discrete) else actions[index]
 
 
 def leaves(space: spaces.Space, path: Path = ()) -> Iterator[tuple[Path, spaces.Space]]:

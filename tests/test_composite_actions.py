@@ -14,7 +14,7 @@ from torch.distributions import Categorical, Independent, Normal
 import rladapt.envs  # noqa: F401  (registers the example envs)
 from rladapt import AdaptError, AutoAdapt, load
 from rladapt.agents import A2C, DQN, PPO, SAC, RandomAgent
-from rladapt.agents.masks import MASKED_LOGIT
+from rladapt.agents.masks import MASKED_LOGIT, random_actions
 from rladapt.agents.nets import CompositeHead
 from rladapt.spaces import action_at, env_action, flatten_mask, mask_size, stored_action
 from rladapt.wrappers import FlattenCompositeAction
@@ -51,6 +51,16 @@ def test_nested_space_is_stored_flat_in_leaf_order_and_becomes_nested_env_action
     assert first["move"][0] == 3  # index 2 + start 1
     assert first["move"][1].tolist() == [0.5, -1.0]  # clipped to the Box
     assert second["move"][0] == 1 and second["move"][1].tolist() == [0.0, 0.25]
+
+
+def test_random_actions_in_the_flat_layout_keep_within_each_leaf_and_its_mask() -> None:
+    mask = torch.ones(200, mask_size(NESTED), dtype=torch.bool)
+    mask[:, 9:12] = torch.tensor([False, False, True])  # move[0]: only index 2
+    actions = random_actions(NESTED, 200, torch.Generator().manual_seed(0), mask)
+    assert actions.shape == (200, 7) and actions.dtype == torch.float32
+    batch = env_action(NESTED, actions.numpy())
+    assert all(NESTED.contains(action_at(NESTED, batch, i)) for i in range(200))
+    assert (actions[:, 4] == 2).all() and set(actions[:, 3].tolist()) == {0.0, 1.0, 2.0}
 
 
 def test_nested_masks_flatten_per_discrete_leaf_missing_leaves_all_valid_and_invalid_indices() -> None:
