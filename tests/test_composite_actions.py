@@ -13,7 +13,7 @@ from torch.distributions import Categorical, Independent, Normal
 
 import rladapt.envs  # noqa: F401  (registers the example envs)
 from rladapt import AdaptError, AutoAdapt, load
-from rladapt.agents import A2C, DQN, PPO, SAC, RandomAgent
+from rladapt.agents import A2C, DQN, PPO, SAC, QLearning, RandomAgent
 from rladapt.agents.masks import MASKED_LOGIT, random_actions
 from rladapt.agents.nets import CompositeHead
 from rladapt.spaces import action_at, env_action, flatten_mask, mask_size, stored_action
@@ -234,6 +234,10 @@ def test_dqn_flattening_round_trip_every_index_is_a_distinct_valid_composite_act
     check_env(AutoAdapt(HYBRID, DQN(), mask=False), skip_render_check=True)  # the env's raw mask passes untouched
     agent = DQN(seed=0, learning_starts=100)
     agent.learn(AutoAdapt(HYBRID, agent), steps=300, progress=False)
+    tabular = QLearning(seed=0)  # the same flattening, over binned observations
+    env = AutoAdapt(HYBRID, tabular, observation_bins=4)
+    assert env.plan.rules[-1] == "flatten_composite_action" and env.action_space == spaces.Discrete(28)
+    tabular.learn(env, steps=300, progress=False)
 
 
 def test_dqn_flattening_too_large_raises_with_the_sizes_and_a_fix() -> None:
