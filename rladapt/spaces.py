@@ -233,7 +233,9 @@ def flatten_mask(space: spaces.Space, raw: Any, invalid_indices: bool = False) -
     :param raw: the mask as the env gives it.
     :param invalid_indices: entries are indices of invalid values, not boolean masks.
     """
-    if not isinstance(raw, (dict, tuple, list)):
+    flat = not isinstance(raw, (dict, tuple, list)) or (
+        not isinstance(raw, dict) and all(isinstance(x, (bool, int, np.bool_, np.integer)) for x in raw))
+    if flat:  # already rladapt's flat mask (an array, or a list of bools)
         return np.asarray(raw, dtype=bool).reshape(-1)
     pieces = []
     for path, leaf in action_leaves(space):

@@ -69,6 +69,7 @@ def test_nested_masks_flatten_per_discrete_leaf_missing_leaves_all_valid_and_inv
     assert mask.tolist() == [True] * 4 + [True, False, False, True, True] + [False, True, True]
     invalid = flatten_mask(NESTED, {"move": ([0, 2], None)}, invalid_indices=True)
     assert invalid.tolist() == [True] * 9 + [False, True, False]
+    assert flatten_mask(NESTED, mask.tolist()).tolist() == mask.tolist()  # a flat list stays flat
     with pytest.raises(ValueError, match=r"action\['grid'\]"):
         flatten_mask(NESTED, {"grid": np.ones(4, dtype=bool)})
 

@@ -405,11 +405,11 @@ class CompositeHead(nn.Module):
     def __init__(self, features: int, space: spaces.Dict | spaces.Tuple, log_std_init: float = 0.0) -> None:
         super().__init__()
         found = action_leaves(space)
-        self.paths = [path for path, _ in found]
         self.heads = nn.ModuleList(action_head(features, leaf, log_std_init) for _, leaf in found)
         self.widths = action_widths(space)  # columns of each leaf in the stored action
         self.mask_widths = [mask_size(leaf) if isinstance(leaf, DISCRETE_LEAVES) else 0 for _, leaf in found]
-        self.out_widths = [head.linear.out_features if hasattr(head, "linear") else head.mean.out_features for head in self.heads]
+        with torch.no_grad():  # the width of each head's output (logits, or a Gaussian's mean)
+            self.out_widths = [int(head(torch.zeros(1, features)).shape[-1]) for head in self.heads]
         shape, dtype = stored_action(space)
         self.action_shape = shape
         self.action_dtype = torch.float32 if dtype == np.float32 else torch.int64
