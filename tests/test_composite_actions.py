@@ -183,6 +183,37 @@ def test_every_mask_convention_gives_the_per_leaf_mask(convention: str) -> None:
             obs, info = env.reset()
 
 
+class _NestedTupleActions(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
+    """HybridReach's action as a nested Tuple, ``(direction, (strength,))``, its mask nested alike."""
+
+    def __init__(self, env: gym.Env) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.ActionWrapper.__init__(self, env)
+        self.action_space = spaces.Tuple((spaces.Discrete(4), spaces.Tuple((spaces.Box(0.0, 1.0, (1,), np.float32),))))
+
+    def action(self, action: tuple) -> dict:
+        return {"direction": int(action[0]), "strength": action[1][0]}
+
+    def action_masks(self) -> tuple:
+        return (self.env.unwrapped.action_masks()["direction"], None)  # the Box leaf: no mask
+
+
+def test_a_nested_tuple_action_space_trains_with_ppo_masked_and_flattens_for_dqn() -> None:
+    agent = PPO(seed=0, n_steps=16, num_envs=2)
+    env = AutoAdapt(_NestedTupleActions(gym.make(HYBRID)), agent)
+    assert "action[1][0] float32[1]" in str(env.plan)
+    check_env(env, skip_render_check=True)
+    agent.learn(env, steps=640, progress=False)
+    data = agent.rollout.data
+    assert data.get("action_mask").gather(-1, data.get("action")[..., :1].long()).all()
+    obs, info = env.reset(seed=0)
+    action = agent.act(obs, info["action_mask"])
+    assert env.action_space.contains(action) and isinstance(action[0], int)
+    flat = AutoAdapt(_NestedTupleActions(gym.make(HYBRID)), DQN())
+    assert flat.action_space == spaces.Discrete(28)
+    check_env(flat, skip_render_check=True)
+
+
 def test_ppo_solves_hybrid_reach() -> None:
     # Random play returns about -0.1, the best about 1.66 (two strides from a corner); with
     # the classic-control defaults, seeds 0-2 return 1.56-1.60 at 40k steps (~10 s CPU).
