@@ -109,7 +109,7 @@ def test_composite_log_prob_and_entropy_equal_the_sum_of_the_leaves_by_torch_dis
     torch.testing.assert_close(entropy, expected_entropy)
 
 
-def test_plan_explains_the_composite_action_and_check_env_passes_for_ppo_and_a2c() -> None:
+def test_plan_explains_the_composite_action_check_env_passes_and_ppo_and_a2c_update_on_it() -> None:
     for agent in (PPO(seed=0), A2C(seed=0)):
         env = AutoAdapt(HYBRID, agent)
         text = str(env.plan)
@@ -117,6 +117,8 @@ def test_plan_explains_the_composite_action_and_check_env_passes_for_ppo_and_a2c
         assert "stored flat as float32[2]" in text and "per-leaf masks" in text
         assert env.action_space == gym.make(HYBRID).action_space  # kept as it is
         check_env(env, skip_render_check=True)
+        agent.learn(env, steps=512, progress=False)  # the update evaluates the stored composite actions
+        assert agent.num_updates > 0
 
 
 @pytest.mark.parametrize("convention", ["action_masks", "info"])
