@@ -29,6 +29,7 @@ from gymnasium.wrappers import (
 
 from rladapt.errors import AdaptError
 from rladapt.spaces import (
+    COMPOSITE_SPACES,
     DISCRETE_LEAVES,
     UNUSABLE_LEAVES,
     describe,
@@ -38,6 +39,7 @@ from rladapt.spaces import (
     leaves,
     nvec,
     path_str,
+    stored_action,
     vector_size,
 )
 from rladapt.spec import AgentSpec
@@ -50,11 +52,14 @@ from rladapt.wrappers import (
     EnforceSpaces,
     EpisodeStatistics,
     FlatIndexObservation,
+    FlattenBoxAction,
+    FlattenCompositeAction,
     FlattenMultiDiscreteAction,
     FrameStack,
     NestedObservation,
     UnitBoxAction,
     VectorObservation,
+    composite_grid,
     detect_mask_source,
 )
 from rladapt.wrappers.masks import SOURCES as MASK_SOURCES
@@ -72,7 +77,9 @@ class AdaptOptions:
         agent wants preprocessed images.
     :param grayscale: convert RGB images to one channel. None: True for Atari, False otherwise.
     :param action_bins: bins per dimension when a Box action space is discretised.
-    :param max_discrete_actions: largest discrete action set a conversion may create.
+    :param max_discrete_actions: largest discrete action set a conversion may create (a Box
+        discretised, a MultiDiscrete or a Dict/Tuple action space flattened into one Discrete for
+        DQN and Q-learning); larger ones raise an ``AdaptError`` with the sizes.
     :param mask: invalid-action masks. None: detect the convention; False: no masks; or one of
         ``"info"``, ``"action_masks"``, ``"observation"``, ``"invalid_actions"``.
     :param clip_rewards: clip rewards to [-1, 1] for training. None: True for Atari. Episode
@@ -118,6 +125,9 @@ class AdaptOptions:
             if len(size) != 2 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in size):
                 raise AdaptError(f"image_size must be (height, width) of positive integers, got {options.image_size!r}")
             object.__setattr__(options, "image_size", (int(size[0]), int(size[1])))
+        limit = options.max_discrete_actions
+        if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
+            raise AdaptError(f"max_discrete_actions must be a positive integer, got {limit!r}")
         if options.mask not in (None, False, True) and options.mask not in MASK_SOURCES:
             raise AdaptError(f"mask must be None (detect), False, True or one of {sorted(MASK_SOURCES)}, got {options.mask!r}")
         return options
@@ -505,6 +515,10 @@ class _Builder:
         space = self.env.action_space
         accepted = self.spec.actions
         name = self.agent_name
+        if isinstance(space, COMPOSITE_SPACES):
+            if not self._composite_action(space):
+                return
+            space = self.env.action_space  # one Box now: continue with the Box rules
         if isinstance(space, spaces.Discrete):
             if "discrete" in accepted:
                 return
@@ -563,6 +577,70 @@ class _Builder:
                 )
             raise AdaptError(f"action: {describe(space)}; {self.accepts}; no conversion exists")
         raise AdaptError(f"action: {describe(space)} is not supported; {self.accepts}. Fix: wrap the env to expose a Discrete, MultiDiscrete or Box action space")
+
+
+    def _composite_action(self, space: spaces.Dict | spaces.Tuple) -> bool:
+        """The rules for a Dict/Tuple action space. Agents with one head per leaf take it as it
+        is; value-based agents get it flattened into one Discrete (Box leaves discretised);
+        continuous agents get its Box leaves as one Box (True: the Box rules come next)."""
+        accepted, name = self.spec.actions, self.agent_name
+        found = list(leaves(space))
+        for path, leaf in found:
+            if not isinstance(leaf, (*DISCRETE_LEAVES, spaces.Box)):
+                raise AdaptError(f"{path_str(path, 'action')}: {describe(leaf)} cannot be an action leaf; {self.accepts}. "
+                                 f"Fix: wrap the env so that every action leaf is Discrete, MultiDiscrete, MultiBinary or Box")
+            if isinstance(leaf, spaces.Box) and not (np.all(np.isfinite(leaf.low)) and np.all(np.isfinite(leaf.high))):
+                raise AdaptError(f"{path_str(path, 'action')}: {describe(leaf)} has infinite bounds; {self.accepts}. Fix: bound the action space")
+        discrete = [(path, leaf) for path, leaf in found if isinstance(leaf, DISCRETE_LEAVES)]
+        if "composite" in accepted:
+            shape, dtype = stored_action(space)
+            masked = _has_wrapper(self.env, ActionMask) and bool(discrete)
+            self.note(
+                "composite_action",
+                f"{describe(space)} action -> one head per leaf ({len(found)} leaves: "
+                + ", ".join(f"{path_str(path, 'action')} {describe(leaf)}" for path, leaf in found)
+                + f"), stored flat as {dtype}[{shape[0]}] in leaf order"
+                + ("; per-leaf masks concatenated in leaf order" if masked else ""),
+                f"{name} acts on composite actions: log-probabilities and entropies summed over the leaves",
+            )
+            return False
+        if {"continuous", "unit_continuous"} & accepted:
+            if discrete:
+                path, leaf = discrete[0]
+                raise AdaptError(
+                    f"{path_str(path, 'action')}: {describe(leaf)} is a discrete leaf of {describe(space)}, but {self.accepts}: "
+                    f"a continuous policy takes continuous leaves only (a Dict/Tuple of Boxes becomes one Box). "
+                    f"Fix: use an agent for composite actions ({_suggest('action', 'composite')}), or make that leaf a Box"
+                )
+            size = sum(int(np.prod(leaf.shape)) for _, leaf in found)
+            self.wrap("flatten_box_action", FlattenBoxAction, f"{describe(space)} action -> one float32[{size}] Box (leaves side by side)",
+                      f"{name} has one continuous policy")
+            return True
+        if "discrete" in accepted:
+            bins = self.options.action_bins
+            grid = composite_grid(space, bins)
+            size = math.prod(n for *_, sizes in grid for n in sizes)
+            factors = " x ".join(
+                f"{path_str(path, 'action')} " + ("x".join(str(n) for n in sizes) + (" bins" if isinstance(leaf, spaces.Box) else ""))
+                for path, leaf, sizes in grid
+            )
+            if size > self.options.max_discrete_actions:
+                raise AdaptError(
+                    f"action: flattening {describe(space)} gives {factors} = {size:,} discrete actions, more than "
+                    f"max_discrete_actions={self.options.max_discrete_actions:,}; {self.accepts}. Fix: fewer action_bins, "
+                    f"raise max_discrete_actions, or use an agent for composite actions ({_suggest('action', 'composite')})"
+                )
+            boxes = any(isinstance(leaf, spaces.Box) for _, leaf in found)
+            self.wrap("flatten_composite_action", FlattenCompositeAction,
+                      f"{describe(space)} action -> Discrete({size}): {factors}"
+                      + (f" (Box leaves discretised to bin centers, {bins} bins per dimension)" if boxes else "")
+                      + (" (masks -> product mask)" if discrete else ""),
+                      f"{name} picks one action from a list", bins=bins)
+            return False
+        raise AdaptError(
+            f"action: {describe(space)} is composite, but {self.accepts}; no conversion exists. "
+            f"Fix: use an agent for composite actions ({_suggest('action', 'composite')})"
+        )
 
 
 def _vector_len(space: spaces.Space) -> int:

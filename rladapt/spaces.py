@@ -19,6 +19,11 @@ from rladapt.errors import ActionMaskError
 UNUSABLE_LEAVES = (spaces.Text, spaces.Graph, spaces.Sequence, spaces.OneOf)
 #: Leaves that are a finite set of values (one index, or several).
 DISCRETE_LEAVES = (spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
+#: Spaces made of other spaces: a composite action space is one of these whose leaves are
+#: :data:`ACTION_LEAVES` (nesting allowed).
+COMPOSITE_SPACES = (spaces.Dict, spaces.Tuple)
+#: The leaves a composite action space may have.
+ACTION_LEAVES = (*DISCRETE_LEAVES, spaces.Box)
 
 Path = tuple[Any, ...]
 
@@ -75,8 +80,11 @@ def observation_kind(space: spaces.Space) -> str:
 
 
 def action_kind(space: spaces.Space) -> str:
-    """``"discrete"``, ``"multi_discrete"`` (MultiDiscrete and MultiBinary) or ``"continuous"``
-    for an adapted action space."""
+    """``"discrete"``, ``"multi_discrete"`` (MultiDiscrete and MultiBinary), ``"continuous"`` or
+    ``"composite"`` (a Dict or Tuple of those, :func:`action_leaves`) for an adapted action space."""
+    if isinstance(space, COMPOSITE_SPACES):
+        action_leaves(space)  # every leaf must be one an action head exists for
+        return "composite"
     if isinstance(space, spaces.Discrete):
         return "discrete"
     if isinstance(space, (spaces.MultiDiscrete, spaces.MultiBinary)):
@@ -106,7 +114,14 @@ def dimension_starts(space: spaces.Space) -> np.ndarray:
 
 def mask_size(space: spaces.Space) -> int:
     """Length of rladapt's normalised boolean action mask: ``n`` for ``Discrete(n)``,
-    ``sum(nvec)`` (one mask per dimension, concatenated) for MultiDiscrete and MultiBinary."""
+    ``sum(nvec)`` (one mask per dimension, concatenated) for MultiDiscrete and MultiBinary, and
+    for a composite space the masks of its discrete leaves concatenated in :func:`leaves` order
+    (Box leaves have none): ``sum(mask_parts(space))``."""
+    if isinstance(space, COMPOSITE_SPACES):
+        parts = mask_parts(space)
+        if not parts:
+            raise ActionMaskError(f"invalid-action masks need a discrete leaf; every leaf of {describe(space)} is a Box")
+        return int(sum(parts))
     if isinstance(space, spaces.Discrete):
         return int(space.n)
     if isinstance(space, (spaces.MultiDiscrete, spaces.MultiBinary)):
@@ -117,7 +132,13 @@ def mask_size(space: spaces.Space) -> int:
 def stored_action(space: spaces.Space) -> tuple[tuple[int, ...], np.dtype]:
     """``(shape, dtype)`` of one action as agents store it: an int64 index from 0 for
     ``Discrete``, ``[D]`` int64 indices from 0 for MultiDiscrete/MultiBinary, ``[D]`` float32 for
-    a Box (flattened). :func:`env_action` turns stored actions into the env's."""
+    a Box (flattened). A composite space (Dict/Tuple) is stored flat: its leaves' stored actions
+    side by side in :func:`leaves` order, :func:`action_widths` columns each (a Discrete leaf one
+    column); int64 when every leaf is discrete, else float32 (indices are exact in float32 below
+    2**24). :func:`env_action` turns stored actions into the env's."""
+    if isinstance(space, COMPOSITE_SPACES):
+        discrete = all(isinstance(leaf, DISCRETE_LEAVES) for _, leaf in action_leaves(space))
+        return (int(sum(action_widths(space))),), np.dtype(np.int64 if discrete else np.float32)
     if isinstance(space, spaces.Discrete):
         return (), np.dtype(np.int64)
     if isinstance(space, (spaces.MultiDiscrete, spaces.MultiBinary)):
@@ -130,7 +151,14 @@ def stored_action(space: spaces.Space) -> tuple[tuple[int, ...], np.dtype]:
 def env_action(space: spaces.Space, action: np.ndarray) -> np.ndarray:
     """A batch of stored actions (:func:`stored_action`, leading batch dim) -> the env's actions:
     the space's ``start`` added back, shaped and typed like the space, Box actions clipped to
-    the bounds (policies may sample outside them; the stored action stays the sample)."""
+    the bounds (policies may sample outside them; the stored action stays the sample). A
+    composite space gives a dict (Dict) or tuple (Tuple) of batched leaf actions, nested like the
+    space: what gymnasium's vector envs take."""
+    if isinstance(space, COMPOSITE_SPACES):
+        columns = np.cumsum([0, *action_widths(space)])
+        flat = [env_action(leaf, _leaf_columns(leaf, action[:, a:b])) for (_, leaf), a, b
+                in zip(action_leaves(space), columns[:-1], columns[1:])]
+        return nest_like(space, iter(flat))
     if isinstance(space, spaces.Discrete):
         start = int(space.start)
         return action + start if start else action
@@ -141,6 +169,105 @@ def env_action(space: spaces.Space, action: np.ndarray) -> np.ndarray:
         clipped = np.clip(action, space.low.reshape(-1), space.high.reshape(-1))
         return clipped.reshape(batch + space.shape).astype(space.dtype, copy=False)
     raise TypeError(f"unsupported action space {space}; adapt the env with AutoAdapt(env, agent)")
+
+
+def _leaf_columns(leaf: spaces.Space, columns: np.ndarray) -> np.ndarray:
+    """A leaf's columns of a flat composite action -> that leaf's own stored form."""
+    if isinstance(leaf, spaces.Discrete):
+        return columns[:, 0].astype(np.int64, copy=False)
+    if isinstance(leaf, DISCRETE_LEAVES):
+        return columns.astype(np.int64, copy=False)
+    return columns.astype(np.float32, copy=False)
+
+
+def nest_like(space: spaces.Space, values: Iterator[Any]) -> Any:
+    """Leaf values in :func:`leaves` order -> a dict (Dict) or tuple (Tuple) nested like ``space``."""
+    if isinstance(space, spaces.Dict):
+        return {key: nest_like(sub, values) for key, sub in space.spaces.items()}
+    if isinstance(space, spaces.Tuple):
+        return tuple(nest_like(sub, values) for sub in space.spaces)
+    return next(values)
+
+
+def action_leaves(space: spaces.Space) -> list[tuple[Path, spaces.Space]]:
+    """The leaves of a composite action space with their paths, each checked to be one of
+    :data:`ACTION_LEAVES` (a ``TypeError`` names the first that is not). A plain space is its own
+    single leaf (path ``()``)."""
+    found = list(leaves(space))
+    for path, leaf in found:
+        if not isinstance(leaf, ACTION_LEAVES):
+            raise TypeError(f"{path_str(path, 'action')} is {describe(leaf)}; action leaves must be Discrete, MultiDiscrete, MultiBinary or Box")
+    return found
+
+
+def action_widths(space: spaces.Space) -> list[int]:
+    """Columns of each leaf (:func:`action_leaves` order) in the flat stored action of a
+    composite space: 1 for a Discrete leaf, the number of elements for the others."""
+    return [1 if isinstance(leaf, spaces.Discrete) else int(np.prod(leaf.shape)) for _, leaf in action_leaves(space)]
+
+
+def mask_parts(space: spaces.Space) -> list[int]:
+    """The sizes of the independent categorical choices of an action space, in the order of its
+    normalised mask (:func:`mask_size` is their sum): ``[n]`` for ``Discrete(n)``, ``nvec`` for
+    MultiDiscrete/MultiBinary, none for a Box, and the leaves' parts in order for a composite space."""
+    parts: list[int] = []
+    for _, leaf in action_leaves(space):
+        if isinstance(leaf, spaces.Discrete):
+            parts.append(int(leaf.n))
+        elif isinstance(leaf, DISCRETE_LEAVES):
+            parts.extend(int(n) for n in nvec(leaf))
+    return parts
+
+
+def flatten_mask(space: spaces.Space, raw: Any, invalid_indices: bool = False) -> np.ndarray:
+    """A composite action space's mask as an env gives it, nested like the space (a dict for a
+    Dict, a tuple or list for a Tuple), -> rladapt's flat boolean mask (:func:`mask_size`).
+
+    Each discrete leaf's entry is its own mask (shape ``(n,)`` for ``Discrete(n)``, ``(sum(nvec),)``
+    or ``nvec``-shaped per dimension for MultiDiscrete); a missing (or None) entry means every
+    value of that leaf is valid; Box leaves have no entry. An array of the flat length is taken as
+    it is (already flat). With ``invalid_indices`` each entry lists the leaf's invalid indices
+    instead (the ``get_invalid_actions()`` convention).
+
+    :param space: the composite action space.
+    :param raw: the mask as the env gives it.
+    :param invalid_indices: entries are indices of invalid values, not boolean masks.
+    """
+    flat = not isinstance(raw, (dict, tuple, list)) or (
+        not isinstance(raw, dict) and all(isinstance(x, (bool, int, np.bool_, np.integer)) for x in raw))
+    if flat:  # already rladapt's flat mask (an array, or a list of bools)
+        return np.asarray(raw, dtype=bool).reshape(-1)
+    pieces = []
+    for path, leaf in action_leaves(space):
+        if not isinstance(leaf, DISCRETE_LEAVES):
+            continue
+        size = mask_size(leaf)
+        try:
+            entry = get_leaf(raw, path)
+        except (KeyError, IndexError, TypeError):
+            entry = None
+        if entry is None:
+            pieces.append(np.ones(size, dtype=bool))
+        elif invalid_indices:
+            part = np.ones(size, dtype=bool)
+            part[np.asarray(entry, dtype=np.int64).reshape(-1)] = False
+            pieces.append(part)
+        else:
+            part = np.asarray(entry, dtype=bool).reshape(-1)
+            if part.shape != (size,):
+                raise ActionMaskError(f"the mask of {path_str(path, 'action')} has shape {np.shape(entry)}; {describe(leaf)} needs ({size},)")
+            pieces.append(part)
+    return np.concatenate(pieces)
+
+
+def action_at(space: spaces.Space, actions: Any, index: int) -> Any:
+    """Entry ``index`` of a batch of env actions (:func:`env_action`), nested like ``space``;
+    a Discrete leaf's action as a Python int."""
+    if isinstance(space, spaces.Dict):
+        return {key: action_at(sub, actions[key], index) for key, sub in space.spaces.items()}
+    if isinstance(space, spaces.Tuple):
+        return tuple(action_at(sub, value, index) for sub, value in zip(space.spaces, actions))
+    return int(actions[index]) if isinstance(space, spaces.Discrete) else actions[index]
 
 
 def leaves(space: spaces.Space, path: Path = ()) -> Iterator[tuple[Path, spaces.Space]]:

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 #: Observation kinds an agent may accept.
 OBSERVATION_KINDS = frozenset({"vector", "image", "index", "nested"})
-#: Action kinds an agent may accept. ``unit_continuous`` is a Box in [-1, 1] (tanh-squashed policies).
-ACTION_KINDS = frozenset({"discrete", "multi_discrete", "continuous", "unit_continuous"})
+#: Action kinds an agent may accept. ``unit_continuous`` is a Box in [-1, 1] (tanh-squashed policies);
+#: ``composite`` a Dict or Tuple of Discrete, MultiDiscrete, MultiBinary and Box leaves.
+ACTION_KINDS = frozenset({"discrete", "multi_discrete", "continuous", "unit_continuous", "composite"})
 
 
 @dataclass(frozen=True)
@@ -18,7 +19,8 @@ class AgentSpec:
         ``"image"`` (uint8 channel-first image, possibly frame-stacked), ``"index"`` (one discrete
         index, for tabular agents), ``"nested"`` (a Dict of images and one ``"vector"`` entry).
     :param actions: action kinds accepted: ``"discrete"``, ``"multi_discrete"`` (also MultiBinary),
-        ``"continuous"`` (any finite Box; the agent clips), ``"unit_continuous"`` (Box in [-1, 1]).
+        ``"continuous"`` (any finite Box; the agent clips), ``"unit_continuous"`` (Box in [-1, 1]),
+        ``"composite"`` (a Dict/Tuple of those leaves, stored flat: :func:`rladapt.spaces.stored_action`).
     :param masks: the agent uses invalid-action masks (``info["action_mask"]``).
     :param frame_stack: frames stacked for Atari games (the standard pipeline uses 4).
     :param preprocess_images: resize large images to 84x84 (Atari: the full standard pipeline).

@@ -22,8 +22,8 @@ GRID, SHOWER, TICTACTOE = "rladapt/Grid-v0", "rladapt/Shower-v0", "rladapt/TicTa
 # --------------------------------------------------------------------------- registration, API
 
 
-def test_all_three_ids_are_registered_with_string_entry_points() -> None:
-    assert set(ENV_IDS) == {GRID, SHOWER, TICTACTOE}
+def test_every_id_is_registered_with_string_entry_points() -> None:
+    assert set(ENV_IDS) == {GRID, SHOWER, TICTACTOE, "rladapt/HybridReach-v0", "rladapt/Reach-v0"}
     for env_id in ENV_IDS:
         spec = gym.spec(env_id)
         assert isinstance(spec.entry_point, str) and spec.entry_point.startswith("rladapt.envs.")

@@ -46,6 +46,7 @@ from rladapt.agents.registry import register
 from rladapt.collect.batch import OutSpecs, action_spec
 from rladapt.errors import ActionMaskError, ObservationError
 from rladapt.spaces import action_kind, describe, env_action, mask_size, observation_kind, observation_mismatch
+from rladapt.spaces import COMPOSITE_SPACES, action_at, flatten_mask
 from rladapt.spec import AgentSpec
 from rladapt.types import ActionValues, EvalResult
 
@@ -321,9 +322,11 @@ class Agent(nn.Module):
         """The action for one observation of the adapted env.
 
         :param obs: one observation (an array, or a dict of arrays for nested observations).
-        :param mask: the valid-action mask (``info["action_mask"]``), or None.
+        :param mask: the valid-action mask (``info["action_mask"]``), or None. For a Dict/Tuple
+            action space it may also be nested like the space, one mask per discrete leaf
+            (:func:`rladapt.spaces.flatten_mask`).
         :param deterministic: the most likely action instead of a sample.
-        :return: an action of the adapted env's action space.
+        :return: an action of the adapted env's action space (a dict or tuple for a composite one).
         """
         if self.observation_space is None:
             raise RuntimeError(
@@ -338,6 +341,8 @@ class Agent(nn.Module):
             )
         td = TensorDict({"observation": to_batch(obs, self.device)}, batch_size=[1], device=self.device)
         if mask is not None and self.spec.masks:
+            if isinstance(self.action_space, COMPOSITE_SPACES) and isinstance(mask, (dict, tuple, list)):
+                mask = flatten_mask(self.action_space, mask)
             mask = np.asarray(mask)
             if mask.shape != (mask_size(self.action_space),) or mask.dtype not in (np.bool_, np.int8, np.uint8):
                 raise ActionMaskError(
@@ -347,7 +352,7 @@ class Agent(nn.Module):
             td.set("action_mask", torch.as_tensor(mask.astype(bool), device=self.device).unsqueeze(0))
         with torch.inference_mode():
             self.act_batch(td, deterministic=deterministic)
-        action = self.env_action(td.get("action").cpu().numpy())[0]
+        action = action_at(self.action_space, self.env_action(td.get("action").cpu().numpy()), 0)
         if isinstance(self.action_space, spaces.Discrete):
             return int(action)
         return action

@@ -17,10 +17,11 @@ Example (an agent's ``act_batch``)::
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from gymnasium import spaces
 
-from rladapt.spaces import nvec
+from rladapt.spaces import COMPOSITE_SPACES, DISCRETE_LEAVES, action_leaves, mask_size, nvec, stored_action
 
 __all__ = [
     "MASKED_LOGIT", "bootstrap_mask", "epsilon_greedy", "epsilon_greedy_probs", "masked_argmax", "masked_log_probs",
@@ -127,12 +128,22 @@ def random_actions(space: spaces.Space, batch: int, generator: torch.Generator |
     """``batch`` uniformly random actions of ``space`` in stored form (indices from 0, flattened
     boxes; see :func:`rladapt.spaces.stored_action`), valid under ``mask`` when it is given.
 
-    :param space: the adapted env's action space (Discrete, MultiDiscrete, MultiBinary or a bounded Box).
+    :param space: the adapted env's action space (Discrete, MultiDiscrete, MultiBinary, a bounded Box,
+        or a Dict/Tuple of those: the flat layout of :func:`rladapt.spaces.stored_action`).
     :param batch: how many actions.
     :param generator: the agent's generator.
     :param mask: ``[batch, mask_size]`` valid actions, or None.
     :param device: where the actions go.
     """
+    if isinstance(space, COMPOSITE_SPACES):  # each leaf with its part of the mask, in the flat layout
+        parts, offset = [], 0
+        dtype = torch.float32 if stored_action(space)[1] == np.float32 else torch.int64
+        for _, leaf in action_leaves(space):
+            size = mask_size(leaf) if isinstance(leaf, DISCRETE_LEAVES) else 0
+            leaf_mask = mask[:, offset : offset + size] if mask is not None and size else None
+            offset += size
+            parts.append(random_actions(leaf, batch, generator, leaf_mask, device).reshape(batch, -1).to(dtype))
+        return torch.cat(parts, -1)
     if isinstance(space, spaces.Discrete):
         return _uniform_valid(torch.rand((batch, int(space.n)), generator=generator, device=device), mask)
     if isinstance(space, (spaces.MultiDiscrete, spaces.MultiBinary)):

@@ -32,6 +32,7 @@ from torch.nn import functional as F
 
 from rladapt.agents.masks import MASKED_LOGIT, masked_log_probs, sample_categorical
 from rladapt.spaces import is_image, leaves, nvec, observation_kind
+from rladapt.spaces import COMPOSITE_SPACES, DISCRETE_LEAVES, action_leaves, action_widths, mask_size, stored_action
 
 
 def layer_init(layer: nn.Module, gain: float = math.sqrt(2), bias: float = 0.0) -> nn.Module:
@@ -386,8 +387,68 @@ class GaussianHead(nn.Module):
         return self._log_prob(mean, action), ent
 
 
+class CompositeHead(nn.Module):
+    """One head per leaf of a composite (Dict/Tuple, possibly nested) action space, over the same
+    features: a masked categorical per Discrete leaf, a factorised categorical per MultiDiscrete
+    or MultiBinary leaf, a Gaussian per Box leaf. The leaves are independent given the state, so
+    the log-probability of a composite action is the sum of the leaves' and so is the entropy.
+
+    Stored action: the flat layout of :func:`rladapt.spaces.stored_action` (the leaves' stored
+    actions side by side in leaf order). Mask: the discrete leaves' masks concatenated in leaf
+    order (:func:`rladapt.spaces.mask_size`); each leaf head gets its own part.
+
+    :param features: size of the actor features.
+    :param space: the composite action space.
+    :param log_std_init: the initial log std of the Gaussian heads.
+    """
+
+    def __init__(self, features: int, space: spaces.Dict | spaces.Tuple, log_std_init: float = 0.0) -> None:
+        super().__init__()
+        found = action_leaves(space)
+        self.heads = nn.ModuleList(action_head(features, leaf, log_std_init) for _, leaf in found)
+        self.widths = action_widths(space)  # columns of each leaf in the stored action
+        self.mask_widths = [mask_size(leaf) if isinstance(leaf, DISCRETE_LEAVES) else 0 for _, leaf in found]
+        with torch.no_grad():  # the width of each head's output (logits, or a Gaussian's mean)
+            self.out_widths = [int(head(torch.zeros(1, features)).shape[-1]) for head in self.heads]
+        shape, dtype = stored_action(space)
+        self.action_shape = shape
+        self.action_dtype = torch.float32 if dtype == np.float32 else torch.int64
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.cat([head(features) for head in self.heads], -1)
+
+    def _parts(self, outputs: torch.Tensor, mask: torch.Tensor | None) -> list[tuple[nn.Module, torch.Tensor, torch.Tensor | None]]:
+        masks = mask.split(self.mask_widths, -1) if mask is not None else [None] * len(self.heads)
+        return [(head, out, m if width else None)
+                for head, out, m, width in zip(self.heads, outputs.split(self.out_widths, -1), masks, self.mask_widths)]
+
+    def sample(self, outputs: torch.Tensor, mask: torch.Tensor | None, deterministic: bool,
+               generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        actions, total = [], 0
+        for head, out, leaf_mask in self._parts(outputs, mask):
+            action, log_prob = head.sample(out, leaf_mask, deterministic, generator)
+            actions.append(action.reshape(action.shape[0], -1).to(self.action_dtype))
+            total = total + log_prob
+        return torch.cat(actions, -1), total
+
+    def log_prob_entropy(self, outputs: torch.Tensor, action: torch.Tensor, mask: torch.Tensor | None,
+                         entropy: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        log_prob, total_entropy = 0, 0
+        for (head, out, leaf_mask), leaf_action in zip(self._parts(outputs, mask), action.split(self.widths, -1)):
+            if isinstance(head, CategoricalHead):
+                leaf_action = leaf_action.squeeze(-1)
+            elif not isinstance(head, GaussianHead):
+                leaf_action = leaf_action.long()
+            lp, ent = head.log_prob_entropy(out, leaf_action, leaf_mask, entropy)
+            log_prob = log_prob + lp
+            total_entropy = total_entropy + ent if entropy else None
+        return log_prob, total_entropy
+
+
 def action_head(features: int, space: gym.Space, log_std_init: float = 0.0) -> nn.Module:
     """The head for an adapted action space (``log_std_init``: the initial log std of a Gaussian head)."""
+    if isinstance(space, COMPOSITE_SPACES):
+        return CompositeHead(features, space, log_std_init)
     if isinstance(space, spaces.Discrete):
         return CategoricalHead(features, space)
     if isinstance(space, (spaces.MultiDiscrete, spaces.MultiBinary)):

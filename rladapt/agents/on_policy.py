@@ -31,7 +31,7 @@ __all__ = ["ACTOR_CRITIC_SPEC", "OnPolicyAgent", "OnPolicyConfig", "default_kind
 #: What the networks of :meth:`OnPolicyAgent.build_actor_critic` accept (the ``spec`` of PPO and A2C).
 ACTOR_CRITIC_SPEC = AgentSpec(
     observations=frozenset({"vector", "image", "nested"}),
-    actions=frozenset({"discrete", "multi_discrete", "continuous"}),
+    actions=frozenset({"discrete", "multi_discrete", "continuous", "composite"}),
     masks=True,
 )
 

@@ -9,7 +9,7 @@ import numpy as np
 from gymnasium import spaces
 
 from rladapt.agents.base import Agent
-from rladapt.spaces import dimension_starts, nvec
+from rladapt.spaces import COMPOSITE_SPACES, DISCRETE_LEAVES, action_leaves, dimension_starts, mask_size, nest_like, nvec
 from rladapt.spec import AgentSpec
 from rladapt.types import ActionValues
 
@@ -19,8 +19,17 @@ def sample_action(space: gym.Space, rng: np.random.Generator, mask: np.ndarray |
 
     ``mask`` follows rladapt's normalised convention: a bool array of shape ``(n,)`` for
     ``Discrete(n)`` and of shape ``(sum(nvec),)`` (per-dimension masks, concatenated) for
-    ``MultiDiscrete(nvec)``.
+    ``MultiDiscrete(nvec)``; for a Dict/Tuple space the discrete leaves' masks concatenated in leaf
+    order (the result is a dict or tuple nested like the space).
     """
+    if isinstance(space, COMPOSITE_SPACES):
+        values, offset = [], 0
+        for _, leaf in action_leaves(space):
+            size = mask_size(leaf) if isinstance(leaf, DISCRETE_LEAVES) else 0
+            part = None if mask is None or not size else np.asarray(mask, dtype=bool)[offset : offset + size]
+            values.append(sample_action(leaf, rng, part))
+            offset += size
+        return nest_like(space, iter(values))
     if isinstance(space, spaces.Discrete):
         if mask is None:
             return space.start + int(rng.integers(space.n))
@@ -54,7 +63,7 @@ class RandomAgent(Agent):
 
     spec: ClassVar[AgentSpec] = AgentSpec(
         observations=frozenset({"vector", "image", "index", "nested"}),
-        actions=frozenset({"discrete", "multi_discrete", "continuous"}),
+        actions=frozenset({"discrete", "multi_discrete", "continuous", "composite"}),
         masks=True,
     )
 

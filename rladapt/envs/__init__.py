@@ -7,6 +7,12 @@
 * ``rladapt/TicTacToe-v0`` (:class:`TicTacToeEnv`): X against a random or heuristic O, with
   ``action_masks()``. Observation ``Box(-1, 1, (9,), float32)``, action ``Discrete(9)``; ends with
   the game (win, loss, draw, or a move onto an occupied cell).
+* ``rladapt/HybridReach-v0`` (:class:`HybridReachEnv`): reach a target on the unit square in a
+  few strides. Hybrid action ``Dict(direction: Discrete(4), strength: Box(0, 1, (1,)))`` with a
+  per-leaf mask (``action_masks()`` and ``info["action_mask"]``); observation ``Box(-1, 1, (4,))``;
+  ends at the target, truncated at 10 strides.
+* ``rladapt/Reach-v0`` (:class:`ReachEnv`): the same with a continuous heading,
+  ``Dict(heading: Box(-1, 1, (2,)), strength: Box(0, 1, (1,)))``.
 
 Each env names its actions in ``env.unwrapped.action_names`` and renders ``"ansi"`` text.
 
@@ -25,15 +31,18 @@ from typing import Any
 import gymnasium as gym
 
 from rladapt.envs.grid import GridEnv
+from rladapt.envs.reach import HybridReachEnv, ReachEnv
 from rladapt.envs.shower import ShowerEnv
 from rladapt.envs.tictactoe import TicTacToeEnv
 
-__all__ = ["GridEnv", "ShowerEnv", "TicTacToeEnv", "ENV_IDS", "register_envs"]
+__all__ = ["GridEnv", "HybridReachEnv", "ReachEnv", "ShowerEnv", "TicTacToeEnv", "ENV_IDS", "register_envs"]
 
 _REGISTRATIONS: dict[str, dict[str, Any]] = {
     "rladapt/Grid-v0": {"entry_point": "rladapt.envs.grid:GridEnv", "max_episode_steps": 100},
     "rladapt/Shower-v0": {"entry_point": "rladapt.envs.shower:ShowerEnv", "max_episode_steps": 60},
     "rladapt/TicTacToe-v0": {"entry_point": "rladapt.envs.tictactoe:TicTacToeEnv"},
+    "rladapt/HybridReach-v0": {"entry_point": "rladapt.envs.reach:HybridReachEnv", "max_episode_steps": 10},
+    "rladapt/Reach-v0": {"entry_point": "rladapt.envs.reach:ReachEnv", "max_episode_steps": 10},
 }
 
 ENV_IDS: tuple[str, ...] = tuple(_REGISTRATIONS)

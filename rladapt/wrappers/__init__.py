@@ -1,6 +1,7 @@
 """The wrappers gymnasium lacks. AutoAdapt uses gymnasium's own wrappers wherever they do the job."""
 
 from rladapt.wrappers.actions import ArgmaxAction, FlattenMultiDiscreteAction, UnitBoxAction, product_mask
+from rladapt.wrappers.actions import FlattenBoxAction, FlattenCompositeAction, composite_grid
 from rladapt.wrappers.checks import EnforceSpaces
 from rladapt.wrappers.masks import ActionMask, detect_mask_source, mask_shape
 from rladapt.wrappers.rewards import ClipReward
@@ -23,11 +24,14 @@ __all__ = [
     "EnforceSpaces",
     "EpisodeStatistics",
     "FlatIndexObservation",
+    "FlattenBoxAction",
+    "FlattenCompositeAction",
     "FlattenMultiDiscreteAction",
     "FrameStack",
     "NestedObservation",
     "UnitBoxAction",
     "VectorObservation",
+    "composite_grid",
     "detect_mask_source",
     "mask_shape",
     "product_mask",

@@ -5,7 +5,10 @@ expose an ``action_masks()`` method, PettingZoo-style envs carry ``"action_mask"
 observation, and SRL envs expose ``get_invalid_actions()`` (indices of the invalid actions).
 :class:`ActionMask` reads any one of them and writes a boolean ``info["action_mask"]`` at reset and
 at every step, shaped for the action space: ``(n,)`` for ``Discrete(n)``, ``(sum(nvec),)``
-(per-dimension masks, concatenated) for ``MultiDiscrete(nvec)``, ``(2 * n,)`` for ``MultiBinary(n)``.
+(per-dimension masks, concatenated) for ``MultiDiscrete(nvec)``, ``(2 * n,)`` for ``MultiBinary(n)``,
+and for a Dict/Tuple action space the masks of its discrete leaves concatenated in leaf order
+(:func:`rladapt.spaces.mask_size`). A composite space's mask comes from the env nested like the
+action space, one entry per discrete leaf (:func:`rladapt.spaces.flatten_mask`), by any convention.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 from gymnasium import spaces
 
 from rladapt.errors import ActionMaskError
-from rladapt.spaces import mask_size, nvec
+from rladapt.spaces import COMPOSITE_SPACES, flatten_mask, mask_parts, mask_size
 from rladapt.wrappers.actions import MASK_KEY
 
 #: The conventions, by name: where each finds the mask.
@@ -83,10 +86,12 @@ class ActionMask(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.source = source
         self._shape = mask_shape(env.action_space)
         self._splits = None
-        if isinstance(env.action_space, (spaces.MultiDiscrete, spaces.MultiBinary)):
-            self._splits = np.cumsum(nvec(env.action_space))[:-1]
-        if source == "invalid_actions" and not isinstance(env.action_space, spaces.Discrete):
-            raise ActionMaskError("get_invalid_actions() gives indices of a Discrete action space; this env's is " f"{env.action_space}")
+        if isinstance(env.action_space, (spaces.MultiDiscrete, spaces.MultiBinary, *COMPOSITE_SPACES)):
+            self._splits = np.cumsum(mask_parts(env.action_space))[:-1]
+        self._composite = isinstance(env.action_space, COMPOSITE_SPACES)
+        if source == "invalid_actions" and not isinstance(env.action_space, (spaces.Discrete, *COMPOSITE_SPACES)):
+            raise ActionMaskError("get_invalid_actions() gives indices of a Discrete action space (or, nested like it, of "
+                                  f"a Dict/Tuple action space's discrete leaves); this env's is {env.action_space}")
         self._method = None
         if source in ("action_masks", "invalid_actions"):
             self._method = env.get_wrapper_attr("action_masks" if source == "action_masks" else "get_invalid_actions")
@@ -110,9 +115,13 @@ class ActionMask(gym.Wrapper, gym.utils.RecordConstructorArgs):
             raw = obs[MASK_KEY]
         elif self.source == "action_masks":
             raw = self._method()
+        elif self._composite:
+            raw = flatten_mask(self.env.action_space, self._method(), invalid_indices=True)
         else:
             raw = np.ones(self._shape, dtype=bool)
             raw[np.asarray(self._method(), dtype=np.int64)] = False
+        if self._composite and isinstance(raw, (dict, tuple, list)):
+            raw = flatten_mask(self.env.action_space, raw)
         mask = raw if type(raw) is np.ndarray else np.asarray(raw)
         if mask.dtype != bool:
             mask = mask.astype(bool)
