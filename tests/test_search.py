@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import rladapt
+import rladapt.search
 from rladapt import AdaptError, AgentSpec, AutoAdapt
 from rladapt.agents import MCTS, AlphaZero
 from rladapt.search import GameEnv, MinimaxPlayer, PettingZooGame, RandomPlayer, TicTacToeGame, play_match
@@ -221,6 +222,15 @@ def test_mcts_respects_masks_and_shows_visit_shares_in_play():
     assert agent.act(obs, mask) in (0, 8)
     values = agent.action_values(obs, mask).values
     assert values.sum() == pytest.approx(1.0) and values[1:8].sum() == 0
+    with pytest.raises(rladapt.search.GameError, match="tic-tac-toe"):
+        agent.act(np.ones(9, np.float32))  # no position has nine X's
+
+
+def test_mcts_trains_through_the_loop_across_autoreset_steps(tmp_path):
+    agent = MCTS(simulations=30, seed=0)  # the final board of a game (autoreset step) is not searched
+    agent.learn("rladapt/TicTacToe-v0", 60, num_envs=2, run_dir=tmp_path / "run", progress=False)
+    assert agent.num_episodes > 5 and (tmp_path / "run" / "agent.pt").exists()
+    assert rladapt.load(tmp_path / "run" / "agent.pt").hp.game == "tictactoe"
 
 
 def test_mcts_takes_a_connect_four_win_in_one():

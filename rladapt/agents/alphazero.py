@@ -37,7 +37,6 @@ from rladapt.search.selfplay import SelfPlayCollector
 from rladapt.search.tree import Node, best_move, search, value_vector, visit_policy
 from rladapt.spaces import vector_size
 from rladapt.spec import AgentSpec
-from rladapt.types import ActionValues
 
 __all__ = ["AlphaZero", "AlphaZeroConfig"]
 
@@ -232,26 +231,6 @@ class AlphaZero(GameBinding, Agent):
         }
 
     # -- acting ----------------------------------------------------------------------------
-    def act_batch(self, td: TensorDictBase, deterministic: bool = False) -> TensorDictBase:
-        obs = td.get("observation").cpu().numpy()
-        masks = td.get("action_mask", None)
-        masks = None if masks is None else masks.cpu().numpy()
-        actions = []
-        for i in range(len(obs)):
-            root = self.search_root(self.position(obs[i]), None if masks is None else masks[i])
-            if deterministic:
-                actions.append(best_move(root))
-            else:
-                policy = visit_policy(root, self.num_actions)
-                actions.append(int(self.np_random.choice(self.num_actions, p=policy)))
-        td.set("action", torch.as_tensor(actions, dtype=torch.int64, device=td.device))
-        return td
-
-    def action_values(self, obs: Any, mask: np.ndarray | None = None) -> ActionValues:
-        """The share of the search's visits of every move (the terminal view of ``play``)."""
-        root = self.search_root(self.position(obs), mask)
-        return ActionValues(visit_policy(root, self.num_actions), "prob")
-
     # -- learning --------------------------------------------------------------------------
     def make_storage(self, num_envs: int, steps: int) -> PositionReplay:
         return PositionReplay(self.hp.replay_size, vector_size(self.observation_space), self.num_actions)

@@ -20,9 +20,8 @@ from tensordict import TensorDictBase
 from rladapt.agents.base import Agent, AgentConfig
 from rladapt.search.binding import GameBinding
 from rladapt.search.game import TurnBasedGame
-from rladapt.search.tree import best_move, search, visit_policy
+from rladapt.search.tree import best_move, search
 from rladapt.spec import AgentSpec
-from rladapt.types import ActionValues
 
 __all__ = ["MCTS", "MCTSConfig"]
 
@@ -62,36 +61,14 @@ class MCTS(GameBinding, Agent):
 
     def build(self) -> None:
         self.rng = random.Random(self.config.seed)
-        self.register_buffer("searches", torch.zeros((), dtype=torch.int64))  # moves searched (a state for workers)
 
     def search_root(self, game: TurnBasedGame, mask: np.ndarray | None = None) -> Any:
         """The root of a search from ``game``'s position (its ``visits`` per legal move)."""
-        self.searches += 1
         return search(game, self.hp.simulations, "uct", self.hp.c_uct, rng=self.rng, allowed=mask)
 
     def search_player(self) -> Any:
         """A player for :func:`rladapt.search.play_match`: ``game -> move``, by search."""
         return lambda game: best_move(self.search_root(game))
-
-    def act_batch(self, td: TensorDictBase, deterministic: bool = False) -> TensorDictBase:
-        obs = td.get("observation").cpu().numpy()
-        masks = td.get("action_mask", None)
-        masks = None if masks is None else masks.cpu().numpy()
-        actions = []
-        for i in range(len(obs)):
-            root = self.search_root(self.position(obs[i]), None if masks is None else masks[i])
-            if deterministic:
-                actions.append(best_move(root))
-            else:  # in proportion to the visits
-                policy = visit_policy(root, self.game.num_actions)
-                actions.append(int(self.np_random.choice(len(policy), p=policy)))
-        td.set("action", torch.as_tensor(actions, dtype=torch.int64, device=td.device))
-        return td
-
-    def action_values(self, obs: Any, mask: np.ndarray | None = None) -> ActionValues:
-        """The share of the search's visits of every move (the terminal view of ``play``)."""
-        root = self.search_root(self.position(obs), mask)
-        return ActionValues(visit_policy(root, self.game.num_actions), "prob")
 
     def update(self, batch: TensorDictBase, progress: float) -> dict[str, float]:
         """Nothing to learn: the search is the policy."""

@@ -11,14 +11,19 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
+from tensordict import TensorDictBase
 
-from rladapt.search.game import TurnBasedGame, game_for, game_name, make_game
+from rladapt.search.game import GameError, TurnBasedGame, game_for, game_name, make_game
+from rladapt.search.tree import best_move, visit_policy
+from rladapt.types import ActionValues
 
 __all__ = ["GameBinding"]
 
 
 class GameBinding:
-    """Mixin of the search agents: ``bind_env``, the game, and the position of an observation."""
+    """Mixin of the search agents: ``bind_env``, the game, the position of an observation, and
+    acting by search (the agent supplies ``search_root(game, mask)``)."""
 
     _game: TurnBasedGame | None = None
 
@@ -46,3 +51,46 @@ class GameBinding:
     def position(self, observation: Any) -> TurnBasedGame:
         """The game at the position ``observation`` shows (the player to move is the agent)."""
         return self.game.from_observation(np.asarray(observation))
+
+    def act_batch(self, td: TensorDictBase, deterministic: bool = False) -> TensorDictBase:
+        """Search from the position of every observation of the batch: the most visited move
+        (``deterministic``), else a move drawn in proportion to the visits."""
+        return self._search_actions(td, deterministic, lenient=False)
+
+    def explore(self, td: TensorDictBase) -> TensorDictBase:
+        """Collection: as :meth:`act_batch`, except that an observation of a finished game (what
+        a vector env's autoreset step shows; its action is ignored) gets the first valid action."""
+        return self._search_actions(td, False, lenient=True)
+
+    def _search_actions(self, td: TensorDictBase, deterministic: bool, lenient: bool) -> TensorDictBase:
+        obs = td.get("observation").cpu().numpy()
+        masks = td.get("action_mask", None)
+        masks = None if masks is None else masks.cpu().numpy()
+        actions = []
+        for i in range(len(obs)):
+            mask = None if masks is None else masks[i]
+            try:
+                game = self.position(obs[i])
+                playable = not game.is_terminal() and bool(game.legal_actions().any())
+            except GameError:
+                if not lenient:
+                    raise
+                playable = False
+            if not playable:
+                if not lenient:
+                    raise GameError(f"{type(self).__name__} got the observation of a finished game: there is no move to search for")
+                actions.append(0 if mask is None or not mask.any() else int(np.flatnonzero(mask)[0]))
+                continue
+            root = self.search_root(game, mask)
+            if deterministic:
+                actions.append(best_move(root))
+            else:
+                policy = visit_policy(root, self.game.num_actions)
+                actions.append(int(self.np_random.choice(len(policy), p=policy)))
+        td.set("action", torch.as_tensor(actions, dtype=torch.int64, device=td.device))
+        return td
+
+    def action_values(self, obs: Any, mask: np.ndarray | None = None) -> ActionValues:
+        """The share of the search's visits of every move (the terminal view of ``play``)."""
+        root = self.search_root(self.position(obs), mask)
+        return ActionValues(visit_policy(root, self.game.num_actions), "prob")

@@ -200,7 +200,14 @@ class TicTacToeGame(TurnBasedGame):
             board = cells
         elif theirs == mine + 1:  # O to move: +1 are O's marks
             board = -cells
+        elif mine == theirs + 1:  # the env's final board after X's last move (a win or a full board)
+            game = TicTacToeGame(cells)
+            if game.is_terminal():
+                return game
+            board = None
         else:
+            board = None
+        if board is None:
             raise GameError(f"no tic-tac-toe position has {mine} marks of the player to move and {theirs} of the other")
         return TicTacToeGame(board)
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable
-
-import numpy as np
+from typing import Callable, Hashable
 
 from rladapt.search.game import TurnBasedGame
 from rladapt.search.tree import legal_moves
