@@ -7,7 +7,10 @@ Training runs in stages of --stage-games self-play games (in --workers processes
 stage the agent plays --eval-games games from each seat against each opponent (search with
 --eval-simulations, no noise). Then the self-play timing: the same agent plays --timing-games
 games with workers=1 and with workers=2 (wall time per game; the processes are started first).
-Writes ``results.json`` and ``win_rate.png`` into --out.
+Writes ``results.json`` and ``win_rate.png`` into --out. ``--timing-only RUN/agent.pt`` measures
+only the self-play speed of a trained agent: CPU seconds per game in the learner's process
+(workers=0; what a busy shared machine does not distort) and wall seconds per game with workers=1
+and workers=2, with the load average before and after.
 """
 
 from __future__ import annotations
@@ -56,6 +59,19 @@ def timing(agent: AlphaZero, workers: int, games: int) -> float:
         collector.close()
 
 
+def timing_report(agent: AlphaZero, games: int) -> dict[str, float]:
+    report = {"load_before": os.getloadavg()[0]}
+    agent.game  # noqa: B018  (the game made before timing)
+    cpu = time.process_time()
+    for _ in range(games):
+        agent.self_play_game(agent.game.spawn())
+    report["cpu_s_per_game_in_process"] = (time.process_time() - cpu) / games
+    for w in (1, 2):
+        report[f"wall_s_per_game_workers={w}"] = timing(agent, w, games)
+    report["load_after"] = os.getloadavg()[0]
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=9.0, help="training wall-clock budget")
@@ -67,10 +83,19 @@ def main() -> None:
     parser.add_argument("--timing-games", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="benchmarks/results/alphazero_connect4")
+    parser.add_argument("--timing-only", default=None, help="a trained agent's checkpoint: measure self-play speed only")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
+    if args.timing_only:
+        import rladapt
+
+        trained = rladapt.load(args.timing_only)
+        report = timing_report(trained, args.timing_games)
+        print(report, flush=True)
+        (out / "timing.json").write_text(json.dumps(report, indent=1))
+        return
 
     agent = AlphaZero(seed=args.seed, simulations=args.simulations, eval_simulations=args.eval_simulations,
                       dirichlet_alpha=1.0, temperature_moves=8, games_per_iteration=16, gradient_steps=16,
@@ -84,7 +109,7 @@ def main() -> None:
     print(row, flush=True)
     stages = StagedEvaluation(args, rows)
     agent.learn(env, 10_000_000, workers=args.workers, run_dir=out / "run", progress=False, callbacks=[stages])
-    times = {f"workers={w}": timing(agent, w, args.timing_games) for w in (1, 2)}
+    times = timing_report(agent, args.timing_games)
     print(times, flush=True)
     result = {"settings": vars(args), "agent": agent.settings(resolved=True), "rows": rows, "seconds_per_game": times,
               "wall_s": time.perf_counter() - start, "learner_cpu_s": time.process_time() - cpu_start,

@@ -15,6 +15,7 @@ from rladapt import AdaptError, AgentSpec, AutoAdapt
 from rladapt.agents import MCTS, AlphaZero
 from rladapt.search import GameEnv, MinimaxPlayer, PettingZooGame, RandomPlayer, TicTacToeGame, play_match
 from rladapt.search.game import game_for
+from rladapt.spec import bind_agent
 from rladapt.wrappers.state import get_state, set_state, state_facility
 
 SEARCH_SPEC = AgentSpec(observations={"vector", "image"}, actions={"discrete"}, masks=True, needs_env_state=True)
@@ -241,7 +242,8 @@ def test_mcts_takes_a_connect_four_win_in_one():
     obs, info = env.reset(seed=0)
     for move in (0, 6, 0, 6, 0, 5):  # three in column 0 for the first player
         obs, _, _, _, info = env.step(move)
-    agent.evaluate(env, episodes=1)  # binds the game
+    bind_agent(agent, env.observation_space, env.action_space, env=env)  # what learn/evaluate/play do: the game is bound
+    assert agent.hp.game == "connect_four_v3"
     assert agent.act(obs, info["action_mask"]) == 0
 
 
