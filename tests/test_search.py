@@ -276,3 +276,13 @@ def test_alphazero_self_play_in_worker_processes_trains_through_the_loop(tmp_pat
     rows = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert rows and "selfplay/seconds_per_game" in rows[-1] and "train/policy_loss" in rows[-1]
     assert (tmp_path / "run" / "checkpoint.pt").exists()
+    from rladapt.search.selfplay import SelfPlayCollector
+
+    collector = SelfPlayCollector(agent, workers=2)
+    try:
+        batch = collector.collect(agent, 2)  # one game in each worker
+    finally:
+        collector.close()
+    split = collector.episode_lengths[0]  # worker 0's game, then worker 1's
+    first, second = batch["observation"][:split], batch["observation"][split:]
+    assert collector.episodes == 2 and not (len(first) == len(second) and bool((first == second).all()))

@@ -8,6 +8,7 @@ observation shows (:meth:`~rladapt.search.game.TurnBasedGame.from_observation`).
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,14 @@ class GameBinding:
     acting by search (the agent supplies ``search_root(game, mask)``)."""
 
     _game: TurnBasedGame | None = None
+
+    def reseed(self, seed: int | None) -> None:
+        """Seed the search's random sources (tie-breaks, playouts, root noise, move draws): each
+        worker process's copy gets its own seed, so workers do not play the same games."""
+        self.rng = random.Random(seed)
+        self.np_random = np.random.default_rng(seed)
+        if seed is not None:
+            self.generator.manual_seed(seed)
 
     def bind_env(self, env: Any) -> None:
         """Bind the agent to the game behind ``env`` (:func:`rladapt.search.game.game_for`),

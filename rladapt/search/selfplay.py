@@ -48,6 +48,7 @@ def _worker_main(index: int, blueprint: AgentBlueprint, seed: int | None, weight
     torch.set_num_threads(1)
     try:
         agent = blueprint.build(seed)
+        agent.reseed(seed)  # the copies' own random sources: every worker plays other games
         tensors = list(agent_state(agent).values())
         version = -1
         conn.send(("ready",))
