@@ -64,6 +64,7 @@ from rladapt.wrappers import (
 )
 from rladapt.wrappers.masks import SOURCES as MASK_SOURCES
 from rladapt.wrappers.observations import image_target_shape
+from rladapt.wrappers.state import FACILITIES as STATE_FACILITIES, EnvState, get_state, restore_problem, set_state, state_facility
 
 @dataclass(frozen=True)
 class AdaptOptions:
@@ -510,6 +511,17 @@ class _Builder:
         if self.options.clip_rewards and not atari:
             self.wrap("clip_rewards", ClipReward, "reward -> clipped to [-1, 1]", "clip_rewards override; episode statistics keep the raw return", min_reward=-1.0, max_reward=1.0)
 
+    # -- env state (search) ------------------------------------------------------------------
+    def env_state(self) -> None:
+        if not self.spec.needs_env_state:
+            return
+        problem = restore_problem(self.env)
+        if problem is not None:
+            raise AdaptError(f"{self.agent_name} searches from saved env states, but {problem}")
+        facility = state_facility(self.env)
+        self.note("env_state", f"env state saved by {STATE_FACILITIES[facility]}, with every wrapper's state",
+                  f"{self.agent_name} searches from saved states (env.get_state() / env.set_state(state))")
+
     # -- actions -----------------------------------------------------------------------------
     def actions(self) -> None:
         space = self.env.action_space
@@ -715,6 +727,7 @@ class AutoAdapt(gym.Wrapper):
             builder.flatten_images()
         builder.rewards(use_atari)
         builder.actions()
+        builder.env_state()
         super().__init__(builder.env)
         self.plan = Plan(builder.steps)
         self.options = options
@@ -723,6 +736,22 @@ class AutoAdapt(gym.Wrapper):
         # Forward the hot calls straight to the chain: this object adds no per-step work.
         self.step = self.env.step  # type: ignore[method-assign]
         self.reset = self.env.reset  # type: ignore[method-assign]
+
+    def get_state(self) -> EnvState:
+        """The state of the base env and of every wrapper of the chain (time limit, frame stack,
+        episode statistics ...), saved by the env's own facility (:mod:`rladapt.wrappers.state`).
+
+        :raises TypeError: the env cannot be restored (the message names the attribute and the fix).
+        """
+        return get_state(self.env)
+
+    def set_state(self, state: EnvState) -> None:
+        """Restore a state from :meth:`get_state`: stepping on from it gives the same observations,
+        rewards and masks as the first time.
+
+        :param state: what :meth:`get_state` returned.
+        """
+        set_state(self.env, state)
 
     @property
     def spec(self) -> gym.envs.registration.EnvSpec | None:

@@ -95,6 +95,10 @@ SETTING_RULES: dict[str, Rule] = {
     "normalize_observations": _SWITCH, "normalize_rewards": _SWITCH, "fast": _SWITCH, "anneal_clip": _SWITCH,
     "clip_value": _SWITCH, "anneal_lr": _SWITCH, "normalize_advantage": _SWITCH, "rms_prop": _SWITCH,
     "double": _SWITCH, "dueling": _SWITCH, "huber": _SWITCH, "frame_dedup": _SWITCH, "check_finite": _SWITCH,
+    # search (MCTS, AlphaZero)
+    "simulations": _COUNT, "eval_simulations": _COUNT, "games_per_iteration": _COUNT, "replay_size": _COUNT,
+    "temperature_moves": Rule("int", 0), "c_uct": _POSITIVE, "c_puct": _POSITIVE, "dirichlet_alpha": _POSITIVE,
+    "dirichlet_fraction": _FRACTION, "weight_decay": _NON_NEGATIVE, "value_weight": _NON_NEGATIVE,
 }
 
 

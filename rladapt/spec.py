@@ -24,6 +24,9 @@ class AgentSpec:
     :param masks: the agent uses invalid-action masks (``info["action_mask"]``).
     :param frame_stack: frames stacked for Atari games (the standard pipeline uses 4).
     :param preprocess_images: resize large images to 84x84 (Atari: the full standard pipeline).
+    :param needs_env_state: the agent saves and restores the env's state (search: MCTS,
+        AlphaZero); AutoAdapt checks that the adapted env can do it (``env.get_state()`` /
+        ``env.set_state(state)``) and raises ``AdaptError`` naming the cause when it cannot.
     """
 
     observations: frozenset[str] = frozenset({"vector"})
@@ -31,6 +34,7 @@ class AgentSpec:
     masks: bool = False
     frame_stack: int = 4
     preprocess_images: bool = True
+    needs_env_state: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "observations", frozenset(self.observations))
@@ -47,7 +51,7 @@ class AgentSpec:
             raise ValueError(f"frame_stack must be >= 1, got {self.frame_stack}")
 
 
-def bind_agent(agent, observation_space, action_space, family: str | None = None) -> None:
+def bind_agent(agent, observation_space, action_space, family: str | None = None, env=None) -> None:
     """Bind ``agent`` to an adapted env: record the env's family, then call its ``setup``.
 
     The family (:func:`rladapt.adapt.env_family`) is set as ``agent.env_family`` before
@@ -59,7 +63,11 @@ def bind_agent(agent, observation_space, action_space, family: str | None = None
     :param observation_space: the adapted env's single observation space.
     :param action_space: the adapted env's single action space.
     :param family: the env's family; None: ``"other"``.
+    :param env: the adapted env, for agents that read more of it than its spaces: an agent with
+        a ``bind_env(env)`` method gets it after ``setup`` (the search agents find their game).
     """
     if getattr(agent, "observation_space", None) is None:
         agent.env_family = family or "other"
     agent.setup(observation_space, action_space)
+    if env is not None and callable(getattr(agent, "bind_env", None)):
+        agent.bind_env(env)

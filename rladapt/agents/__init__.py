@@ -6,6 +6,8 @@ serve every agent.
 """
 
 from rladapt.agents.a2c import A2C
+from rladapt.agents.alphazero import AlphaZero
+from rladapt.agents.mcts import MCTS
 from rladapt.agents.base import Agent, AgentConfig
 from rladapt.agents.dqn import DQN
 from rladapt.agents.off_policy import EpsilonGreedyAgent, OffPolicyAgent, OffPolicyConfig
@@ -19,4 +21,5 @@ from rladapt.types import ActionValues, EvalResult
 __all__ = [
     "Agent", "AgentConfig", "ActionValues", "EvalResult", "OnPolicyAgent", "OnPolicyConfig", "OffPolicyAgent",
     "OffPolicyConfig", "EpsilonGreedyAgent", "PPO", "A2C", "DQN", "SAC", "QLearning", "RandomAgent",
+    "MCTS", "AlphaZero",
 ]

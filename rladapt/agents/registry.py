@@ -106,4 +106,5 @@ def agents_accepting(*, observation: str | None = None, action: str | None = Non
         and (observation is None or observation in cls.spec.observations)
         and (action is None or action in cls.spec.actions)
         and cls.__name__ != "RandomAgent"
+        and not cls.spec.needs_env_state  # search agents play games only: never the general suggestion
     )

@@ -43,7 +43,15 @@ def make_collector(agent: Any, source: EnvSource, num_envs: int, workers: int | 
         ``"distributed"`` (this process must be rank 0 of a ``torchrun`` group).
     :param vectorization: in-process only: ``"sync"`` (default) or ``"async"`` (gymnasium's
         AsyncVectorEnv, a process per env).
+
+    An agent whose data does not come from stepping envs supplies its own collector with a
+    ``make_collector(source, num_envs, workers)`` method (None: the usual ones).
     """
+    own = getattr(agent, "make_collector", None)
+    if callable(own):  # a flow that is not collect-then-update (AlphaZero's self-play games)
+        collector = own(source, num_envs, workers)
+        if collector is not None:
+            return collector
     if workers == "distributed":
         from rladapt.collect.distributed import DistributedCollector
 

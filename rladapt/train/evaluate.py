@@ -47,7 +47,7 @@ def evaluate(
     probe = source.probe
     recorder = None
     try:
-        bind_agent(agent, probe.observation_space, probe.action_space, source.family)
+        bind_agent(agent, probe.observation_space, probe.action_space, source.family, env=probe)
         masks = bool(agent.spec.masks and source.masks)
         returns, lengths = [], []
         if video_dir is not None:

@@ -176,7 +176,7 @@ def learn(
                              "(pass callbacks=[CheckpointCallback(every, directory=...)] instead)")
     source = EnvSource(env, agent)
     try:
-        bind_agent(agent, source.observation_space, source.action_space, source.family)
+        bind_agent(agent, source.observation_space, source.action_space, source.family, env=source.probe)
         agent.use_masks = bool(agent.spec.masks and source.masks)
         remote = bool(workers)
         if source.kind == "vector":

@@ -63,7 +63,7 @@ def play(
     """
     out = file if file is not None else sys.stdout
     view, made_here = _viewing_env(agent, env, render)
-    bind_agent(agent, view.observation_space, view.action_space, getattr(view, "family", None))
+    bind_agent(agent, view.observation_space, view.action_space, getattr(view, "family", None), env=view)
     masks = bool(view.metadata.get("action_mask"))
     n = int(view.action_space.n) if isinstance(view.action_space, gym.spaces.Discrete) else None
     names = action_names(view, n) if n is not None else []

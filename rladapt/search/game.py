@@ -1,0 +1,414 @@
+"""The turn-based game interface every search works on, and its adapters.
+
+A search (MCTS, AlphaZero) needs more than a gymnasium env gives: whose turn it is, the legal
+moves, the outcome for every player, and a way to save a position and come back to it. That is
+:class:`TurnBasedGame`, defined once here; the adapters:
+
+- :class:`TicTacToeGame`: rladapt's tic-tac-toe board (:mod:`rladapt.envs.tictactoe`) seen by two
+  players (the env itself always answers with its built-in opponent);
+- :class:`PettingZooGame`: a PettingZoo AEC game (``tictactoe_v3``, ``connect_four_v3``, ...): the
+  observation and ``action_mask`` of the agent to move, per-agent rewards, and its state saved and
+  restored by :mod:`rladapt.wrappers.state` (its wrappers included).
+
+:func:`game_for` finds the game behind an env (adapted or not). A game's observation is the one the
+player to move would get from the env, so a network trained in self-play reads the env's
+observations unchanged, and :meth:`TurnBasedGame.from_observation` rebuilds the position an
+observation shows (the search starts there when the agent acts in an env).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Hashable
+
+import numpy as np
+
+from rladapt.envs.tictactoe import LINES, TicTacToeEnv
+from rladapt.wrappers.state import get_state, set_state
+
+__all__ = ["GAMES", "GameError", "PettingZooGame", "TicTacToeGame", "TurnBasedGame", "game_for", "game_name", "make_game", "register_game"]
+
+
+class GameError(TypeError):
+    """No turn-based game is behind an env, or an observation shows no position of the game."""
+
+
+class TurnBasedGame(ABC):
+    """A game of ``num_players`` players taking turns, for search.
+
+    Players are numbered from 0. ``outcome()`` is meaningful once ``is_terminal()``: one return
+    per player (+1 win, -1 loss, 0 draw in the two-player games here). ``clone()`` returns an
+    opaque saved position that ``restore`` goes back to, any number of times.
+    """
+
+    #: Number of players.
+    num_players: int = 2
+    #: Number of actions (the legal ones are a subset, :meth:`legal_actions`).
+    num_actions: int
+    #: The shape of :meth:`observation`.
+    observation_shape: tuple[int, ...]
+    #: Names of the actions, for the terminal view.
+    action_names: tuple[str, ...] = ()
+
+    @abstractmethod
+    def reset(self, seed: int | None = None) -> None:
+        """Go to the starting position."""
+
+    @abstractmethod
+    def current_player(self) -> int:
+        """The player to move."""
+
+    @abstractmethod
+    def legal_actions(self) -> np.ndarray:
+        """A bool mask of shape ``(num_actions,)``: True where the move is legal."""
+
+    @abstractmethod
+    def step(self, action: int) -> None:
+        """Play ``action`` for the player to move."""
+
+    @abstractmethod
+    def is_terminal(self) -> bool:
+        """Whether the game is over."""
+
+    @abstractmethod
+    def outcome(self) -> np.ndarray:
+        """float64 ``(num_players,)``: each player's return (final once the game is over)."""
+
+    @abstractmethod
+    def observation(self) -> np.ndarray:
+        """What the player to move observes (the env's observation for that seat)."""
+
+    @abstractmethod
+    def clone(self) -> Any:
+        """The position, saved."""
+
+    @abstractmethod
+    def restore(self, state: Any) -> None:
+        """Go back to a position saved by :meth:`clone`."""
+
+    @abstractmethod
+    def key(self) -> Hashable:
+        """A hashable key of the position (transposition tables, memoised minimax)."""
+
+    @abstractmethod
+    def from_observation(self, observation: np.ndarray) -> "TurnBasedGame":
+        """A new game at the position ``observation`` shows (flattened observations are accepted).
+
+        :raises GameError: the observation shows no position of this game.
+        """
+
+    def spawn(self) -> "TurnBasedGame":
+        """A new, independent game of the same kind at the starting position."""
+        game = self.from_observation(self._start_observation())
+        return game
+
+    def _start_observation(self) -> np.ndarray:
+        saved = self.clone()
+        self.reset()
+        obs = self.observation().copy()
+        self.restore(saved)
+        return obs
+
+
+class TicTacToeGame(TurnBasedGame):
+    """Tic-tac-toe for two players on the board of :class:`~rladapt.envs.tictactoe.TicTacToeEnv`.
+
+    Player 0 is X and moves first. :meth:`observation` is the env's: a float32 ``(9,)`` board,
+    +1 for the marks of the player to move, -1 for the other's, 0 empty; so the observation the
+    env gives its agent (X, to move) is the position for player 0 to move.
+
+    :param board: the starting cells, +1 X, -1 O, 0 empty (default: the empty board).
+    """
+
+    num_players = 2
+    num_actions = 9
+    observation_shape = (9,)
+    action_names = TicTacToeEnv.action_names
+
+    def __init__(self, board: Any = None) -> None:
+        self._start = [0] * 9 if board is None else [int(v) for v in np.asarray(board).reshape(9)]
+        self.reset()
+
+    def reset(self, seed: int | None = None) -> None:
+        self.board = list(self._start)
+        self.to_move = 0 if sum(v != 0 for v in self.board) % 2 == 0 else 1
+        self.winner = self._find_winner()
+
+    def _find_winner(self) -> int | None:
+        for a, b, c in LINES:
+            line = self.board[a] + self.board[b] + self.board[c]
+            if line == 3:
+                return 0
+            if line == -3:
+                return 1
+        return None
+
+    def current_player(self) -> int:
+        return self.to_move
+
+    def legal_actions(self) -> np.ndarray:
+        if self.is_terminal():
+            return np.zeros(9, dtype=bool)
+        return np.array([v == 0 for v in self.board])
+
+    def legal_list(self) -> list[int]:
+        """The legal moves as a list (the fast path of the searches)."""
+        if self.is_terminal():
+            return []
+        return [i for i, v in enumerate(self.board) if v == 0]
+
+    def step(self, action: int) -> None:
+        action = int(action)
+        if self.is_terminal() or not 0 <= action < 9 or self.board[action] != 0:
+            raise ValueError(f"cell {action} is not a legal move on the board {self.board} (player {self.to_move} to move)")
+        mark = 1 if self.to_move == 0 else -1
+        self.board[action] = mark
+        for a, b, c in LINES:
+            if action in (a, b, c) and self.board[a] + self.board[b] + self.board[c] == 3 * mark:
+                self.winner = self.to_move
+                break
+        self.to_move = 1 - self.to_move
+
+    def is_terminal(self) -> bool:
+        return self.winner is not None or 0 not in self.board
+
+    def outcome(self) -> np.ndarray:
+        if self.winner is None:
+            return np.zeros(2)
+        return np.array([1.0, -1.0]) if self.winner == 0 else np.array([-1.0, 1.0])
+
+    def observation(self) -> np.ndarray:
+        sign = 1 if self.to_move == 0 else -1
+        return np.array(self.board, dtype=np.float32) * sign
+
+    def clone(self) -> tuple[list[int], int, int | None]:
+        return list(self.board), self.to_move, self.winner
+
+    def restore(self, state: tuple[list[int], int, int | None]) -> None:
+        board, self.to_move, self.winner = state
+        self.board = list(board)
+
+    def key(self) -> Hashable:
+        return tuple(self.board)
+
+    def from_observation(self, observation: np.ndarray) -> "TicTacToeGame":
+        cells = np.asarray(observation, dtype=np.float64).reshape(-1)
+        if cells.shape != (9,) or not np.isin(cells, (-1.0, 0.0, 1.0)).all():
+            raise GameError(f"a tic-tac-toe observation is 9 cells of -1, 0 or +1, got {np.asarray(observation).tolist()}")
+        mine, theirs = int((cells == 1).sum()), int((cells == -1).sum())
+        if mine == theirs:  # X (player 0) to move: +1 are X's marks
+            board = cells
+        elif theirs == mine + 1:  # O to move: +1 are O's marks
+            board = -cells
+        elif mine == theirs + 1:  # the env's final board after X's last move (a win or a full board)
+            game = TicTacToeGame(cells)
+            if game.is_terminal():
+                return game
+            board = None
+        else:
+            board = None
+        if board is None:
+            raise GameError(f"no tic-tac-toe position has {mine} marks of the player to move and {theirs} of the other")
+        return TicTacToeGame(board)
+
+
+#: How the PettingZoo classic board games store their board: the attribute path of the flat list
+#: of cells (0 empty, 1 the first player's piece, 2 the second's), and its observation's layout.
+_PETTINGZOO_BOARDS = {
+    "tictactoe_v3": ("board.squares", (3, 3)),
+    "connect_four_v3": ("board", (6, 7)),
+}
+
+
+class PettingZooGame(TurnBasedGame):
+    """A PettingZoo AEC game (``tictactoe_v3``, ``connect_four_v3`` ...) as a :class:`TurnBasedGame`.
+
+    The player to move is ``agent_selection``; its observation and legal moves are
+    ``observe(agent)["observation"]`` and ``["action_mask"]``; the outcome is each agent's
+    cumulative reward. Positions are saved with :func:`rladapt.wrappers.state.get_state` (every
+    PettingZoo wrapper's state too). :meth:`from_observation` knows the boards of the classic
+    games in :data:`_PETTINGZOO_BOARDS` (the observation's two planes are the mover's and the
+    other's pieces).
+
+    :param env: an AEC env (``connect_four_v3.env()``); it is reset here.
+    :param seed: seed of the first reset.
+    """
+
+    def __init__(self, env: Any, seed: int | None = None) -> None:
+        for name in ("observe", "possible_agents", "last"):
+            if not hasattr(env, name):
+                raise GameError(f"{type(env).__name__} is not a PettingZoo AEC env (it has no {name})")
+        self.env = env
+        self.name = env.metadata.get("name", type(env.unwrapped).__name__)
+        self.agents = list(env.possible_agents)
+        self.num_players = len(self.agents)
+        self.num_actions = int(env.action_space(self.agents[0]).n)
+        self.observation_shape = tuple(env.observation_space(self.agents[0])["observation"].shape)
+        self.reset(seed)
+
+    def reset(self, seed: int | None = None) -> None:
+        self.env.reset(seed=seed)
+        self._cached: dict[str, Any] | None = None
+
+    def _observed(self) -> dict[str, Any]:
+        if self._cached is None:
+            self._cached = self.env.observe(self.env.agent_selection)
+        return self._cached
+
+    def current_player(self) -> int:
+        return self.agents.index(self.env.agent_selection)
+
+    def legal_actions(self) -> np.ndarray:
+        if self.is_terminal():
+            return np.zeros(self.num_actions, dtype=bool)
+        return np.asarray(self._observed()["action_mask"], dtype=bool)
+
+    def step(self, action: int) -> None:
+        if not self.legal_actions()[int(action)]:
+            raise ValueError(f"action {action} is not legal for {self.env.agent_selection} in {self.name}")
+        self.env.step(int(action))
+        self._cached = None
+
+    def is_terminal(self) -> bool:
+        env = self.env
+        return not env.agents or all(env.terminations[a] or env.truncations[a] for a in env.agents)
+
+    def outcome(self) -> np.ndarray:
+        rewards = self.env._cumulative_rewards
+        return np.array([float(rewards.get(a, 0.0)) for a in self.agents])
+
+    def observation(self) -> np.ndarray:
+        return np.asarray(self._observed()["observation"])
+
+    def clone(self) -> Any:
+        return get_state(self.env)
+
+    def restore(self, state: Any) -> None:
+        set_state(self.env, state)
+        self._cached = None
+
+    def _cells(self) -> tuple[list[int], Any, str]:
+        if self.name not in _PETTINGZOO_BOARDS:
+            raise GameError(f"rladapt does not know how {self.name} stores its board: search works in self-play, but "
+                            f"acting from an observation needs one of {sorted(_PETTINGZOO_BOARDS)}")
+        path, _ = _PETTINGZOO_BOARDS[self.name]
+        holder: Any = self.env.unwrapped
+        parts = path.split(".")
+        for part in parts[:-1]:
+            holder = getattr(holder, part)
+        return getattr(holder, parts[-1]), holder, parts[-1]
+
+    def key(self) -> Hashable:
+        cells, _, _ = self._cells()
+        return tuple(cells)
+
+    def from_observation(self, observation: np.ndarray) -> "PettingZooGame":
+        cells_now, _, _ = self._cells()
+        _, shape = _PETTINGZOO_BOARDS[self.name]
+        planes = np.asarray(observation).reshape(*shape, 2)
+        mine, theirs = planes[..., 0].astype(bool), planes[..., 1].astype(bool)
+        if (mine & theirs).any() or theirs.sum() - mine.sum() not in (0, 1):
+            raise GameError(f"the observation shows no {self.name} position ({int(mine.sum())} pieces of the player to move, "
+                            f"{int(theirs.sum())} of the other)")
+        mover = 0 if mine.sum() == theirs.sum() else 1
+        board = np.zeros(shape, dtype=np.int64)
+        board[mine] = mover + 1
+        board[theirs] = 2 - mover
+        import copy
+
+        game = PettingZooGame.__new__(PettingZooGame)
+        game.__dict__.update({k: v for k, v in self.__dict__.items() if k != "env"})
+        game.env = copy.deepcopy(self.env)
+        game.reset()
+        cells, holder, attribute = game._cells()
+        if not isinstance(cells, list):
+            raise GameError(f"{self.name} stores its board as {type(cells).__name__}, not a list of cells")
+        setattr(holder, attribute, [int(v) for v in board.reshape(-1)])
+        if mover == 1:  # the second player to move: its turn, and the first player's after it
+            raw = game.env.unwrapped
+            raw.agent_selection = raw._agent_selector.next()
+        game._cached = None
+        return game
+
+
+def game_for(env: Any) -> TurnBasedGame:
+    """The turn-based game behind ``env``: rladapt's TicTacToe env (adapted or not), a
+    :class:`~rladapt.search.env.GameEnv`, a PettingZoo AEC env, or a gymnasium env whose chain
+    holds one (a single-agent view of a PettingZoo game).
+
+    :param env: the env.
+    :raises GameError: no game is found (the message names what is supported).
+    """
+    if isinstance(env, TurnBasedGame):
+        return env
+    base = getattr(env, "unwrapped", env)
+    if isinstance(base, TicTacToeEnv):
+        return TicTacToeGame()
+    game = getattr(base, "game", None)
+    if isinstance(game, TurnBasedGame):
+        return game.spawn()
+    if hasattr(env, "possible_agents") and hasattr(env, "observe"):
+        import copy
+
+        return PettingZooGame(copy.deepcopy(env))
+    for value in vars(base).values():  # a gymnasium view of an AEC game holds the AEC env
+        if hasattr(value, "observe") and hasattr(value, "possible_agents"):
+            import copy
+
+            return PettingZooGame(copy.deepcopy(value))
+    raise GameError(
+        f"search needs a turn-based game, and {type(base).__name__} is none rladapt knows: use rladapt/TicTacToe-v0, "
+        f"a PettingZoo AEC game (rladapt.search.GameEnv.pettingzoo(connect_four_v3.env())), or a "
+        f"rladapt.search.GameEnv over your own TurnBasedGame"
+    )
+
+
+def _pettingzoo(name: str) -> TurnBasedGame:
+    import importlib
+
+    module = importlib.import_module(f"pettingzoo.classic.{name}")
+    return PettingZooGame(module.env())
+
+
+#: Games the search agents know by name (their ``game`` setting): name -> zero-argument factory.
+GAMES: dict[str, Any] = {
+    "tictactoe": TicTacToeGame,
+    "tictactoe_v3": lambda: _pettingzoo("tictactoe_v3"),
+    "connect_four_v3": lambda: _pettingzoo("connect_four_v3"),
+}
+
+
+def register_game(name: str, factory: Any) -> None:
+    """Make a game known by ``name`` to the search agents' ``game`` setting (and checkpoints).
+
+    :param name: the name (``MCTS(game=name)``).
+    :param factory: zero-argument callable returning a :class:`TurnBasedGame` at its start.
+    """
+    GAMES[name] = factory
+
+
+def make_game(name: str) -> TurnBasedGame:
+    """The game registered as ``name`` (:data:`GAMES`), at its starting position.
+
+    :raises ValueError: an unknown name (the message lists the known ones).
+    """
+    if name not in GAMES:
+        raise ValueError(f"unknown game {name!r}; known games: {sorted(GAMES)} (rladapt.search.game.register_game adds one)")
+    return GAMES[name]()
+
+
+def game_name(game: TurnBasedGame) -> str:
+    """The registered name of ``game``'s kind (what the agents' ``game`` setting records).
+
+    :raises GameError: the game's kind is not registered.
+    """
+    if isinstance(game, TicTacToeGame):
+        return "tictactoe"
+    name = getattr(game, "name", None)
+    if isinstance(game, PettingZooGame) and name in GAMES:
+        return name
+    for key, factory in GAMES.items():
+        if factory is type(game):
+            return key
+    raise GameError(f"{type(game).__name__} is not registered: rladapt.search.game.register_game(name, factory) makes it "
+                    f"known to the search agents")
