@@ -156,7 +156,7 @@ class HumanOpponent(Opponent):
         n, start = int(space.n), int(space.start)
         names = action_names(seats, n)
         legal = list(range(n)) if mask is None else [i for i in range(n) if mask[i]]
-        print(f"your move (seat {seats.to_move_seat if hasattr(seats, 'to_move_seat') else '?'}):", file=out)
+        print(f"your move (seat {seats.to_move}):", file=out)
         print(board_text(seats, obs), file=out)
         print("legal moves: " + ", ".join(f"{i + start}={names[i]}" if names[i] != str(i) else str(i + start) for i in legal), file=out)
         if self.advisor is not None and getattr(self.advisor, "observation_space", None) is not None:
@@ -164,7 +164,7 @@ class HumanOpponent(Opponent):
             if view is not None:
                 values, kind = view
                 best = int(np.argmax(np.where(np.asarray(mask, dtype=bool), values, -np.inf))) if mask is not None else int(np.argmax(values))
-                print(f"{type(self.advisor).__name__}'s view of your moves:", file=out)
+                print(f"{type(self.advisor).__name__}'s view of your moves (-> its pick):", file=out)
                 print(format_action_values(values, kind, best, names, mask), file=out)
         stream = self.input or sys.stdin
         while True:
@@ -343,22 +343,14 @@ def opponent_seats(env: Any) -> Any:
 def bind_learner(envs: Any, agent: Any) -> None:
     """Bind ``agent`` to the learner-policy opponents of ``envs`` (one env or a vector env).
 
-    :raises RuntimeError: for a vector env whose envs run in subprocesses
-        (``vectorization="async"``), which cannot reach the agent, when an opponent needs it;
-        and for a human opponent in a vector env (people play through ``play`` and ``evaluate``).
+    :raises RuntimeError: for a human opponent in a vector env (people play through ``play``
+        and ``evaluate``, not in training).
     """
     if isinstance(envs, gym.vector.VectorEnv):
+        # Subprocess envs (vectorization="async") cannot reach this process's agent: their
+        # learner-policy opponents raise when they first move, naming the fix.
         inner = getattr(envs, "envs", None)
         if inner is None:
-            try:
-                needs = envs.get_attr("needs_learner")
-            except Exception:  # noqa: BLE001 - envs without seats: nothing to bind
-                return
-            if any(needs):
-                raise RuntimeError(
-                    "opponent 'self' (or a snapshot pool) plays the learner's policy, which subprocess envs "
-                    "(vectorization='async') cannot reach; use vectorization='sync' or workers=N"
-                )
             return
         for env in inner:
             seats = opponent_seats(env)

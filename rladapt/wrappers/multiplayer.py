@@ -259,6 +259,11 @@ class OpponentSeats(gym.Wrapper, gym.utils.RecordConstructorArgs):
             if bind is not None:
                 bind(agent)
 
+    @property
+    def to_move(self) -> int:
+        """The seat to move now (-1 once the game is over)."""
+        return self._to_move
+
     def opponent_at(self, seat: int) -> Any:
         """The opponent playing ``seat`` this episode."""
         others = [s for s in range(self.num_players) if s != self.seat]
