@@ -115,12 +115,15 @@ class AgentOpponent(Opponent):
         self.rng = np.random.default_rng()
 
     def act(self, obs: Any, mask: np.ndarray | None, seats: gym.Env) -> Any:
-        if self.agent is None:
-            from rladapt.checkpoint import load
+        if self.agent is None or getattr(self.agent, "observation_space", None) is None:
+            # Collectors step envs under inference mode: weights made there could never be loaded into again.
+            with torch.inference_mode(False):
+                if self.agent is None:
+                    from rladapt.checkpoint import load
 
-            self.agent = load(self.path)
-        if getattr(self.agent, "observation_space", None) is None:
-            bind_agent(self.agent, seats.observation_space, seats.action_space, seats.family)
+                    self.agent = load(self.path)
+                if getattr(self.agent, "observation_space", None) is None:
+                    bind_agent(self.agent, seats.observation_space, seats.action_space, seats.family)
         return _act(self.agent, obs, mask, self.deterministic)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -231,7 +234,8 @@ class SelfPlay(Opponent):
                 "subprocesses without the agent: use workers=N instead)"
             )
         if getattr(self.learner, "observation_space", None) is None:
-            bind_agent(self.learner, seats.observation_space, seats.action_space, seats.family)
+            with torch.inference_mode(False):  # the learner's weights must stay trainable
+                bind_agent(self.learner, seats.observation_space, seats.action_space, seats.family)
         return self.learner
 
     def act(self, obs: Any, mask: np.ndarray | None, seats: gym.Env) -> Any:
@@ -275,6 +279,12 @@ class SnapshotPool(SelfPlay):
         if learner is None or getattr(learner, "observation_space", None) is None:
             self.playing = None
             return
+        # Collectors reset envs under inference mode; snapshots and the player's weights are made
+        # outside it, so that they can be loaded in and out of it.
+        with torch.inference_mode(False), torch.no_grad():
+            self._choose(learner, rng)
+
+    def _choose(self, learner: Any, rng: np.random.Generator) -> None:
         while learner.num_timesteps >= self._next:  # a snapshot per `every` steps passed
             state = {k: v.detach().clone().cpu() for k, v in learner.state_dict().items()}
             self.snapshots = (self.snapshots + [(self._next, state)])[-self.size:]

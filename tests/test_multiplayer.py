@@ -11,17 +11,15 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium import spaces
 from gymnasium.utils.env_checker import check_env
-from pettingzoo.classic import connect_four_v3, tictactoe_v3
+from pettingzoo.classic import connect_four_v3, go_v5, tictactoe_v3
 
 import rladapt.envs  # noqa: F401  (registers rladapt/TicTacToe-v0)
 from rladapt import AdaptError, AutoAdapt
-from rladapt.agents import DQN, PPO
+from rladapt.agents import A2C, DQN, PPO
 from rladapt.opponents import Opponent, SnapshotPool, opponent_seats
-
-# A short self-play budget that the default suite affords (see test_self_play_ppo_beats_random).
-SELF_PLAY = dict(n_steps=128, ent_coef=0.01, gamma=0.99, gae_lambda=0.95)
 
 
 class LowestLegal(Opponent):
@@ -57,7 +55,8 @@ class Nim(gym.Env):
         return np.array([self.sticks], np.float32), rewards, self.sticks == 0, False, {}
 
 
-@pytest.mark.parametrize("make", [tictactoe_v3.env, connect_four_v3.env], ids=["tictactoe_v3", "connect_four_v3"])
+@pytest.mark.parametrize("make", [tictactoe_v3.env, connect_four_v3.env, lambda: go_v5.env(board_size=5)],
+                         ids=["tictactoe_v3", "connect_four_v3", "go_v5"])
 def test_pettingzoo_board_games_adapt_and_pass_check_env(make: Any) -> None:
     env = AutoAdapt(make(), PPO(seed=0))
     assert env.plan.rules[:2] == ["pettingzoo_turns", "enforce_spaces"]
@@ -127,18 +126,17 @@ def test_rladapt_tictactoe_plays_two_seats_without_its_fixed_opponent() -> None:
     assert AutoAdapt(gym.make("rladapt/TicTacToe-v0"), DQN(seed=0)).plan.step("opponent_seats") is None
 
 
-def test_self_play_ppo_beats_random_from_both_seats_without_illegal_moves() -> None:
-    agent = PPO(seed=0, **SELF_PLAY)
+def test_self_play_dqn_beats_random_from_both_seats_without_illegal_moves() -> None:
+    # DQN against a pool of its own past versions (never against random) for 40k steps: ~35 s of CPU.
+    agent = DQN(seed=0)
     env = AutoAdapt(tictactoe_v3.env(), agent, opponent=SnapshotPool(every=5_000, latest=0.5))
-    agent.learn(env, 60_000, progress=False, run_dir=False)
-    pool = opponent_seats(env).opponents[0]
-    assert [step for step, _ in pool.snapshots][:2] == [5_000, 10_000]
+    agent.learn(env, 40_000, progress=False, run_dir=False)
     result = agent.evaluate(env, episodes=200, opponent="random", seed=1)
     assert result.opponent == "random" and sorted(result.by_seat()) == [0, 1]
     assert all(seat["games"] == 100 for seat in result.by_seat().values())
+    assert result.rates()["win"] >= 0.9, result.by_seat()
     for seat, rates in result.by_seat().items():
-        assert rates["win"] + rates["draw"] >= 0.9, (seat, rates)
-    assert result.rates()["win"] >= 0.8, result
+        assert rates["win"] >= 0.8 and rates["loss"] <= 0.1, (seat, rates)
     # Masks: never an illegal move, from either seat (the agent's moves are checked against the legal ones).
     obs, info = env.reset(seed=2)
     for _ in range(50):
@@ -157,6 +155,20 @@ def test_self_play_reaches_worker_processes() -> None:
     assert agent.num_episodes > 0
     result = agent.evaluate(env, episodes=4, opponent="self")
     assert result.opponent == "self" and set(result.seats.tolist()) == {0, 1}
+
+
+def test_snapshot_pool_plays_past_versions_of_an_a2c_learner() -> None:
+    agent = A2C(seed=0)
+    pool = SnapshotPool(every=256, size=3, latest=0.0)
+    env = AutoAdapt(tictactoe_v3.env(), agent, opponent=pool)
+    agent.learn(env, 1_024, num_envs=1, progress=False, run_dir=False)
+    assert [step for step, _ in pool.snapshots] == [256, 512, 768]  # taken at resets, every 256 steps
+    env.reset(seed=0)
+    assert [step for step, _ in pool.snapshots] == [512, 768, 1024]  # the newest 3 kept
+    assert pool.playing in (512, 768, 1024)  # latest=0: always a snapshot, played by a copy of the agent
+    snapshot = dict(pool.snapshots)[pool.playing]
+    played = pool._player.state_dict()
+    assert all(torch.equal(played[k], v) for k, v in snapshot.items())
 
 
 def test_human_plays_through_stdin_and_bad_moves_are_refused_with_the_reason() -> None:
@@ -222,9 +234,10 @@ def test_cli_play_lets_a_human_play_a_saved_agent(tmp_path: Any, monkeypatch: An
 
 
 @pytest.mark.slow
-def test_self_play_ppo_long_run_wins_against_random_from_both_seats() -> None:
-    agent = PPO(seed=0, **SELF_PLAY)
+def test_self_play_dqn_long_run_wins_against_random_from_both_seats() -> None:
+    agent = DQN(seed=0)
     env = AutoAdapt(tictactoe_v3.env(), agent, opponent=SnapshotPool(every=10_000, latest=0.5))
-    agent.learn(env, 200_000, progress=False, run_dir=False)
+    agent.learn(env, 150_000, progress=False, run_dir=False)
     result = agent.evaluate(env, episodes=400, opponent="random", seed=1)
     assert result.rates()["win"] >= 0.9, result.by_seat()
+    assert all(rates["loss"] <= 0.05 for rates in result.by_seat().values()), result.by_seat()

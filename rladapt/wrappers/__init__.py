@@ -3,6 +3,7 @@
 from rladapt.wrappers.actions import ArgmaxAction, FlattenMultiDiscreteAction, UnitBoxAction, product_mask
 from rladapt.wrappers.checks import EnforceSpaces
 from rladapt.wrappers.masks import ActionMask, detect_mask_source, mask_shape
+from rladapt.wrappers.multiplayer import NextPlayerTurns, OpponentSeats, PettingZooTurns
 from rladapt.wrappers.rewards import ClipReward
 from rladapt.wrappers.statistics import EpisodeStatistics
 from rladapt.wrappers.time import FrameStack
@@ -26,6 +27,9 @@ __all__ = [
     "FlattenMultiDiscreteAction",
     "FrameStack",
     "NestedObservation",
+    "NextPlayerTurns",
+    "OpponentSeats",
+    "PettingZooTurns",
     "UnitBoxAction",
     "VectorObservation",
     "detect_mask_source",
