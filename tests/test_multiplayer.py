@@ -219,18 +219,19 @@ def test_bad_opponent_specs_get_clear_errors() -> None:
         PPO(seed=0).evaluate("CartPole-v1", episodes=1, opponent="random")
 
 
-def test_cli_play_lets_a_human_play_a_saved_agent(tmp_path: Any, monkeypatch: Any, capsys: Any) -> None:
+def test_cli_trains_against_a_pool_evaluates_per_seat_and_lets_a_human_play(tmp_path: Any, monkeypatch: Any, capsys: Any) -> None:
     from rladapt.cli import main
 
-    agent = PPO(seed=0)
-    agent.learn(AutoAdapt(tictactoe_v3.env(), agent), 256, progress=False, run_dir=False)
-    path = agent.save(tmp_path / "agent.pt")
-    monkeypatch.setattr("sys.stdin", io.StringIO("".join(f"{cell}\n" for cell in range(9))))
-    assert main(["play", "pettingzoo.classic.tictactoe_v3", "--agent", str(path), "--human", "--seat", "1"]) == 0
-    text = capsys.readouterr().out
-    assert "your move (seat 1)" in text and "vs human, seat 0:" in text
-    assert main(["eval", str(path), "--env", "pettingzoo.classic.tictactoe_v3", "--opponent", "random", "--episodes", "4"]) == 0
+    run = tmp_path / "run"
+    assert main(["train", "pettingzoo.classic.tictactoe_v3", "--agent", "dqn", "--opponent", "pool", "--steps", "512",
+                 "--seed", "0", "--run-dir", str(run), "--no-progress"]) == 0
+    assert "opponents: pool" in capsys.readouterr().out
+    assert main(["eval", str(run), "--opponent", "random", "--episodes", "4"]) == 0  # the env from config.json
     assert "vs random, seat 1: win" in capsys.readouterr().out
+    monkeypatch.setattr("sys.stdin", io.StringIO("".join(f"{cell}\n" for cell in range(9))))
+    assert main(["play", "pettingzoo.classic.tictactoe_v3", "--agent", str(run), "--human", "--seat", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "your move (seat 1)" in text and "DQN's view of your moves" in text and "vs human, seat 0:" in text
 
 
 @pytest.mark.slow

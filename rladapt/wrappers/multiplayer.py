@@ -90,6 +90,11 @@ class PettingZooTurns(gym.Env):
         self.num_players = len(self.players)
         self.render_mode = getattr(env, "render_mode", None)
         self.metadata = {**dict(getattr(env, "metadata", {}) or {}), "num_players": self.num_players}
+        # The game's id (pettingzoo.classic.tictactoe_v3): what runs are named by and what
+        # ``AutoAdapt("pettingzoo.classic.tictactoe_v3", agent)`` and the command line make again.
+        module, name = type(env.unwrapped).__module__.split("."), self.metadata.get("name")
+        #: ``pettingzoo.<family>.<game>`` for PettingZoo's own games, else None.
+        self.env_id = ".".join(module[:2] + [name]) if name and module[0] == "pettingzoo" and len(module) > 2 else None
         #: Whose observation ``step`` returns once the game is over.
         self.final_observer = 0
         self._rewards = np.zeros(self.num_players, dtype=np.float64)
