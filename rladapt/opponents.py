@@ -98,13 +98,16 @@ def _act(agent: Any, obs: Any, mask: np.ndarray | None, deterministic: bool) -> 
 class AgentOpponent(Opponent):
     """A fixed agent, or the agent saved at a checkpoint path (loaded in each process on first use).
 
-    :param agent: an agent built for the same adapted env, or a checkpoint path.
+    :param agent: an agent built for the same adapted env, or a checkpoint path (a run
+        directory: its ``agent.pt``).
     :param deterministic: play its most likely move (False: sample).
     :param name: what evaluations call it (default: the agent class or the file name).
     """
 
     def __init__(self, agent: Any, deterministic: bool = True, name: str | None = None) -> None:
         self.path = Path(agent) if isinstance(agent, (str, Path)) else None
+        if self.path is not None and self.path.is_dir():
+            self.path = self.path / "agent.pt"
         if self.path is not None and not self.path.exists():
             raise AdaptError(f"opponent checkpoint {self.path} does not exist")
         if self.path is None and not callable(getattr(agent, "act", None)):
@@ -148,6 +151,10 @@ class HumanOpponent(Opponent):
 
     def __init__(self, input: TextIO | None = None, output: TextIO | None = None, advisor: Any = None) -> None:
         self.input, self.output, self.advisor = input, output, advisor
+
+    def bind_learner(self, agent: Any) -> None:
+        if self.advisor is None:  # the agent being played against shows its view of your moves
+            self.advisor = agent
 
     def act(self, obs: Any, mask: np.ndarray | None, seats: gym.Env) -> Any:
         from rladapt.logging.terminal import action_names, board_text, format_action_values

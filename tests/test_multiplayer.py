@@ -55,6 +55,27 @@ class Nim(gym.Env):
         return np.array([self.sticks], np.float32), rewards, self.sticks == 0, False, {}
 
 
+class ToPlayNim(gym.Env):
+    """The same Nim saying whose turn it is in ``info["to_play"]``, with one scalar reward: the mover's."""
+
+    def __init__(self) -> None:
+        self.observation_space = spaces.Box(0, 7, (1,), np.float32)
+        self.action_space = spaces.Discrete(3)
+        self.sticks, self.turn = 7, 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self.sticks, self.turn = 7, 0
+        return np.array([self.sticks], np.float32), {"to_play": self.turn}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        self.sticks = max(0, self.sticks - (int(action) + 1))
+        won = self.sticks == 0
+        if not won:
+            self.turn = 1 - self.turn
+        return np.array([self.sticks], np.float32), 1.0 if won else 0.0, won, False, {"to_play": self.turn}
+
+
 @pytest.mark.parametrize("make", [tictactoe_v3.env, connect_four_v3.env, lambda: go_v5.env(board_size=5)],
                          ids=["tictactoe_v3", "connect_four_v3", "go_v5"])
 def test_pettingzoo_board_games_adapt_and_pass_check_env(make: Any) -> None:
@@ -111,6 +132,15 @@ def test_srl_next_player_env_with_per_player_rewards_gets_a_seat() -> None:
     assert obs.tolist() == [2.0] and not terminated
     _, reward, terminated, _, info = env.step(1)  # take the last 2
     assert (reward, terminated, info["outcome"]) == (1.0, True, "win")
+
+
+def test_to_play_env_with_a_scalar_reward_is_zero_sum_from_the_learners_side() -> None:
+    env = AutoAdapt(ToPlayNim(), PPO(seed=0), opponent=LowestLegal(), seat=0)
+    assert env.plan.step("turn_info") is not None and "zero-sum" in str(env.plan)
+    env.reset(seed=0)
+    assert env.step(2)[1] == 0.0  # 7 -> 4, the opponent takes 1: 3
+    _, reward, terminated, _, info = env.step(1)  # 3 -> 1, the opponent takes the last one
+    assert (reward, terminated, info["outcome"], info["episode"]["r"]) == (-1.0, True, "loss", -1.0)
 
 
 def test_rladapt_tictactoe_plays_two_seats_without_its_fixed_opponent() -> None:
