@@ -58,7 +58,7 @@ from rladapt.wrappers import (
     detect_mask_source,
 )
 from rladapt.wrappers.masks import SOURCES as MASK_SOURCES
-from rladapt.wrappers.multiplayer import TURN_KEYS, NextPlayerTurns, OpponentSeats, PettingZooTurns, is_aec_env
+from rladapt.wrappers.multiplayer import TURN_KEYS, NextPlayerTurns, OpponentSeats, PettingZooTurns, has_attribute, is_aec_env
 from rladapt.opponents import resolve_opponent
 from rladapt.wrappers.observations import image_target_shape
 
@@ -262,6 +262,9 @@ class _Builder:
         self.steps: list[PlanStep] = []
         #: The env says whose turn it is (multi-player): opponents play the other seats.
         self.turn_based = False
+        self.per_player_rewards = False
+        self.num_players = 1
+        self.family = "other"
 
     def wrap(self, rule: str, wrapper: type, change: str, reason: str, **kwargs: Any) -> None:
         self.env = wrapper(self.env, **kwargs)
@@ -279,7 +282,7 @@ class _Builder:
         """Recognise a turn-based env and bring it to the turn protocol (:mod:`rladapt.wrappers.multiplayer`)."""
         if isinstance(self.env, PettingZooTurns):
             self.turn_based = True
-        elif _has_attribute(self.env, "next_player") or _has_attribute(self.env, "next_player_index"):
+        elif has_attribute(self.env, "next_player") or has_attribute(self.env, "next_player_index"):
             self.wrap("next_player_turns", NextPlayerTurns, "env.next_player and per-player rewards -> info['current_player'], "
                       "info['rewards'], the mover's reward", "SRL-style turn-based env: one learner seat, opponents at the others")
             self.turn_based = True
@@ -618,14 +621,6 @@ class _Builder:
                 )
             raise AdaptError(f"action: {describe(space)}; {self.accepts}; no conversion exists")
         raise AdaptError(f"action: {describe(space)} is not supported; {self.accepts}. Fix: wrap the env to expose a Discrete, MultiDiscrete or Box action space")
-
-
-def _has_attribute(env: gym.Env, name: str) -> bool:
-    try:
-        env.get_wrapper_attr(name)
-        return True
-    except AttributeError:
-        return False
 
 
 def _vector_len(space: spaces.Space) -> int:

@@ -28,7 +28,7 @@ from gymnasium import spaces
 
 from rladapt.errors import AdaptError
 
-__all__ = ["NextPlayerTurns", "OpponentSeats", "PettingZooTurns", "TURN_KEYS", "is_aec_env", "outcome_of"]
+__all__ = ["NextPlayerTurns", "OpponentSeats", "PettingZooTurns", "TURN_KEYS", "has_attribute", "is_aec_env", "outcome_of"]
 
 #: The info keys that say whose turn it is, in the order they are looked for.
 TURN_KEYS = ("current_player", "to_play")
@@ -169,7 +169,7 @@ class NextPlayerTurns(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def __init__(self, env: gym.Env, num_players: int | None = None) -> None:
         gym.utils.RecordConstructorArgs.__init__(self, num_players=num_players)
         gym.Wrapper.__init__(self, env)
-        self._attribute = next((name for name in ("next_player", "next_player_index") if _has_attr(env, name)), None)
+        self._attribute = next((name for name in ("next_player", "next_player_index") if has_attribute(env, name)), None)
         if self._attribute is None:
             raise AdaptError(f"{type(env.unwrapped).__name__} has no next_player (or next_player_index) attribute")
         self.num_players = num_players or getattr(env.unwrapped, "num_players", None) or 2
@@ -194,7 +194,8 @@ class NextPlayerTurns(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return obs, float(per_player[mover]), terminated, truncated, info
 
 
-def _has_attr(env: gym.Env, name: str) -> bool:
+def has_attribute(env: gym.Env, name: str) -> bool:
+    """Whether ``env`` or a wrapper inside it has the attribute ``name`` (``get_wrapper_attr``)."""
     try:
         env.get_wrapper_attr(name)
         return True
@@ -249,7 +250,7 @@ class OpponentSeats(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._rng = np.random.default_rng()
         self._returns = np.zeros(self.num_players, dtype=np.float64)
         self._to_move = 0
-        self._can_set_observer = _has_attr(env, "final_observer")
+        self._can_set_observer = has_attribute(env, "final_observer")
 
     @property
     def needs_learner(self) -> bool:
