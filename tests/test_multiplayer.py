@@ -187,6 +187,13 @@ def test_self_play_reaches_worker_processes() -> None:
     assert result.opponent == "self" and set(result.seats.tolist()) == {0, 1}
 
 
+def test_self_play_in_async_subprocess_envs_names_the_fix() -> None:
+    agent = PPO(seed=0)
+    env = AutoAdapt(tictactoe_v3.env(), agent, opponent="self", seat=1)
+    with pytest.raises(Exception, match="vectorization='async' runs envs in subprocesses without the agent: use workers=N"):
+        agent.learn(env, 64, num_envs=2, vectorization="async", progress=False, run_dir=False)
+
+
 def test_snapshot_pool_plays_past_versions_of_an_a2c_learner() -> None:
     agent = A2C(seed=0)
     pool = SnapshotPool(every=256, size=3, latest=0.0)
