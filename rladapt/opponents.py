@@ -10,11 +10,11 @@ whose weights the learner publishes, in worker processes), so self-play works wi
 
 Example:
     >>> from pettingzoo.classic import tictactoe_v3
-    >>> agent = PPO(seed=0)
+    >>> agent = DQN(seed=0)
     >>> env = AutoAdapt(tictactoe_v3.env(), agent, opponent=SnapshotPool(every=5_000, latest=0.5))
-    >>> agent.learn(env, 50_000)
-    >>> agent.evaluate(env, episodes=200, opponent="random").rates()
-    {'win': 0.93, 'draw': 0.05, 'loss': 0.02}
+    >>> agent.learn(env, 40_000)
+    >>> agent.evaluate(env, episodes=200, opponent="random", seed=123).rates()
+    {'win': 0.925, 'draw': 0.065, 'loss': 0.01}
 """
 
 from __future__ import annotations
