@@ -63,6 +63,8 @@ from rladapt.wrappers import (
     detect_mask_source,
 )
 from rladapt.wrappers.masks import SOURCES as MASK_SOURCES
+from rladapt.wrappers.multiplayer import TURN_KEYS, NextPlayerTurns, OpponentSeats, PettingZooTurns, has_attribute, is_aec_env
+from rladapt.opponents import resolve_opponent
 from rladapt.wrappers.observations import image_target_shape
 from rladapt.wrappers.state import FACILITIES as STATE_FACILITIES, EnvState, get_state, restore_problem, set_state, state_facility
 
@@ -93,6 +95,12 @@ class AdaptOptions:
     :param discrete_as_continuous: let continuous-only agents act in Discrete envs by argmax over
         per-action scores (:class:`~rladapt.wrappers.ArgmaxAction`).
     :param env_kwargs: keyword arguments for ``gym.make`` when the env is given as an id.
+    :param opponent: turn-based envs (PettingZoo AEC games, envs with ``info["current_player"]``,
+        ``info["to_play"]`` or ``next_player``): who plays the seats the learner does not hold:
+        ``"random"`` (legal moves only; the default), ``"human"``, ``"self"`` (the learner's current
+        policy), ``"pool"`` or a :class:`~rladapt.opponents.SnapshotPool`, an agent, a checkpoint
+        path, an :class:`~rladapt.opponents.Opponent`, or a list of those, one per other seat.
+    :param seat: turn-based envs: the learner's seat (0 moves first); None: alternate between episodes.
     """
 
     frame_stack: int | None = None
@@ -109,6 +117,8 @@ class AdaptOptions:
     observation_bins: int | tuple[int, ...] | None = None
     discrete_as_continuous: bool = False
     env_kwargs: dict[str, Any] | None = None
+    opponent: Any = None
+    seat: int | None = None
 
     @classmethod
     def from_overrides(cls, overrides: dict[str, Any]) -> "AdaptOptions":
@@ -129,6 +139,8 @@ class AdaptOptions:
         limit = options.max_discrete_actions
         if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
             raise AdaptError(f"max_discrete_actions must be a positive integer, got {limit!r}")
+        if options.seat is not None and (isinstance(options.seat, bool) or not isinstance(options.seat, (int, np.integer)) or options.seat < 0):
+            raise AdaptError(f"seat must be None (alternate between episodes) or a seat number >= 0, got {options.seat!r}")
         if options.mask not in (None, False, True) and options.mask not in MASK_SOURCES:
             raise AdaptError(f"mask must be None (detect), False, True or one of {sorted(MASK_SOURCES)}, got {options.mask!r}")
         return options
@@ -218,7 +230,10 @@ ENV_FAMILIES = (
 def env_family(env: gym.Env) -> str:
     """The family of an env's base class (:data:`ENV_FAMILIES`): ``"classic_control"``,
     ``"box2d"``, ``"mujoco"``, ``"toy_text"``, ``"atari"``, ``"board_game"``, or ``"other"``."""
-    module = type(env.unwrapped).__module__
+    base = env.unwrapped
+    if isinstance(base, PettingZooTurns):  # the game's own class says the family
+        base = base.aec.unwrapped
+    module = type(base).__module__
     return next((family for prefix, family in ENV_FAMILIES if module == prefix or module.startswith(prefix + ".")), "other")
 
 
@@ -256,6 +271,11 @@ class _Builder:
         self.options = options
         self.agent_name = agent_name
         self.steps: list[PlanStep] = []
+        #: The env says whose turn it is (multi-player): opponents play the other seats.
+        self.turn_based = False
+        self.per_player_rewards = False
+        self.num_players = 1
+        self.family = "other"
 
     def wrap(self, rule: str, wrapper: type, change: str, reason: str, **kwargs: Any) -> None:
         self.env = wrapper(self.env, **kwargs)
@@ -267,6 +287,42 @@ class _Builder:
     @property
     def accepts(self) -> str:
         return f"{self.agent_name} accepts observations {sorted(self.spec.observations)} and actions {sorted(self.spec.actions)}"
+
+    # -- turn-based games ----------------------------------------------------------------------
+    def turns(self, probe_info: dict[str, Any] | None) -> None:
+        """Recognise a turn-based env and bring it to the turn protocol (:mod:`rladapt.wrappers.multiplayer`)."""
+        if isinstance(self.env, PettingZooTurns):
+            self.turn_based = True
+        elif has_attribute(self.env, "next_player") or has_attribute(self.env, "next_player_index"):
+            self.wrap("next_player_turns", NextPlayerTurns, "env.next_player and per-player rewards -> info['current_player'], "
+                      "info['rewards'], the mover's reward", "SRL-style turn-based env: one learner seat, opponents at the others")
+            self.turn_based = True
+        elif probe_info is not None and any(key in probe_info for key in TURN_KEYS):
+            key = next(key for key in TURN_KEYS if key in probe_info)
+            self.note("turn_info", f"info[{key!r}] says whose turn it is", "turn-based env: one learner seat, opponents at the others")
+            self.turn_based = True
+        if not self.turn_based and (self.options.opponent is not None or self.options.seat is not None):
+            raise AdaptError(
+                "opponent and seat apply to turn-based envs (a PettingZoo AEC game, or an env with info['current_player'], "
+                "info['to_play'] or a next_player attribute); this env says nothing about whose turn it is"
+            )
+        self.per_player_rewards = isinstance(self.env, (PettingZooTurns, NextPlayerTurns)) or (
+            probe_info is not None and "rewards" in probe_info)
+        self.num_players = int(self.env.metadata.get("num_players") or (probe_info or {}).get("num_players") or 2)
+
+    def seats(self, learner: Any) -> None:
+        """The learner holds one seat; the opponents play the others (outermost: they see and act as the learner does)."""
+        spec = self.options.opponent if self.options.opponent is not None else "random"
+        specs = list(spec) if isinstance(spec, (list, tuple)) else [spec]
+        opponents = [resolve_opponent(s, learner) for s in specs]
+        if self.options.seat is not None and self.options.seat >= self.num_players:
+            raise AdaptError(f"seat={self.options.seat}, but the game has {self.num_players} seats (0 to {self.num_players - 1})")
+        seat = f"seat {self.options.seat}" if self.options.seat is not None else "seats 0 and 1 in turn (alternating between episodes)" if self.num_players == 2 else f"seats 0..{self.num_players - 1} in turn"
+        rewards = ("the learner's own reward (info['rewards'] per player)" if self.per_player_rewards
+                   else "the learner's own reward: the scalar reward is the mover's, its negative the other seat's (zero-sum)")
+        self.wrap("opponent_seats", OpponentSeats, f"{self.num_players}-player game -> the learner plays {seat}; opponents: "
+                  f"{', '.join(o.name for o in opponents)}", f"rewards: {rewards}; info['outcome'] win/draw/loss at the end",
+                  opponents=opponents, seat=self.options.seat, num_players=self.num_players, family=self.family)
 
     # -- the env's promises and episode statistics ---------------------------------------------
     def enforce_spaces(self) -> None:
@@ -335,10 +391,12 @@ class _Builder:
                     + "; ".join(MASK_SOURCES.values())
                 )
             return
-        if not self.spec.masks and source != "observation":
+        if not self.spec.masks and source != "observation" and not self.turn_based:
             self.note("mask_unused", f"{MASK_SOURCES[source]} left unused", f"{self.agent_name} does not use action masks")
             return
-        why = "agent uses action masks" if self.spec.masks else f"{self.agent_name} ignores masks; the key leaves the observation"
+        why = "agent uses action masks" if self.spec.masks else (
+            f"{self.agent_name} ignores masks; opponents read the legal moves" if self.turn_based
+            else f"{self.agent_name} ignores masks; the key leaves the observation")
         self.wrap("action_mask", ActionMask, f"{MASK_SOURCES[source]} -> info['action_mask'] (bool)", why, source=source)
 
     # -- observations ------------------------------------------------------------------------
@@ -688,11 +746,19 @@ class AutoAdapt(gym.Wrapper):
     def __init__(self, env: gym.Env | str, agent: Any, **overrides: Any):
         options = AdaptOptions.from_overrides(overrides)
         spec = _agent_spec(agent)
-        if isinstance(env, str):
+        from_id = isinstance(env, str)
+        if from_id:
             env = _make(env, spec, options)
-        elif not isinstance(env, gym.Env):
+        aec_step = None
+        if is_aec_env(env):
+            name = (getattr(env, "metadata", None) or {}).get("name") or type(env.unwrapped).__name__
+            env = PettingZooTurns(env)
+            aec_step = PlanStep("PettingZooTurns", f"PettingZoo AEC {name} ({env.num_players} players) -> gymnasium env with "
+                                "info['current_player'] and per-player info['rewards']",
+                                "turn-based game: one learner seat, opponents at the others", "pettingzoo_turns")
+        if not isinstance(env, gym.Env):
             raise TypeError(f"AutoAdapt needs a gymnasium.Env or an env id, got {type(env).__name__}")
-        elif options.env_kwargs:
+        elif options.env_kwargs and not from_id:
             raise AdaptError("env_kwargs applies only when the env is given as an id")
         for attribute in ("observation_space", "action_space"):
             declared = getattr(env, attribute, None)
@@ -702,6 +768,9 @@ class AutoAdapt(gym.Wrapper):
                     f"declares self.{attribute} = gymnasium.spaces.... in its __init__"
                 )
         builder = _Builder(env, spec, options, _agent_name(agent))
+        builder.family = env_family(env)
+        if aec_step is not None:
+            builder.steps.append(aec_step)
         atari = _is_atari(env) if options.atari is None else options.atari
         use_atari = atari and bool({"image", "vector"} & spec.observations) and is_image(env.observation_space)
         probe_info = None
@@ -714,8 +783,10 @@ class AutoAdapt(gym.Wrapper):
                     f"the env once to look for an action mask in its info; pass mask=False to skip that)"
                 ) from error
 
+        builder.turns(probe_info)
         builder.enforce_spaces()
-        builder.episode_statistics()
+        if not builder.turn_based:  # a game's statistics are the learner's: outside its seat
+            builder.episode_statistics()
         if use_atari:
             builder.atari_pipeline()
         else:
@@ -727,12 +798,15 @@ class AutoAdapt(gym.Wrapper):
             builder.flatten_images()
         builder.rewards(use_atari)
         builder.actions()
+        if builder.turn_based:
+            builder.seats(agent)
+            builder.episode_statistics()
         builder.env_state()
         super().__init__(builder.env)
         self.plan = Plan(builder.steps)
         self.options = options
         #: The base env's family (:func:`env_family`): agents' per-kind defaults may read it.
-        self.family = env_family(env)
+        self.family = builder.family
         # Forward the hot calls straight to the chain: this object adds no per-step work.
         self.step = self.env.step  # type: ignore[method-assign]
         self.reset = self.env.reset  # type: ignore[method-assign]
@@ -759,8 +833,10 @@ class AutoAdapt(gym.Wrapper):
         return self.env.spec
 
 
-def _make(env_id: str, spec: AgentSpec, options: AdaptOptions) -> gym.Env:
+def _make(env_id: str, spec: AgentSpec, options: AdaptOptions) -> Any:
     kwargs = dict(options.env_kwargs or {})
+    if env_id.startswith("pettingzoo."):  # a PettingZoo game by module: pettingzoo.classic.tictactoe_v3
+        return _make_pettingzoo(env_id, kwargs)
     try:
         atari = _is_atari_id(env_id)
     except gym.error.Error as error:
@@ -772,3 +848,16 @@ def _make(env_id: str, spec: AgentSpec, options: AdaptOptions) -> gym.Env:
             # would be copied every frame for nothing (a quarter of the step).
             kwargs.setdefault("obs_type", "grayscale")
     return gym.make(env_id, **kwargs)
+
+
+def _make_pettingzoo(env_id: str, kwargs: dict[str, Any]) -> Any:
+    """The AEC env of a PettingZoo module named by ``env_id`` (``pettingzoo.classic.connect_four_v3``)."""
+    import importlib
+
+    try:
+        module = importlib.import_module(env_id)
+    except ImportError as error:
+        raise AdaptError(f"cannot make env {env_id!r}: {error} (PettingZoo games need the extra: pip install 'rladapt[games]')") from None
+    if not callable(getattr(module, "env", None)):
+        raise AdaptError(f"cannot make env {env_id!r}: the module has no env() constructor of a PettingZoo AEC env")
+    return module.env(**kwargs)

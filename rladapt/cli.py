@@ -175,6 +175,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise CliError("which env? pass ENV (e.g. CartPole-v1), or --resume RUN_DIR to continue a run")
         cls = _agent_class(args.agent)
         settings, overrides = parse_settings(args.set, cls, _adapt_fields())
+        overrides.update(_game_overrides(args))
         if args.seed is not None:
             settings["seed"] = args.seed
         try:
@@ -311,6 +312,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.render:
             result = agent.play(env, episodes=args.episodes, render=args.render, deterministic=not args.stochastic,
                                 seed=args.seed, delay=args.delay)
+        elif args.opponent is not None:
+            result = agent.evaluate(env, episodes=args.episodes, deterministic=not args.stochastic, seed=args.seed,
+                                    opponent=args.opponent)
         else:
             video_dir = None
             if args.video or args.gif:
@@ -323,6 +327,54 @@ def cmd_eval(args: argparse.Namespace) -> int:
         env.close()
     print(f"{type(agent).__name__} on {env_id}: return {result.mean:.2f} +- {result.std:.2f} over {len(result.returns)} "
           f"episodes (mean length {result.lengths.mean():.1f})")
+    if result.outcomes is not None:
+        print(_game_rates(result))
+    return 0
+
+
+def _game_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """AutoAdapt's ``opponent``/``seat`` from ``--opponent``/``--seat`` (turn-based games)."""
+    out: dict[str, Any] = {}
+    if getattr(args, "opponent", None) is not None:
+        out["opponent"] = args.opponent
+    if getattr(args, "seat", None) is not None:
+        out["seat"] = args.seat
+    return out
+
+
+def _game_rates(result: Any) -> str:
+    """Win/draw/loss rates of a turn-based evaluation, overall and per seat, one line each."""
+    lines = []
+    for seat, rates in [(None, {**result.rates(), "games": len(result.outcomes)}), *result.by_seat().items()]:
+        where = "all seats" if seat is None else f"seat {seat}"
+        lines.append(f"  vs {result.opponent}, {where}: win {rates['win']:.1%}  draw {rates['draw']:.1%}  "
+                     f"loss {rates['loss']:.1%}  ({rates['games']} games)")
+    return "\n".join(lines)
+
+
+def cmd_play(args: argparse.Namespace) -> int:
+    import rladapt
+    from rladapt.checkpoint import CheckpointError
+
+    checkpoint, config = _resolve_checkpoint(Path(args.agent))
+    try:
+        agent = rladapt.load(checkpoint)
+    except CheckpointError as e:
+        raise CliError(str(e)) from None
+    overrides: dict[str, Any] = {}
+    if args.opponent is not None:
+        overrides["opponent"] = args.opponent
+    if args.seat is not None and not args.human:
+        overrides["seat"] = args.seat
+    env = _adapt(args.env, agent, overrides)
+    try:
+        human_seat = (args.seat if args.seat is not None else 0) if args.human else None
+        result = agent.play(env, episodes=args.episodes, render="ansi", deterministic=not args.stochastic, seed=args.seed,
+                            delay=args.delay, human_seat=human_seat)
+    finally:
+        env.close()
+    if result.outcomes is not None:
+        print(_game_rates(result))
     return 0
 
 
@@ -406,6 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--name", default=None, help="W&B run name (default: the run directory's name)")
     train.add_argument("--tags", nargs="+", default=None, help="W&B run tags")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--opponent", default=None, help=(
+        "turn-based games: who plays the other seats: random (default), self, pool (snapshots of the learner) or a checkpoint path"))
+    train.add_argument("--seat", type=int, default=None, help="turn-based games: the learner's seat (default: alternate between episodes)")
     train.set_defaults(func=cmd_train)
 
     evaluate = commands.add_parser("eval", help="evaluate a saved agent", description=(
@@ -421,7 +476,23 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--render", choices=["ansi", "human"], default=None,
                           help="play in the terminal (ansi: the env's text and the agent's action values) or a window")
     evaluate.add_argument("--delay", type=float, default=0.0, help="seconds between steps with --render")
+    evaluate.add_argument("--opponent", default=None, help=(
+        "turn-based games: play against this opponent (random, self, pool or a checkpoint path) and print win/draw/loss rates per seat"))
     evaluate.set_defaults(func=cmd_eval)
+
+    play = commands.add_parser("play", help="watch a saved agent play, or play against it", description=(
+        "Play ENV in the terminal with a saved agent: its view of every move at each step. In a turn-based game, "
+        "--human lets you play a seat against it (moves by number or name, read from standard input)."))
+    play.add_argument("env", metavar="ENV", help="env id, e.g. rladapt/TicTacToe-v0 or pettingzoo.classic.tictactoe_v3")
+    play.add_argument("--agent", required=True, metavar="CKPT", help="agent.pt, a checkpoint file, or a run directory")
+    play.add_argument("--human", action="store_true", help="turn-based games: you play a seat against the agent")
+    play.add_argument("--seat", type=int, default=None, help="with --human your seat (default 0: you move first); else the agent's")
+    play.add_argument("--opponent", default=None, help="turn-based games without --human: the agent's opponent (default: random)")
+    play.add_argument("--episodes", type=_positive_int, default=1, help="episodes (games) to play (default: 1)")
+    play.add_argument("--seed", type=int, default=None, help="seed of the first reset")
+    play.add_argument("--stochastic", action="store_true", help="the agent samples its moves instead of taking the most likely")
+    play.add_argument("--delay", type=float, default=0.0, help="seconds between steps")
+    play.set_defaults(func=cmd_play)
 
     plan = commands.add_parser("plan", help="show how AutoAdapt joins an env to an agent", description=(
         "Print the wrappers AutoAdapt inserts between ENV and the agent, in order, and why."))

@@ -25,10 +25,36 @@ class EvalResult:
 
     :param returns: one raw return per episode.
     :param lengths: one length (env steps) per episode.
+    :param outcomes: turn-based games: ``"win"``, ``"draw"`` or ``"loss"`` per episode, for the
+        learner; None for other envs.
+    :param seats: turn-based games: the learner's seat per episode (0 moved first).
+    :param opponent: turn-based games: who the learner played (the opponents' names).
     """
 
     returns: np.ndarray
     lengths: np.ndarray
+    outcomes: np.ndarray | None = None
+    seats: np.ndarray | None = None
+    opponent: str | None = None
+
+    def rates(self, seat: int | None = None) -> dict[str, float]:
+        """The fractions of games won, drawn and lost (``{"win", "draw", "loss"}``), over every
+        game or those the learner played from ``seat``.
+
+        :param seat: a seat, or None for every game.
+        """
+        if self.outcomes is None:
+            raise ValueError("win/draw/loss rates exist for turn-based games only (this result has no outcomes)")
+        games = self.outcomes if seat is None else self.outcomes[np.asarray(self.seats) == seat]
+        count = max(len(games), 1)
+        return {kind: float(np.count_nonzero(games == kind)) / count for kind in ("win", "draw", "loss")}
+
+    def by_seat(self) -> dict[int, dict[str, float]]:
+        """:meth:`rates` per seat the learner played, ``{seat: {"win", "draw", "loss", "games"}}``."""
+        if self.outcomes is None or self.seats is None:
+            raise ValueError("rates per seat exist for turn-based games only (this result has no outcomes)")
+        seats = np.asarray(self.seats)
+        return {int(s): {**self.rates(int(s)), "games": int(np.count_nonzero(seats == s))} for s in np.unique(seats)}
 
     @property
     def mean(self) -> float:
@@ -39,7 +65,11 @@ class EvalResult:
         return float(np.std(self.returns))
 
     def __repr__(self) -> str:
-        return f"EvalResult(mean={self.mean:.3f}, std={self.std:.3f}, episodes={len(self.returns)})"
+        games = ""
+        if self.outcomes is not None:
+            r = self.rates()
+            games = f", vs={self.opponent}, win={r['win']:.3f}, draw={r['draw']:.3f}, loss={r['loss']:.3f}"
+        return f"EvalResult(mean={self.mean:.3f}, std={self.std:.3f}, episodes={len(self.returns)}{games})"
 
 
 @dataclass(frozen=True)

@@ -211,7 +211,8 @@ class EnvSource:
     def name(self) -> str:
         """The env id, or the env class name."""
         spec = getattr(self.probe, "spec", None)
-        return getattr(spec, "id", None) or type(getattr(self.probe, "unwrapped", self.probe)).__name__
+        base = getattr(self.probe, "unwrapped", self.probe)
+        return getattr(spec, "id", None) or getattr(base, "env_id", None) or type(base).__name__
 
     # -- copies ------------------------------------------------------------------------------
     def env_fns(self, num_envs: int) -> list[Callable[[], gym.Env]]:

@@ -30,6 +30,7 @@ from tensordict import TensorDict, TensorDictBase
 from rladapt.collect.base import EpisodeStats
 from rladapt.collect.batch import CARRIED_KEYS, BatchLayout, BatchStorage, observation_tensors
 from rladapt.errors import ActionMaskError, NonFiniteError
+from rladapt.opponents import bind_learner
 from rladapt.spaces import path_str
 
 __all__ = ["VectorCollector"]
@@ -173,6 +174,7 @@ class VectorCollector(EpisodeStats):
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
         self._storages: dict[int, BatchStorage] = {}
         self._prepared: dict[int, _Prepared] = {}
+        self._learner: Any = None
 
     # ---------------------------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> None:
@@ -223,6 +225,9 @@ class VectorCollector(EpisodeStats):
         :return: the ``[T, num_envs]`` batch.
         """
         storage = out if out is not None else self.storage(agent, vector_steps)
+        if self._learner is not agent:  # opponents playing the learner's policy act with this process's agent
+            bind_learner(self.envs, agent)
+            self._learner = agent
         p = self._prepare(storage)
         T, n = storage.steps, self.num_envs
         # Row 0 is the first observation after the previous batch (or the reset).

@@ -1,4 +1,5 @@
-"""Tic-tac-toe against a built-in opponent, with action masks (sb3-contrib convention)."""
+"""Tic-tac-toe against a built-in opponent, or for two players (``opponent=None``), with action
+masks (sb3-contrib convention)."""
 
 from __future__ import annotations
 
@@ -114,6 +115,12 @@ class TicTacToeEnv(gym.Env[np.ndarray, np.int64]):
     * ``opponent``: ``"random"`` (a uniformly random empty cell), ``"heuristic"`` (win if it can,
       block the agent's immediate win, else random), or a callable ``(board, rng) -> cell``. The
       opponent draws from ``self.np_random``, so ``reset(seed=...)`` makes games reproducible.
+      ``None``: a two-player game in rladapt's turn protocol (:mod:`rladapt.wrappers.multiplayer`):
+      every ``step`` is one mark, X (seat 0) then O (seat 1); ``info["current_player"]`` is the
+      seat to move, ``info["rewards"]`` both seats' rewards (+1/-1 for a win, -1 for the mover of
+      an invalid move), the scalar reward the mover's, and the observation shows the board from
+      the mover's side (+1 its own marks). ``AutoAdapt`` then gives the learner one seat and
+      ``opponent=...`` plays the other (``"random"``, ``"self"``, an agent ...).
 
     ## Example
 
@@ -136,7 +143,7 @@ class TicTacToeEnv(gym.Env[np.ndarray, np.int64]):
         "bottom-left", "bottom", "bottom-right",
     )
 
-    def __init__(self, render_mode: str | None = None, opponent: Union[str, Opponent] = "random") -> None:
+    def __init__(self, render_mode: str | None = None, opponent: Union[str, Opponent, None] = "random") -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"render_mode={render_mode!r} is not supported; use one of {self.metadata['render_modes']} or None"
@@ -147,8 +154,10 @@ class TicTacToeEnv(gym.Env[np.ndarray, np.int64]):
             self._opponent: Opponent = _OPPONENTS[opponent]
         elif callable(opponent):
             self._opponent = opponent
+        elif opponent is None:
+            self._opponent = None  # two players: both move through step
         else:
-            raise TypeError(f"opponent must be a name or a callable (board, rng) -> cell, got {type(opponent).__name__}")
+            raise TypeError(f"opponent must be a name, a callable (board, rng) -> cell or None (two players), got {type(opponent).__name__}")
         self.opponent = opponent
         self.render_mode = render_mode
         self.observation_space = spaces.Box(low=-1.0, high=1.0, shape=(9,), dtype=np.float32)
@@ -156,6 +165,8 @@ class TicTacToeEnv(gym.Env[np.ndarray, np.int64]):
         self._board = np.zeros(9, dtype=np.int8)
         self._done = False
         self._outcome = "ongoing"
+        self._mover = AGENT  # whose mark the next step puts (two players: X, then O)
+        self._rewards = np.zeros(2)
 
     @property
     def board(self) -> np.ndarray:
@@ -169,10 +180,15 @@ class TicTacToeEnv(gym.Env[np.ndarray, np.int64]):
         return self._board == EMPTY
 
     def _obs(self) -> np.ndarray:
+        if self._opponent is None:  # two players: the board from the mover's side
+            return (self._board * self._mover).astype(np.float32)
         return self._board.astype(np.float32)
 
     def _info(self, invalid: bool = False) -> dict[str, Any]:
-        return {"invalid_action": invalid, "outcome": self._outcome}
+        info: dict[str, Any] = {"invalid_action": invalid, "outcome": self._outcome}
+        if self._opponent is None:
+            info.update(current_player=0 if self._mover == AGENT else 1, rewards=self._rewards.copy(), num_players=2)
+        return info
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -182,6 +198,8 @@ class TicTacToeEnv(gym.Env[np.ndarray, np.int64]):
         self._board[:] = EMPTY
         self._done = False
         self._outcome = "ongoing"
+        self._mover = AGENT
+        self._rewards[:] = 0.0
         return self._obs(), self._info()
 
     def _finish(self, outcome: str, reward: float, invalid: bool = False) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -196,6 +214,8 @@ class TicTacToeEnv(gym.Env[np.ndarray, np.int64]):
         if self._done:
             raise RuntimeError("TicTacToeEnv.step() called after the game ended; call reset() first")
         cell = int(action)
+        if self._opponent is None:
+            return self._two_player_step(cell)
         if self._board[cell] != EMPTY:
             return self._finish("invalid", -1.0, invalid=True)
         self._board[cell] = AGENT
@@ -211,6 +231,25 @@ class TicTacToeEnv(gym.Env[np.ndarray, np.int64]):
         if winner(self._board) == OPPONENT:
             return self._finish("loss", -1.0)
         # X moves first, so the board has an odd number of empty cells after O: never full here.
+        return self._obs(), 0.0, False, False, self._info()
+
+    def _two_player_step(self, cell: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """One mark of the mover (two players); the outcome is X's (``"win"`` when X won)."""
+        mover_seat = 0 if self._mover == AGENT else 1
+        self._rewards[:] = 0.0
+        if self._board[cell] != EMPTY:
+            self._rewards[mover_seat] = -1.0
+            self._done, self._outcome = True, "invalid"
+            return self._obs(), -1.0, True, False, self._info(invalid=True)
+        self._board[cell] = self._mover
+        if winner(self._board) == self._mover:
+            self._rewards[mover_seat], self._rewards[1 - mover_seat] = 1.0, -1.0
+            self._done, self._outcome = True, "win" if self._mover == AGENT else "loss"
+            return self._obs(), 1.0, True, False, self._info()
+        if not (self._board == EMPTY).any():
+            self._done, self._outcome = True, "draw"
+            return self._obs(), 0.0, True, False, self._info()
+        self._mover = -self._mover
         return self._obs(), 0.0, False, False, self._info()
 
     def render(self) -> str | None:

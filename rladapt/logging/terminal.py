@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import gymnasium as gym
 import numpy as np
 
-__all__ = ["action_names", "describe_observation", "format_action_values"]
+__all__ = ["action_names", "board_text", "describe_observation", "format_action_values"]
 
 #: Column titles for the kinds of ``Agent.action_values``.
 KIND_TITLES = {"q": "Q", "prob": "P"}
@@ -88,3 +88,47 @@ def describe_observation(obs: Any) -> str:
     if array.size > 16:
         return f"{array.dtype}{list(array.shape)}"
     return np.array2string(array, precision=3, suppress_small=True)
+
+
+def board_text(env: gym.Env, obs: Any) -> str:
+    """A turn-based game's board as text, for the player to move: the env's own ``ansi`` render
+    when it has one; for a PettingZoo board game (planes ``(H, W, C)``: the mover's pieces in
+    plane 0, the other player's in plane 1) a grid of ``X`` (seat 0) and ``O`` (seat 1), empty
+    cells showing their move number when there is one move per cell, column numbers underneath
+    when there is one move per column; otherwise the observation in a line.
+
+    :param env: the adapted env (any wrapper of it).
+    :param obs: the observation of the adapted env.
+    """
+    if getattr(env, "render_mode", None) == "ansi":
+        return str(env.render()).rstrip("\n")
+    base = env.unwrapped
+    aec = getattr(base, "aec", None)  # rladapt's PettingZooTurns holds the AEC game
+    if aec is not None:
+        raw = aec.observe(aec.agent_selection)
+        players = list(aec.possible_agents)
+        mover = players.index(aec.agent_selection) if len(players) == 2 else None
+        planes = np.asarray(raw["observation"] if isinstance(raw, dict) else raw)
+        n = getattr(env.action_space, "n", None)
+        if planes.ndim == 3 and planes.shape[-1] >= 2:
+            height, width = planes.shape[:2]
+            if mover in (0, 1):
+                own, other = ("X", "O") if mover == 0 else ("O", "X")
+                legend = "X: seat 0 (moves first), O: seat 1"
+            else:
+                own, other, legend = "x", "o", "x: the player to move, o: the other player"
+            rows = []
+            for r in range(height):
+                cells = []
+                for c in range(width):
+                    if planes[r, c, 0]:
+                        cells.append(own)
+                    elif planes[r, c, 1]:
+                        cells.append(other)
+                    else:
+                        cells.append(str(r * width + c) if n == height * width else ".")
+                rows.append(" ".join(f"{cell:>2}" for cell in cells))
+            if n == width:
+                rows.append(" ".join(f"{c:>2}" for c in range(width)))
+            return "\n".join(rows) + f"\n({legend})"
+    return f"observation {describe_observation(obs)}"

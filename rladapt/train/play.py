@@ -12,7 +12,8 @@ import numpy as np
 
 from rladapt.spec import bind_agent
 from rladapt.collect.envs import adapt_for
-from rladapt.logging.terminal import action_names, describe_observation, format_action_values
+from rladapt.logging.terminal import action_names, board_text, describe_observation, format_action_values
+from rladapt.opponents import HumanOpponent, bind_learner, opponent_seats
 from rladapt.types import EvalResult
 
 __all__ = ["play"]
@@ -45,6 +46,8 @@ def play(
     delay: float = 0.0,
     max_steps: int | None = None,
     file: TextIO | None = None,
+    human_seat: int | None = None,
+    input: TextIO | None = None,
 ) -> EvalResult:
     """Play ``episodes`` episodes, printing each step (see the module docstring).
 
@@ -59,16 +62,43 @@ def play(
     :param delay: seconds to wait after each step (to watch at a human pace).
     :param max_steps: stop an episode after this many steps (None: play to the end).
     :param file: where to print (default: standard output).
-    :return: the raw returns and lengths of the episodes.
+    :param human_seat: turn-based games of two players: you play this seat (0 moves first) at
+        the terminal against the agent: the board, your legal moves by number and name and the
+        agent's view of each of them, then your move read from ``input`` (a number or a name;
+        anything else is refused with the reason and asked again).
+    :param input: where a human's moves are read (default: standard input).
+    :return: the raw returns and lengths of the episodes (the agent's; with outcomes and seats
+        in turn-based games).
     """
     out = file if file is not None else sys.stdout
     view, made_here = _viewing_env(agent, env, render)
     bind_agent(agent, view.observation_space, view.action_space, getattr(view, "family", None), env=view)
+    seats = opponent_seats(view)
+    if human_seat is not None:
+        if seats is None:
+            raise ValueError("human_seat applies to turn-based games; AutoAdapt found no seats in this env")
+        if seats.num_players != 2 or human_seat not in (0, 1):
+            raise ValueError(f"human_seat is 0 or 1 in a two-player game; this one has {seats.num_players} seats, got {human_seat!r}")
+        own = (seats.opponents, seats.fixed_seat)
+        seats.opponents, seats.fixed_seat = [HumanOpponent(input, out, advisor=agent)], 1 - human_seat
+    if seats is not None:
+        bind_learner(seats, agent)
+    try:
+        return _play(agent, view, made_here, episodes, render, deterministic, seed, delay, max_steps, out, seats)
+    finally:
+        if human_seat is not None:
+            seats.opponents, seats.fixed_seat = own
+
+
+def _play(agent: Any, view: gym.Env, made_here: bool, episodes: int, render: str | None, deterministic: bool,
+          seed: int | None, delay: float, max_steps: int | None, out: TextIO, seats: Any) -> EvalResult:
     masks = bool(view.metadata.get("action_mask"))
     n = int(view.action_space.n) if isinstance(view.action_space, gym.spaces.Discrete) else None
     names = action_names(view, n) if n is not None else []
     shows_text = render == "ansi" and view.render_mode == "ansi"
     returns, lengths = [], []
+    outcomes: list[str] = []
+    played: list[int] = []
     try:
         obs, info = view.reset(seed=agent.config.seed if seed is None else seed)
         for episode in range(1, episodes + 1):
@@ -78,6 +108,8 @@ def play(
                 print(f"episode {episode}, step {length}", file=out)
                 if shows_text:
                     print(str(view.render()).rstrip("\n"), file=out)
+                elif seats is not None and render != "human":
+                    print(board_text(view, obs), file=out)
                 elif render != "human":
                     print(f"observation {describe_observation(obs)}", file=out)
                 mask = np.asarray(info["action_mask"], dtype=bool) if masks and "action_mask" in info else None
@@ -106,10 +138,21 @@ def play(
             lengths.append(length)
             if shows_text:
                 print(str(view.render()).rstrip("\n"), file=out)
-            print(f"episode {episode} ended after {length} steps: return {raw:+.3f}\n", file=out)
+            elif seats is not None and render != "human":
+                print(board_text(view, obs), file=out)
+            result = ""
+            if seats is not None and "outcome" in info:
+                outcomes.append(info["outcome"])
+                played.append(int(info["seat"]))
+                result = f", {type(agent).__name__} (seat {info['seat']}) {dict(win='won', draw='drew', loss='lost')[info['outcome']]}"
+            print(f"episode {episode} ended after {length} steps: return {raw:+.3f}{result}\n", file=out)
             if episode < episodes:
                 obs, info = view.reset()
     finally:
         if made_here:
             view.close()
+    if seats is not None and len(outcomes) == len(returns):
+        return EvalResult(np.asarray(returns, dtype=np.float64), np.asarray(lengths, dtype=np.int64),
+                          np.asarray(outcomes), np.asarray(played, dtype=np.int64),
+                          ", ".join(dict.fromkeys(o.name for o in seats.opponents)))
     return EvalResult(np.asarray(returns, dtype=np.float64), np.asarray(lengths, dtype=np.int64))

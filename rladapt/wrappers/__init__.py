@@ -4,6 +4,7 @@ from rladapt.wrappers.actions import ArgmaxAction, FlattenMultiDiscreteAction, U
 from rladapt.wrappers.actions import FlattenBoxAction, FlattenCompositeAction, composite_grid
 from rladapt.wrappers.checks import EnforceSpaces
 from rladapt.wrappers.masks import ActionMask, detect_mask_source, mask_shape
+from rladapt.wrappers.multiplayer import NextPlayerTurns, OpponentSeats, PettingZooTurns
 from rladapt.wrappers.rewards import ClipReward
 from rladapt.wrappers.statistics import EpisodeStatistics
 from rladapt.wrappers.time import FrameStack
@@ -29,6 +30,9 @@ __all__ = [
     "FlattenMultiDiscreteAction",
     "FrameStack",
     "NestedObservation",
+    "NextPlayerTurns",
+    "OpponentSeats",
+    "PettingZooTurns",
     "UnitBoxAction",
     "VectorObservation",
     "composite_grid",

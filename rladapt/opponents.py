@@ -1,0 +1,380 @@
+"""Who plays the other seats of a turn-based game: ``"random"``, ``"human"``, a fixed agent or
+checkpoint, ``"self"`` (the learner's current policy) or a :class:`SnapshotPool` of past ones.
+
+``AutoAdapt(env, agent, opponent=..., seat=...)`` takes any of these (:func:`resolve_opponent`);
+:class:`~rladapt.wrappers.OpponentSeats` calls ``reset(rng)`` at each episode and ``act(obs, mask,
+seats)`` at each opponent move, with the observation and mask of the adapted env from the
+opponent's seat. An opponent that plays the learner's policy gets the agent acting in its process
+through ``bind_learner`` (every collector binds it: the learner in-process, a worker's copy,
+whose weights the learner publishes, in worker processes), so self-play works with ``workers=N``.
+
+Example:
+    >>> from pettingzoo.classic import tictactoe_v3
+    >>> agent = DQN(seed=0)
+    >>> env = AutoAdapt(tictactoe_v3.env(), agent, opponent=SnapshotPool(every=5_000, latest=0.5))
+    >>> agent.learn(env, 40_000)
+    >>> agent.evaluate(env, episodes=200, opponent="random", seed=123).rates()
+    {'win': 0.925, 'draw': 0.065, 'loss': 0.01}
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rladapt.errors import AdaptError
+from rladapt.spec import bind_agent
+
+__all__ = [
+    "AgentOpponent", "HumanOpponent", "Opponent", "RandomOpponent", "SelfPlay", "SnapshotPool",
+    "bind_learner", "opponent_seats", "resolve_opponent",
+]
+
+OPPONENT_NAMES = ("random", "human", "self", "pool")
+
+
+class Opponent:
+    """Base of the opponents: ``name`` (what evaluations and the plan call it), ``reset(rng)`` at
+    each episode, ``act(obs, mask, seats)`` for each move. Subclass it for your own (a scripted
+    player, a search)."""
+
+    name = "opponent"
+    #: Whether it plays the learner's policy (needs :meth:`bind_learner`).
+    needs_learner = False
+
+    def reset(self, rng: np.random.Generator) -> None:
+        """A new episode begins; ``rng`` is the seats wrapper's generator (seeded by ``reset(seed=...)``)."""
+        self.rng = rng
+
+    def act(self, obs: Any, mask: np.ndarray | None, seats: gym.Env) -> Any:
+        """The move for ``obs`` (the adapted env's observation from this opponent's seat).
+
+        :param obs: the observation.
+        :param mask: ``info["action_mask"]`` (legal moves), or None when the env has no masks.
+        :param seats: the :class:`~rladapt.wrappers.OpponentSeats` wrapper (spaces, family).
+        """
+        raise NotImplementedError
+
+    def bind_learner(self, agent: Any) -> None:
+        """The agent acting in this process (only opponents with ``needs_learner`` use it)."""
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def _legal(mask: np.ndarray | None, space: gym.Space) -> np.ndarray | None:
+    if mask is None or not isinstance(space, gym.spaces.Discrete):
+        return None
+    return np.flatnonzero(mask) + int(space.start)
+
+
+class RandomOpponent(Opponent):
+    """A uniformly random legal move (any action when the env has no masks)."""
+
+    name = "random"
+
+    def __init__(self) -> None:
+        self.rng = np.random.default_rng()
+
+    def act(self, obs: Any, mask: np.ndarray | None, seats: gym.Env) -> Any:
+        legal = _legal(mask, seats.action_space)
+        if legal is not None:
+            return int(self.rng.choice(legal))
+        if isinstance(seats.action_space, gym.spaces.Discrete):
+            return int(seats.action_space.start + self.rng.integers(seats.action_space.n))
+        seats.action_space.seed(int(self.rng.integers(2**31)))
+        return seats.action_space.sample()
+
+
+def _act(agent: Any, obs: Any, mask: np.ndarray | None, deterministic: bool) -> Any:
+    return agent.act(obs, mask if agent.spec.masks else None, deterministic)
+
+
+class AgentOpponent(Opponent):
+    """A fixed agent, or the agent saved at a checkpoint path (loaded in each process on first use).
+
+    :param agent: an agent built for the same adapted env, or a checkpoint path (a run
+        directory: its ``agent.pt``).
+    :param deterministic: play its most likely move (False: sample).
+    :param name: what evaluations call it (default: the agent class or the file name).
+    """
+
+    def __init__(self, agent: Any, deterministic: bool = True, name: str | None = None) -> None:
+        self.path = Path(agent) if isinstance(agent, (str, Path)) else None
+        if self.path is not None and self.path.is_dir():
+            self.path = self.path / "agent.pt"
+        if self.path is not None and not self.path.exists():
+            raise AdaptError(f"opponent checkpoint {self.path} does not exist")
+        if self.path is None and not callable(getattr(agent, "act", None)):
+            raise TypeError(f"an agent opponent needs an agent with act(obs, mask, deterministic) or a checkpoint path, got {agent!r}")
+        self.agent = agent if self.path is None else None
+        self.deterministic = deterministic
+        self.name = name or (self.path.name if self.path is not None else type(agent).__name__)
+        self.rng = np.random.default_rng()
+
+    def act(self, obs: Any, mask: np.ndarray | None, seats: gym.Env) -> Any:
+        if self.agent is None or getattr(self.agent, "observation_space", None) is None:
+            # Collectors step envs under inference mode: weights made there could never be loaded into again.
+            with torch.inference_mode(False):
+                if self.agent is None:
+                    from rladapt.checkpoint import load
+
+                    self.agent = load(self.path)
+                if getattr(self.agent, "observation_space", None) is None:
+                    bind_agent(self.agent, seats.observation_space, seats.action_space, seats.family)
+        return _act(self.agent, obs, mask, self.deterministic)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if self.path is not None:
+            state["agent"] = None  # each process loads the checkpoint itself
+        return state
+
+
+class HumanOpponent(Opponent):
+    """A person at the terminal: the board, the legal moves by number and name, the agent's view
+    of each move (``advisor.action_values``), then a move read from ``input``; a move that is not
+    a number or name of a legal move is refused with the reason and asked again.
+
+    :param input: where moves are read (default: standard input).
+    :param output: where the board and prompts go (default: standard output).
+    :param advisor: an agent whose ``action_values(obs, mask)`` is shown for each move (the
+        agent being played against, in ``agent.play(env, human_seat=...)``), or None.
+    """
+
+    name = "human"
+
+    def __init__(self, input: TextIO | None = None, output: TextIO | None = None, advisor: Any = None) -> None:
+        self.input, self.output, self.advisor = input, output, advisor
+
+    def bind_learner(self, agent: Any) -> None:
+        if self.advisor is None:  # the agent being played against shows its view of your moves
+            self.advisor = agent
+
+    def act(self, obs: Any, mask: np.ndarray | None, seats: gym.Env) -> Any:
+        from rladapt.logging.terminal import action_names, board_text, format_action_values
+
+        out = self.output or sys.stdout
+        space = seats.action_space
+        if not isinstance(space, gym.spaces.Discrete):
+            raise AdaptError(f"a human plays Discrete actions by number; this env's actions are {space}")
+        n, start = int(space.n), int(space.start)
+        names = action_names(seats, n)
+        legal = list(range(n)) if mask is None else [i for i in range(n) if mask[i]]
+        print(f"your move (seat {seats.to_move}):", file=out)
+        print(board_text(seats, obs), file=out)
+        print("legal moves: " + ", ".join(f"{i + start}={names[i]}" if names[i] != str(i) else str(i + start) for i in legal), file=out)
+        if self.advisor is not None and getattr(self.advisor, "observation_space", None) is not None:
+            view = self.advisor.action_values(obs, mask if self.advisor.spec.masks else None)
+            if view is not None:
+                values, kind = view
+                best = int(np.argmax(np.where(np.asarray(mask, dtype=bool), values, -np.inf))) if mask is not None else int(np.argmax(values))
+                print(f"{type(self.advisor).__name__}'s view of your moves (-> its pick):", file=out)
+                print(format_action_values(values, kind, best, names, mask), file=out)
+        stream = self.input or sys.stdin
+        while True:
+            print("> ", end="", file=out)
+            out.flush()
+            line = stream.readline()
+            if not line:
+                raise RuntimeError("no more input: the human player left the game (end of input)")
+            text = line.strip()
+            choice = _parse_move(text, names, start)
+            if choice is None:
+                print(f"'{text}' is not a move: type a move's number ({start}..{start + n - 1}) or its name", file=out)
+            elif choice - start not in legal:
+                print(f"move {choice} ({names[choice - start]}) is not legal here; legal moves: "
+                      + ", ".join(str(i + start) for i in legal), file=out)
+            else:
+                return choice
+
+
+def _parse_move(text: str, names: list[str], start: int) -> int | None:
+    try:
+        value = int(text)
+    except ValueError:
+        lowered = [name.lower() for name in names]
+        return lowered.index(text.lower()) + start if text.lower() in lowered else None
+    return value if start <= value < start + len(names) else None
+
+
+def _copy_agent(agent: Any) -> Any:
+    """A CPU agent of the same class and settings, bound to the same spaces, to act with snapshots."""
+    import dataclasses
+
+    settings = {f.name: getattr(agent.config, f.name) for f in dataclasses.fields(agent.config)}
+    settings.update(device="cpu", num_threads=1)
+    copy = type(agent)(**settings)
+    bind_agent(copy, agent.observation_space, agent.action_space, getattr(agent, "env_family", "other"))
+    copy.use_masks = agent.use_masks
+    copy.eval()
+    return copy
+
+
+class SelfPlay(Opponent):
+    """The learner's current policy (``opponent="self"``): in worker processes the worker's copy
+    of the agent, which gets the learner's weights at every publish.
+
+    :param deterministic: play its most likely move (default False: sample, as the learner explores).
+    """
+
+    name = "self"
+    needs_learner = True
+
+    def __init__(self, deterministic: bool = False) -> None:
+        self.deterministic = deterministic
+        self.learner: Any = None
+
+    def bind_learner(self, agent: Any) -> None:
+        self.learner = agent
+
+    def _learner(self, seats: gym.Env) -> Any:
+        if self.learner is None:
+            raise RuntimeError(
+                f"opponent {self.name!r} plays the learner's policy, but no agent acts in this process: build the env with "
+                "AutoAdapt(env, agent_instance, ...) or train with agent.learn (vectorization='async' runs envs in "
+                "subprocesses without the agent: use workers=N instead)"
+            )
+        if getattr(self.learner, "observation_space", None) is None:
+            with torch.inference_mode(False):  # the learner's weights must stay trainable
+                bind_agent(self.learner, seats.observation_space, seats.action_space, seats.family)
+        return self.learner
+
+    def act(self, obs: Any, mask: np.ndarray | None, seats: gym.Env) -> Any:
+        return _act(self._learner(seats), obs, mask, self.deterministic)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "learner": None}  # copies and other processes bind their own agent
+
+
+class SnapshotPool(SelfPlay):
+    """Past versions of the learner: a snapshot of its weights every ``every`` of its env steps
+    (the newest ``size`` kept); at each episode the opponent is the current policy with
+    probability ``latest``, else a snapshot drawn uniformly from the pool (the current policy
+    while the pool is empty).
+
+    :param every: learner env steps between snapshots.
+    :param size: snapshots kept (the oldest dropped).
+    :param latest: probability of playing the current policy in an episode.
+    :param deterministic: play the most likely move (default False: sample).
+    """
+
+    name = "pool"
+
+    def __init__(self, every: int = 10_000, size: int = 10, latest: float = 0.5, deterministic: bool = False) -> None:
+        super().__init__(deterministic)
+        if not (isinstance(every, (int, np.integer)) and every > 0):
+            raise ValueError(f"SnapshotPool every must be a positive number of steps, got {every!r}")
+        if not (isinstance(size, (int, np.integer)) and size > 0):
+            raise ValueError(f"SnapshotPool size must be a positive integer, got {size!r}")
+        if not 0.0 <= float(latest) <= 1.0:
+            raise ValueError(f"SnapshotPool latest is a probability in [0, 1], got {latest!r}")
+        self.every, self.size, self.latest = int(every), int(size), float(latest)
+        self.snapshots: list[tuple[int, dict[str, torch.Tensor]]] = []
+        self._next = self.every
+        self._player: Any = None  # the agent copy that plays snapshots
+        self.playing: int | None = None  # the step of the snapshot in play; None: the current policy
+
+    def reset(self, rng: np.random.Generator) -> None:
+        super().reset(rng)
+        learner = self.learner
+        if learner is None or getattr(learner, "observation_space", None) is None:
+            self.playing = None
+            return
+        # Collectors reset envs under inference mode; snapshots and the player's weights are made
+        # outside it, so that they can be loaded in and out of it.
+        with torch.inference_mode(False), torch.no_grad():
+            self._choose(learner, rng)
+
+    def _choose(self, learner: Any, rng: np.random.Generator) -> None:
+        while learner.num_timesteps >= self._next:  # a snapshot per `every` steps passed
+            state = {k: v.detach().clone().cpu() for k, v in learner.state_dict().items()}
+            self.snapshots = (self.snapshots + [(self._next, state)])[-self.size:]
+            self._next += self.every
+        if not self.snapshots or rng.random() < self.latest:
+            self.playing = None
+            return
+        step, state = self.snapshots[int(rng.integers(len(self.snapshots)))]
+        if self._player is None:
+            self._player = _copy_agent(learner)
+        self._player.load_state_dict(state)
+        self.playing = step
+
+    def act(self, obs: Any, mask: np.ndarray | None, seats: gym.Env) -> Any:
+        agent = self._learner(seats) if self.playing is None else self._player
+        return _act(agent, obs, mask, self.deterministic)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "_player": None}
+
+
+def resolve_opponent(spec: Any, learner: Any = None) -> Opponent:
+    """An :class:`Opponent` from what a user passes: ``"random"``, ``"human"``, ``"self"``,
+    ``"pool"`` (a default :class:`SnapshotPool`), an :class:`Opponent`, an agent (a fixed
+    opponent), or a checkpoint path.
+
+    :param spec: the opponent.
+    :param learner: the learner agent (bound to ``"self"`` and pools at once when it is an instance).
+    """
+    if isinstance(spec, Opponent):
+        opponent = spec
+    elif isinstance(spec, str) and spec in OPPONENT_NAMES:
+        opponent = {"random": RandomOpponent, "human": HumanOpponent, "self": SelfPlay, "pool": SnapshotPool}[spec]()
+    elif isinstance(spec, (str, Path)):
+        if not Path(spec).exists():
+            raise AdaptError(
+                f"opponent {spec!r} is neither one of {list(OPPONENT_NAMES)} nor an existing checkpoint file; "
+                f"pass opponent='random', 'human', 'self', 'pool', an agent, a checkpoint path or an Opponent"
+            )
+        opponent = AgentOpponent(spec)
+    elif isinstance(spec, type):
+        raise AdaptError(f"opponent {spec.__name__} is a class: pass an agent instance (trained or loaded), not its class")
+    elif callable(getattr(spec, "act", None)) and hasattr(spec, "spec"):
+        opponent = AgentOpponent(spec)
+    else:
+        raise AdaptError(
+            f"opponent {spec!r} is not understood: pass 'random', 'human', 'self', 'pool', an agent, a checkpoint path, "
+            f"a SnapshotPool(...) or an Opponent subclass instance"
+        )
+    if learner is not None and opponent.needs_learner and not isinstance(learner, type) and hasattr(learner, "act"):
+        opponent.bind_learner(learner)
+    return opponent
+
+
+def opponent_seats(env: Any) -> Any:
+    """The :class:`~rladapt.wrappers.OpponentSeats` wrapper in an env's chain, or None."""
+    from rladapt.wrappers.multiplayer import OpponentSeats
+
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, OpponentSeats):
+            return env
+        env = env.env
+    return None
+
+
+def bind_learner(envs: Any, agent: Any) -> None:
+    """Bind ``agent`` to the learner-policy opponents of ``envs`` (one env or a vector env).
+
+    :raises RuntimeError: for a human opponent in a vector env (people play through ``play``
+        and ``evaluate``, not in training).
+    """
+    if isinstance(envs, gym.vector.VectorEnv):
+        # Subprocess envs (vectorization="async") cannot reach this process's agent: their
+        # learner-policy opponents raise when they first move, naming the fix.
+        inner = getattr(envs, "envs", None)
+        if inner is None:
+            return
+        for env in inner:
+            seats = opponent_seats(env)
+            if seats is not None and any(isinstance(o, HumanOpponent) for o in seats.opponents):
+                raise RuntimeError("a 'human' opponent plays through agent.play(env, human_seat=...) or evaluate, not in training")
+            bind_learner(env, agent)
+        return
+    seats = opponent_seats(envs)
+    if seats is not None:
+        seats.bind_learner(agent)
