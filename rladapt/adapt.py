@@ -301,7 +301,12 @@ class _Builder:
             key = next(key for key in TURN_KEYS if key in probe_info)
             self.note("turn_info", f"info[{key!r}] says whose turn it is", "turn-based env: one learner seat, opponents at the others")
             self.turn_based = True
-        if not self.turn_based and (self.options.opponent is not None or self.options.seat is not None):
+        seated = self.options.opponent is not None or self.options.seat is not None
+        if self.turn_based and self.spec.plays_every_seat and not seated:
+            self.note("every_seat", "no opponents: the agent moves for every player", f"{self.agent_name} plays every seat (self-play search)")
+            self.turn_based = False
+            return
+        if not self.turn_based and seated:
             raise AdaptError(
                 "opponent and seat apply to turn-based envs (a PettingZoo AEC game, or an env with info['current_player'], "
                 "info['to_play'] or a next_player attribute); this env says nothing about whose turn it is"

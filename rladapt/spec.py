@@ -27,6 +27,9 @@ class AgentSpec:
     :param needs_env_state: the agent saves and restores the env's state (search: MCTS,
         AlphaZero); AutoAdapt checks that the adapted env can do it (``env.get_state()`` /
         ``env.set_state(state)``) and raises ``AdaptError`` naming the cause when it cannot.
+    :param plays_every_seat: in a turn-based game the agent moves for every player (self-play
+        search: MCTS, AlphaZero), so AutoAdapt seats no opponents unless ``opponent=`` or ``seat=``
+        asks for them.
     """
 
     observations: frozenset[str] = frozenset({"vector"})
@@ -35,6 +38,7 @@ class AgentSpec:
     frame_stack: int = 4
     preprocess_images: bool = True
     needs_env_state: bool = False
+    plays_every_seat: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "observations", frozenset(self.observations))

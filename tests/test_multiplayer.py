@@ -279,3 +279,19 @@ def test_self_play_dqn_long_run_wins_against_random_from_both_seats() -> None:
     result = agent.evaluate(env, episodes=400, opponent="random", seed=1)
     assert result.rates()["win"] >= 0.9, result.by_seat()
     assert all(rates["loss"] <= 0.05 for rates in result.by_seat().values()), result.by_seat()
+
+
+def test_search_agents_play_every_seat_unless_an_opponent_is_named():
+    from pettingzoo.classic import tictactoe_v3
+
+    from rladapt.agents.mcts import MCTS
+
+    agent = MCTS(seed=0)
+    alone = AutoAdapt(tictactoe_v3.env(), agent)
+    assert "every_seat" in [step.rule for step in alone.plan]
+    assert "opponent_seats" not in [step.rule for step in alone.plan]
+    seated = AutoAdapt(tictactoe_v3.env(), agent, opponent="random")
+    assert "opponent_seats" in [step.rule for step in seated.plan]
+    result = agent.evaluate(seated, episodes=10)
+    assert set(result.by_seat()) == {0, 1}
+    assert all(rates["loss"] == 0 for rates in result.by_seat().values())

@@ -146,7 +146,7 @@ class AlphaZero(GameBinding, Agent):
     """
 
     spec: ClassVar[AgentSpec] = AgentSpec(observations=frozenset({"vector"}), actions=frozenset({"discrete"}), masks=True,
-                                          needs_env_state=True)
+                                          needs_env_state=True, plays_every_seat=True)
     Config: ClassVar[type[AlphaZeroConfig]] = AlphaZeroConfig
 
     def build(self) -> None:

@@ -56,7 +56,7 @@ class MCTS(GameBinding, Agent):
     """
 
     spec: ClassVar[AgentSpec] = AgentSpec(observations=frozenset({"vector"}), actions=frozenset({"discrete"}), masks=True,
-                                          needs_env_state=True)
+                                          needs_env_state=True, plays_every_seat=True)
     Config: ClassVar[type[MCTSConfig]] = MCTSConfig
 
     def build(self) -> None:
