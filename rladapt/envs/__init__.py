@@ -7,6 +7,12 @@
 * ``rladapt/TicTacToe-v0`` (:class:`TicTacToeEnv`): X against a random or heuristic O, with
   ``action_masks()``. Observation ``Box(-1, 1, (9,), float32)``, action ``Discrete(9)``; ends with
   the game (win, loss, draw, or a move onto an occupied cell).
+* ``rladapt/CartPoleNoVel-v1``, ``rladapt/PendulumNoVel-v1``: rl-zoo's classic control without
+  velocities (:class:`HideVelocity`): observations ``[x, theta]`` and ``[cos theta, sin theta]``;
+  a feed-forward policy cannot see how things move, a recurrent one (``PPO(recurrent="lstm")``) can.
+* ``rladapt/MaskedMemory-v0`` (:class:`MaskedMemoryEnv`): a cue at the first step, then a delay
+  with random legal moves, then pick the cue from two legal symbols; ``info["action_mask"]``.
+  Observation ``Box(0, 1, (6,), float32)``, action ``Discrete(4)``; 6 steps.
 
 Each env names its actions in ``env.unwrapped.action_names`` and renders ``"ansi"`` text.
 
@@ -25,15 +31,22 @@ from typing import Any
 import gymnasium as gym
 
 from rladapt.envs.grid import GridEnv
+from rladapt.envs.memory import MaskedMemoryEnv
+from rladapt.envs.no_velocity import HideVelocity
 from rladapt.envs.shower import ShowerEnv
 from rladapt.envs.tictactoe import TicTacToeEnv
 
-__all__ = ["GridEnv", "ShowerEnv", "TicTacToeEnv", "ENV_IDS", "register_envs"]
+__all__ = ["GridEnv", "HideVelocity", "MaskedMemoryEnv", "ShowerEnv", "TicTacToeEnv", "ENV_IDS", "register_envs"]
 
 _REGISTRATIONS: dict[str, dict[str, Any]] = {
     "rladapt/Grid-v0": {"entry_point": "rladapt.envs.grid:GridEnv", "max_episode_steps": 100},
     "rladapt/Shower-v0": {"entry_point": "rladapt.envs.shower:ShowerEnv", "max_episode_steps": 60},
     "rladapt/TicTacToe-v0": {"entry_point": "rladapt.envs.tictactoe:TicTacToeEnv"},
+    "rladapt/CartPoleNoVel-v1": {"entry_point": "rladapt.envs.no_velocity:cartpole_no_velocity",
+                                 "max_episode_steps": 500, "reward_threshold": 475.0},
+    "rladapt/PendulumNoVel-v1": {"entry_point": "rladapt.envs.no_velocity:pendulum_no_velocity",
+                                 "max_episode_steps": 200},
+    "rladapt/MaskedMemory-v0": {"entry_point": "rladapt.envs.memory:MaskedMemoryEnv"},
 }
 
 ENV_IDS: tuple[str, ...] = tuple(_REGISTRATIONS)

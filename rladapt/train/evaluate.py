@@ -56,11 +56,16 @@ def evaluate(
             count = episodes if video_episodes is None else min(video_episodes, episodes)
             recorder = recording_copy(probe, video_dir, episodes=count, gif=gif)
         play = recorder if recorder is not None else probe
+        stateful = bool(agent.state_specs())  # a recurrent agent: its state threads through the episode
         with agent.torch_threads():
             obs, info = play.reset(seed=agent.config.seed if seed is None else seed)
-            total, length = 0.0, 0
+            total, length, state = 0.0, 0, None
             while len(returns) < episodes:
-                action = agent.act(obs, info.get("action_mask") if masks else None, deterministic)
+                mask = info.get("action_mask") if masks else None
+                if stateful:
+                    action, state = agent.act(obs, mask, deterministic, state=state)
+                else:
+                    action = agent.act(obs, mask, deterministic)
                 obs, reward, terminated, truncated, info = play.step(action)
                 total += float(reward)
                 length += 1
@@ -69,7 +74,7 @@ def evaluate(
                     returns.append(float(stats["r"]) if stats is not None else total)
                     lengths.append(int(stats["l"]) if stats is not None else length)
                     obs, info = play.reset()
-                    total, length = 0.0, 0
+                    total, length, state = 0.0, 0, None
     finally:
         if recorder is not None:
             recorder.close() if recorder.owns_env else recorder.finish()

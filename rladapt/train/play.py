@@ -69,10 +69,11 @@ def play(
     names = action_names(view, n) if n is not None else []
     shows_text = render == "ansi" and view.render_mode == "ansi"
     returns, lengths = [], []
+    stateful = bool(agent.state_specs())  # a recurrent agent: its state threads through the episode
     try:
         obs, info = view.reset(seed=agent.config.seed if seed is None else seed)
         for episode in range(1, episodes + 1):
-            total, length, done = 0.0, 0, False
+            total, length, done, state = 0.0, 0, False, None
             while not done:
                 length += 1
                 print(f"episode {episode}, step {length}", file=out)
@@ -81,8 +82,13 @@ def play(
                 elif render != "human":
                     print(f"observation {describe_observation(obs)}", file=out)
                 mask = np.asarray(info["action_mask"], dtype=bool) if masks and "action_mask" in info else None
-                action = agent.act(obs, mask if agent.spec.masks else None, deterministic)
-                view_values = agent.action_values(obs, mask if agent.spec.masks else None)
+                agent_mask = mask if agent.spec.masks else None
+                if stateful:  # the view of the state this step acts from, then the step
+                    view_values = agent.action_values(obs, agent_mask, state=state)
+                    action, state = agent.act(obs, agent_mask, deterministic, state=state)
+                else:
+                    action = agent.act(obs, agent_mask, deterministic)
+                    view_values = agent.action_values(obs, agent_mask)
                 if view_values is not None and n is not None:
                     values, kind = view_values
                     print(format_action_values(values, kind, int(action) - int(view.action_space.start), names, mask), file=out)
