@@ -90,7 +90,7 @@ def test_sequence_minibatch_replays_exactly_the_states_the_rollout_saw():
         for chunks, action, old_log_prob, _, _, mask, old_value in minibatches:
             for k in range(2):  # whole chunks, never shuffled steps
                 seen += [j for j in range(8) if torch.equal(sequences["observation"][:, j], chunks["observation"][:, k])]
-            _, _, states = agent.policy.replay(chunks)
+            _, _, states = agent.policy.replay(chunks, states=True)
             assert torch.allclose(states, chunks.get(STATE_KEY), atol=1e-6)  # every step's state, from the first row's
             log_prob, _, value = agent.policy.evaluate_actions(chunks, action, mask)
             assert torch.allclose(log_prob, old_log_prob, atol=1e-5)
