@@ -100,19 +100,19 @@ def test_sequence_minibatch_replays_exactly_the_states_the_rollout_saw():
 
 @pytest.mark.parametrize("recurrent, expect_solved", [("lstm", True), (None, False)])
 def test_recurrent_ppo_balances_cartpole_without_velocities_where_feed_forward_cannot(recurrent, expect_solved):
-    agent = PPO(seed=0, recurrent=recurrent, **(dict(sequence_length=8, batch_size=128) if recurrent else {}))
+    agent = PPO(seed=0, recurrent=recurrent)  # the defaults, recurrent or not
     env = AutoAdapt(gym.make("rladapt/CartPoleNoVel-v1"), agent)
-    agent.learn(env, steps=30_000, progress=False, run_dir=False)
+    agent.learn(env, steps=40_000, progress=False, run_dir=False)
     score = agent.evaluate(env, episodes=10).mean
-    # Measured: LSTM 335, feed-forward 43 (its best over a 500-step episode without velocities).
-    assert (score > 200) if expect_solved else (score < 100), score
+    # Measured: LSTM 464.8, feed-forward ~45 (it cannot tell which way the pole moves).
+    assert (score > 300) if expect_solved else (score < 100), score
 
 
 @pytest.mark.parametrize("recurrent, expect_solved", [("lstm", True), (None, False)])
 def test_only_the_recurrent_masked_agent_solves_the_masked_memory_task(recurrent, expect_solved):
-    agent = PPO(seed=0, recurrent=recurrent, **(dict(sequence_length=8) if recurrent else {}))
+    agent = PPO(seed=0, recurrent=recurrent)
     env = AutoAdapt(gym.make("rladapt/MaskedMemory-v0"), agent)
-    assert any(step.rule == "action_mask" for step in env.plan.steps)
+    assert "action_mask" in env.plan.rules
     agent.learn(env, steps=10_240, progress=False, run_dir=False)
     result = agent.evaluate(env, episodes=100)
     # The masks keep every agent legal (no -1 during the delay), the cue is needed at the decision:

@@ -87,8 +87,10 @@ class OnPolicyConfig(AgentConfig):
         start; act with ``act(obs, state=...)``. None: feed-forward.
     :param recurrent_hidden: units of each recurrent core.
     :param sequence_length: recurrent policies: steps per sequence chunk an update replays (it
-        must divide ``n_steps``; None: the whole rollout of each env is one chunk). Minibatches
-        hold whole chunks (``batch_size // sequence_length`` of them), never shuffled steps.
+        must divide ``n_steps``; None: the largest divisor of ``n_steps`` up to 16, which is
+        backpropagation through 16 steps and a quarter of the replay steps of whole 64-step
+        rollouts). Minibatches hold whole chunks (``batch_size // sequence_length`` of them),
+        never shuffled steps.
     """
 
     n_steps: int | None = None
@@ -151,8 +153,7 @@ class OnPolicyAgent(Agent):
         if network is not None and hasattr(network, "evaluate_actions"):
             raise ValueError(f"{type(self).__name__}(recurrent={hp.recurrent!r}) builds its own recurrent actor-critic; "
                              f"network= may be an encoder (observations -> [B, F] features), not a full actor-critic")
-        steps = int(hp.n_steps)
-        length = steps if hp.sequence_length is None else int(hp.sequence_length)
+        steps, length = int(hp.n_steps), self.sequence_length()
         if steps % length:
             raise ValueError(f"{type(self).__name__}(sequence_length={length}) must divide n_steps={steps} "
                              f"(an update replays whole chunks of each env's rollout)")
@@ -165,11 +166,17 @@ class OnPolicyAgent(Agent):
             return {}
         return {STATE_KEY: (state_shape(self.hp.recurrent, int(self.hp.recurrent_hidden)), torch.float32)}
 
+    def sequence_length(self) -> int:
+        """Steps per replayed chunk: ``sequence_length``, or the largest divisor of ``n_steps`` up to 16."""
+        if self.hp.sequence_length is not None:
+            return int(self.hp.sequence_length)
+        steps = int(self.hp.n_steps)
+        return next(length for length in range(min(16, steps), 0, -1) if steps % length == 0)
+
     def sequences(self, rollout: RolloutBuffer, keys: list) -> TensorDictBase:
         """A recurrent policy's rollout as ``[sequence_length, K]`` chunks (:meth:`RolloutBuffer.sequences`)
         with what the replay needs: ``is_init``, ``valid`` and the stored ``recurrent_state``."""
-        length = int(self.hp.sequence_length or self.hp.n_steps)
-        return rollout.sequences([*keys, "is_init", "valid", STATE_KEY], length)
+        return rollout.sequences([*keys, "is_init", "valid", STATE_KEY], self.sequence_length())
 
     def act_batch(self, td: TensorDictBase, deterministic: bool = False) -> TensorDictBase:
         fast = self.fast_path
