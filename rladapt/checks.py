@@ -25,7 +25,8 @@ __all__ = ["Rule", "SETTING_RULES", "check_settings", "positive_int"]
 class Rule:
     """What one setting accepts.
 
-    :param kind: ``"int"``, ``"float"`` (an int is accepted) or ``"bool"``.
+    :param kind: ``"int"``, ``"float"`` (an int is accepted), ``"bool"``, or ``"choice"`` (only
+        the ``also`` values).
     :param low: the smallest allowed value (None: unbounded).
     :param high: the largest allowed value (None: unbounded).
     :param low_open: ``low`` itself is excluded.
@@ -39,6 +40,8 @@ class Rule:
     also: tuple[Any, ...] = ()
 
     def describe(self) -> str:
+        if self.kind == "choice":
+            return "one of " + ", ".join(repr(value) for value in self.also)
         kinds = {"int": "an integer", "float": "a number", "bool": "True or False"}[self.kind]
         if self.low is not None and self.high is not None:
             where = f" in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
@@ -54,6 +57,8 @@ class Rule:
         one of the ``also`` values (``"sometimes"`` for ``"auto"``: a wrong value, not a wrong type)."""
         if any(type(value) is type(other) for other in self.also):
             return True
+        if self.kind == "choice":
+            return False
         if self.kind == "bool":
             return isinstance(value, (bool, np.bool_))
         number = numbers.Integral if self.kind == "int" else numbers.Real
@@ -62,7 +67,7 @@ class Rule:
     def accepts(self, value: Any) -> bool:
         if any(value == other and type(value) is type(other) for other in self.also):
             return True
-        if not self.has_type(value) or isinstance(value, str):  # a string not among ``also``
+        if not self.has_type(value) or isinstance(value, str) or self.kind == "choice":  # not among ``also``
             return False
         if self.kind == "bool":
             return True
@@ -99,6 +104,7 @@ SETTING_RULES: dict[str, Rule] = {
     "simulations": _COUNT, "eval_simulations": _COUNT, "games_per_iteration": _COUNT, "replay_size": _COUNT,
     "temperature_moves": Rule("int", 0), "c_uct": _POSITIVE, "c_puct": _POSITIVE, "dirichlet_alpha": _POSITIVE,
     "dirichlet_fraction": _FRACTION, "weight_decay": _NON_NEGATIVE, "value_weight": _NON_NEGATIVE,
+    "recurrent": Rule("choice", also=("lstm", "gru")), "recurrent_hidden": _COUNT, "sequence_length": _COUNT,
 }
 
 

@@ -17,13 +17,15 @@ from rladapt.envs import ENV_IDS, GridEnv, ShowerEnv, TicTacToeEnv
 from rladapt.envs.tictactoe import heuristic_opponent, winner
 
 GRID, SHOWER, TICTACTOE = "rladapt/Grid-v0", "rladapt/Shower-v0", "rladapt/TicTacToe-v0"
+MEMORY = "rladapt/MaskedMemory-v0"
+NO_VELOCITY = ("rladapt/CartPoleNoVel-v1", "rladapt/PendulumNoVel-v1")
 
 
 # --------------------------------------------------------------------------- registration, API
 
 
-def test_every_id_is_registered_with_string_entry_points() -> None:
-    assert set(ENV_IDS) == {GRID, SHOWER, TICTACTOE, "rladapt/HybridReach-v0", "rladapt/Reach-v0"}
+def test_every_example_id_is_registered_with_a_string_entry_point() -> None:
+    assert set(ENV_IDS) == {GRID, SHOWER, TICTACTOE, MEMORY, *NO_VELOCITY, "rladapt/HybridReach-v0", "rladapt/Reach-v0"}
     for env_id in ENV_IDS:
         spec = gym.spec(env_id)
         assert isinstance(spec.entry_point, str) and spec.entry_point.startswith("rladapt.envs.")
@@ -37,7 +39,7 @@ def test_registration_is_idempotent_on_reimport() -> None:
     assert {env_id: gym.spec(env_id) for env_id in ENV_IDS} == before
 
 
-@pytest.mark.parametrize("env_id", [GRID, SHOWER, TICTACTOE])
+@pytest.mark.parametrize("env_id", [GRID, SHOWER, TICTACTOE, MEMORY])
 def test_check_env_passes_without_warnings_on_the_unwrapped_env(env_id: str) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -45,7 +47,7 @@ def test_check_env_passes_without_warnings_on_the_unwrapped_env(env_id: str) -> 
     assert [str(w.message) for w in caught] == []
 
 
-@pytest.mark.parametrize("env_id", [GRID, SHOWER, TICTACTOE])
+@pytest.mark.parametrize("env_id", [GRID, SHOWER, TICTACTOE, MEMORY, NO_VELOCITY[0]])  # Pendulum: gymnasium warns about its own [-2, 2] actions
 def test_check_env_passes_through_gym_make(env_id: str) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

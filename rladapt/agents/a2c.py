@@ -83,11 +83,16 @@ class A2C(OnPolicyAgent):
         lr = hp.lr * (1.0 - progress) if hp.anneal_lr else hp.lr
         set_lr(self.optimizer, lr)
         keys = ["observation", "action", "advantage", "value_target"] + (["action_mask"] if self.use_masks else [])
-        batch = rollout.transitions(keys)
+        if hp.recurrent is not None:  # the rollout as sequence chunks, replayed from their stored states
+            sequences = self.sequences(rollout, keys)
+            batch = sequences[sequences.get("valid")]
+            observation = sequences
+            action, mask = sequences.get("action"), sequences.get("action_mask", None)
+        else:
+            batch = rollout.transitions(keys)
+            observation, action, mask = batch.get("observation"), batch.get("action"), batch.get("action_mask", None)
 
-        log_prob, entropy, value = self.policy.evaluate_actions(
-            batch.get("observation"), batch.get("action"), batch.get("action_mask", None)
-        )
+        log_prob, entropy, value = self.policy.evaluate_actions(observation, action, mask)
         advantages = normalize(batch.get("advantage")) if hp.normalize_advantage else batch.get("advantage")
         policy_loss = -(advantages * log_prob).mean()
         value_loss = F.mse_loss(value, batch.get("value_target"))

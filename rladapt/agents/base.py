@@ -196,6 +196,15 @@ class Agent(nn.Module):
         every collector allocates (nothing is probed). Default: the action only."""
         return {"action": action_spec(self.action_space)}
 
+    def state_specs(self) -> OutSpecs:
+        """What the agent carries from one step to the next, ``key -> (shape of one env's entry,
+        dtype)`` (a recurrent policy's hidden state); default: nothing. Collectors keep it with
+        the envs: :meth:`explore` reads ``td[key]``, the state the step starts from (zeros where
+        ``is_init`` marks an episode start), and writes ``td["next", key]``, the state after it;
+        batches store it per observation row (:mod:`rladapt.collect.batch`). An agent that
+        declares state acts through ``act(obs, state=...)``, which then returns ``(action, state)``."""
+        return {}
+
     def env_action(self, action: np.ndarray) -> Any:
         """Stored actions (a numpy batch) -> the env's actions (offsets, shapes, Box clipping)."""
         return env_action(self.action_space, action)
@@ -318,7 +327,7 @@ class Agent(nn.Module):
     #: Train for ``steps`` env steps: :func:`rladapt.train.learn` (the parameters are documented there).
     learn = train.learn
 
-    def act(self, obs: Any, mask: np.ndarray | None = None, deterministic: bool = True) -> Any:
+    def act(self, obs: Any, mask: np.ndarray | None = None, deterministic: bool = True, state: Any = None) -> Any:
         """The action for one observation of the adapted env.
 
         :param obs: one observation (an array, or a dict of arrays for nested observations).
@@ -326,7 +335,12 @@ class Agent(nn.Module):
             action space it may also be nested like the space, one mask per discrete leaf
             (:func:`rladapt.spaces.flatten_mask`).
         :param deterministic: the most likely action instead of a sample.
-        :return: an action of the adapted env's action space (a dict or tuple for a composite one).
+        :param state: agents with a carried state (:meth:`state_specs`, e.g. ``PPO(recurrent="lstm")``):
+            the state the previous ``act`` of this episode returned; None at an episode's first step
+            (the initial state). Agents without one refuse a state.
+        :return: an action of the adapted env's action space (a dict or tuple for a composite one);
+            for agents with a carried state ``(action, state)``, the state to pass with the episode's
+            next observation.
         """
         if self.observation_space is None:
             raise RuntimeError(
@@ -350,12 +364,35 @@ class Agent(nn.Module):
                     f"{describe(self.action_space)} needs a bool (or 0/1 int8) mask of shape ({mask_size(self.action_space)},)"
                 )
             td.set("action_mask", torch.as_tensor(mask.astype(bool), device=self.device).unsqueeze(0))
+        carried = self.state_specs()
+        if state is not None and not carried:
+            raise TypeError(f"{type(self).__name__}.act got a state, but {type(self).__name__} carries none "
+                            f"(only recurrent agents do, e.g. PPO(recurrent='lstm'))")
+        if carried:
+            td.set("is_init", torch.tensor([state is None], device=self.device))
+            for key, (shape, dtype) in carried.items():
+                td.set(key, self._initial_or_given_state(key, shape, dtype, state))
         with torch.inference_mode():
             self.act_batch(td, deterministic=deterministic)
         action = action_at(self.action_space, self.env_action(td.get("action").cpu().numpy()), 0)
         if isinstance(self.action_space, spaces.Discrete):
-            return int(action)
+            action = int(action)
+        if carried:
+            return action, TensorDict({key: td.get(("next", key))[0] for key in carried}, batch_size=[])
         return action
+
+    def _initial_or_given_state(self, key: str, shape: tuple[int, ...], dtype: torch.dtype, state: Any) -> torch.Tensor:
+        """``state[key]`` as a batch of one (zeros when ``state`` is None), its shape checked."""
+        if state is None:
+            return torch.zeros((1, *shape), dtype=dtype, device=self.device)
+        if not isinstance(state, TensorDictBase) or key not in state.keys():
+            raise TypeError(f"{type(self).__name__}.act(state=...) takes the state its previous act returned "
+                            f"(a TensorDict with {key!r}); got {type(state).__name__}")
+        value = state.get(key)
+        if tuple(value.shape) != tuple(shape):
+            raise ValueError(f"{type(self).__name__}.act got a state {key!r} of shape {tuple(value.shape)}; "
+                             f"expected {tuple(shape)}")
+        return value.to(self.device, dtype).unsqueeze(0)
 
     #: Play episodes and return their raw returns and lengths: :func:`rladapt.train.evaluate`.
     evaluate = train.evaluate

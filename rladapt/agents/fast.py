@@ -35,6 +35,9 @@ def exclusions(agent: Any) -> dict[str, str | None]:
     """Why each part of the fast path does not apply to ``agent`` (None: it applies):
     ``{"act": ..., "gradient": ...}``. Every exclusion of the fast path is here."""
     policy, params = getattr(agent, "policy", None), getattr(agent, "params", None)
+    if getattr(agent.hp, "recurrent", None) is not None:
+        reason = f"recurrent={agent.hp.recurrent!r}: the fast path is the feed-forward actor-critic only"
+        return {"act": reason, "gradient": reason}
     body = getattr(policy, "body", None)
     if not (isinstance(policy, ActorCritic) and isinstance(body, DualMLP) and isinstance(body.activation, nn.Tanh)
             and isinstance(policy.head, CategoricalHead) and isinstance(policy.encoder, FlattenVector)):

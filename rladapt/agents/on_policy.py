@@ -21,6 +21,7 @@ from rladapt.agents.base import Agent, AgentConfig, to_batch
 from rladapt.agents.masks import masked_logits
 from rladapt.agents.nets import ActorCritic, CategoricalHead, FlatParameters, NetworkFactory, RunningNorm, make_actor_critic
 from rladapt.agents.noise import exploration_noise
+from rladapt.agents.recurrent import STATE_KEY, RecurrentActorCritic, state_shape
 from rladapt.buffers.rollout import RolloutBuffer
 from rladapt.collect.batch import OutSpecs
 from rladapt.spec import AgentSpec
@@ -80,6 +81,16 @@ class OnPolicyConfig(AgentConfig):
     :param fast: the hand-written fast path of the built-in vector actor-critic
         (:mod:`rladapt.agents.fast`): None uses it where it applies, True requires it (an error
         says why it does not apply), False never.
+    :param recurrent: ``"lstm"`` or ``"gru"``: a recurrent policy (:mod:`rladapt.agents.recurrent`:
+        the encoder, then an actor and a critic core of ``recurrent_hidden`` units, then the
+        ``hidden`` MLPs), its hidden state carried with the envs and reset at every episode
+        start; act with ``act(obs, state=...)``. None: feed-forward.
+    :param recurrent_hidden: units of each recurrent core.
+    :param sequence_length: recurrent policies: steps per sequence chunk an update replays (it
+        must divide ``n_steps``; None: the largest divisor of ``n_steps`` up to 16, which is
+        backpropagation through 16 steps and a quarter of the replay steps of whole 64-step
+        rollouts). Minibatches hold whole chunks (``batch_size // sequence_length`` of them),
+        never shuffled steps.
     """
 
     n_steps: int | None = None
@@ -90,6 +101,9 @@ class OnPolicyConfig(AgentConfig):
     noise_beta: float | None = None
     log_std_init: float | None = None
     fast: bool | None = None
+    recurrent: str | None = None
+    recurrent_hidden: int = 64
+    sequence_length: int | None = None
 
 
 class OnPolicyAgent(Agent):
@@ -121,12 +135,48 @@ class OnPolicyAgent(Agent):
         """
         from rladapt.agents.fast import fast_path_for
 
-        self.policy = make_actor_critic(
-            self.observation_space, self.action_space, network, hidden, bool(self.hp.normalize_observations),
-            self.hp.log_std_init or 0.0,
-        ).to(self.device)
+        if self.hp.recurrent is not None:
+            self.policy = self._recurrent_actor_critic(network, hidden).to(self.device)
+        else:
+            self.policy = make_actor_critic(
+                self.observation_space, self.action_space, network, hidden, bool(self.hp.normalize_observations),
+                self.hp.log_std_init or 0.0,
+            ).to(self.device)
         self.params = FlatParameters(self.policy)
         self.fast_path = fast_path_for(self, self.hp.fast)
+
+    def _recurrent_actor_critic(self, network: nn.Module | NetworkFactory | None, hidden: tuple[int, ...]) -> nn.Module:
+        """The recurrent actor-critic of ``recurrent=...``; ``network`` may only be an encoder."""
+        hp = self.hp
+        if network is not None and not isinstance(network, nn.Module) and callable(network):
+            network = network(self.observation_space, self.action_space)
+        if network is not None and hasattr(network, "evaluate_actions"):
+            raise ValueError(f"{type(self).__name__}(recurrent={hp.recurrent!r}) builds its own recurrent actor-critic; "
+                             f"network= may be an encoder (observations -> [B, F] features), not a full actor-critic")
+        steps, length = int(hp.n_steps), self.sequence_length()
+        if steps % length:
+            raise ValueError(f"{type(self).__name__}(sequence_length={length}) must divide n_steps={steps} "
+                             f"(an update replays whole chunks of each env's rollout)")
+        return RecurrentActorCritic(self.observation_space, self.action_space, hp.recurrent, hp.recurrent_hidden,
+                                    tuple(hidden), bool(hp.normalize_observations), network, hp.log_std_init or 0.0)
+
+    def state_specs(self) -> OutSpecs:
+        """A recurrent policy's hidden state, ``recurrent_state`` (nothing when feed-forward)."""
+        if self.hp.recurrent is None:
+            return {}
+        return {STATE_KEY: (state_shape(self.hp.recurrent, int(self.hp.recurrent_hidden)), torch.float32)}
+
+    def sequence_length(self) -> int:
+        """Steps per replayed chunk: ``sequence_length``, or the largest divisor of ``n_steps`` up to 16."""
+        if self.hp.sequence_length is not None:
+            return int(self.hp.sequence_length)
+        steps = int(self.hp.n_steps)
+        return next(length for length in range(min(16, steps), 0, -1) if steps % length == 0)
+
+    def sequences(self, rollout: RolloutBuffer, keys: list) -> TensorDictBase:
+        """A recurrent policy's rollout as ``[sequence_length, K]`` chunks (:meth:`RolloutBuffer.sequences`)
+        with what the replay needs: ``is_init``, ``valid`` and the stored ``recurrent_state``."""
+        return rollout.sequences([*keys, "is_init", "valid", STATE_KEY], self.sequence_length())
 
     def act_batch(self, td: TensorDictBase, deterministic: bool = False) -> TensorDictBase:
         fast = self.fast_path
@@ -164,7 +214,10 @@ class OnPolicyAgent(Agent):
         """Take the batch (no copy), scale rewards when ``normalize_rewards``, compute GAE."""
         rollout.set(batch)
         with torch.inference_mode():
-            last_value = self.value(batch.get(("next", "observation"))[-1])
+            if self.hp.recurrent is not None:  # from the state after the last step
+                last_value = self.policy.get_value(batch.get(("next", "observation"))[-1], batch.get(("next", STATE_KEY))[-1])
+            else:
+                last_value = self.value(batch.get(("next", "observation"))[-1])
         if self.reward_norm is not None:
             self._scale_rewards(rollout)
         rollout.compute_advantages(last_value, self.hp.gamma, self.hp.gae_lambda)
@@ -196,13 +249,24 @@ class OnPolicyAgent(Agent):
         scale = float((self.reward_norm.var + self.reward_norm.epsilon).rsqrt())
         rewards.mul_(scale).clamp_(-self.reward_norm.clip, self.reward_norm.clip)
 
-    def action_values(self, obs: Any, mask: np.ndarray | None = None) -> ActionValues | None:
-        """The policy's probability of every action (``Discrete`` actions, built-in networks)."""
+    def action_values(self, obs: Any, mask: np.ndarray | None = None, state: Any = None) -> ActionValues | None:
+        """The policy's probability of every action (``Discrete`` actions, built-in networks).
+
+        :param obs: one observation of the adapted env.
+        :param mask: the valid-action mask, or None.
+        :param state: recurrent policies: the state ``act`` is given with ``obs`` (None: an episode's start).
+        """
         head, features = getattr(self.policy, "head", None), getattr(self.policy, "features", None)
-        if not isinstance(head, CategoricalHead) or features is None:
+        recurrent = isinstance(self.policy, RecurrentActorCritic)
+        if not isinstance(head, CategoricalHead) or (features is None and not recurrent):
             return None
         with torch.inference_mode():
-            logits = head(features(to_batch(obs, self.device))[0])
+            if recurrent:
+                hidden = self._initial_or_given_state(STATE_KEY, self.policy.state_shape, torch.float32, state)
+                actor, _, _ = self.policy.step(self.policy.encoder(to_batch(obs, self.device)), hidden)
+                logits = head(self.policy.actor_mlp(actor))
+            else:
+                logits = head(features(to_batch(obs, self.device))[0])
             if mask is not None:
                 logits = masked_logits(logits, torch.as_tensor(np.asarray(mask, dtype=bool), device=self.device).unsqueeze(0))
             probs = torch.softmax(logits, -1)[0]

@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -132,23 +132,19 @@ class PPO(OnPolicyAgent):
         keys = ["observation", "action", "log_prob", "value", "advantage", "value_target"]
         if self.use_masks:
             keys.append("action_mask")
-        batch = rollout.transitions(keys)  # the reset steps of autoreset are not transitions
-        obs, action, old_log_prob = batch.get("observation"), batch.get("action"), batch.get("log_prob")
-        advantage, returns, mask = batch.get("advantage"), batch.get("value_target"), batch.get("action_mask", None)
-        old_value = batch.get("value")
-        full_batch_advantages = normalize(advantage) if hp.normalize_advantage else advantage
+        if hp.recurrent is not None:  # minibatches of whole sequence chunks per env, replayed from their stored state
+            sequences = self.sequences(rollout, keys)
+            batch = sequences[sequences.get("valid")]
+            minibatches = self._sequence_minibatches(sequences)
+        else:
+            batch = rollout.transitions(keys)  # the reset steps of autoreset are not transitions
+            minibatches = self._minibatches(batch)
         fast = self.fast_path.gradient if self.fast_path is not None else None
         stats = []
         for epoch in range(hp.n_epochs):
             # Diagnostics cost ops: computed in the last epoch (every epoch when target_kl is set).
             track = epoch == hp.n_epochs - 1 or hp.target_kl is not None
-            for idx in minibatch_indices(batch.shape[0], hp.batch_size, self.generator):
-                if idx is None:  # one minibatch holds the whole rollout
-                    mb = (obs, action, old_log_prob, full_batch_advantages, returns, mask, old_value)
-                else:
-                    adv = advantage[idx]
-                    mb = (obs[idx], action[idx], old_log_prob[idx], normalize(adv) if hp.normalize_advantage else adv,
-                          returns[idx], None if mask is None else mask[idx], old_value[idx])
+            for mb in minibatches():
                 self.params.zero_grad()  # (re-attaches the gradient views)
                 if fast is not None:  # the same gradient, written out by hand (rladapt.agents.fast)
                     diagnostics = fast.loss_and_grad(*mb[:6], clip, hp.vf_coef, hp.ent_coef or 0.0, track)
@@ -161,6 +157,46 @@ class PPO(OnPolicyAgent):
             if hp.target_kl is not None and float(stats[-1][3]) > hp.target_kl:
                 break
         return self._metrics(stats, batch, epoch, lr, clip)
+
+    def _minibatches(self, batch: Any) -> Callable[[], Iterator[tuple]]:
+        """Shuffled minibatches of single transitions: ``(obs, action, old_log_prob, advantages,
+        returns, mask, old_value)`` each (a new shuffle at every call: one per epoch)."""
+        hp = self.hp
+        obs, action, old_log_prob = batch.get("observation"), batch.get("action"), batch.get("log_prob")
+        advantage, returns, mask = batch.get("advantage"), batch.get("value_target"), batch.get("action_mask", None)
+        old_value = batch.get("value")
+        full_batch_advantages = normalize(advantage) if hp.normalize_advantage else advantage
+
+        def minibatches() -> Iterator[tuple]:
+            for idx in minibatch_indices(batch.shape[0], hp.batch_size, self.generator):
+                if idx is None:  # one minibatch holds the whole rollout
+                    yield obs, action, old_log_prob, full_batch_advantages, returns, mask, old_value
+                else:
+                    adv = advantage[idx]
+                    yield (obs[idx], action[idx], old_log_prob[idx], normalize(adv) if hp.normalize_advantage else adv,
+                           returns[idx], None if mask is None else mask[idx], old_value[idx])
+
+        return minibatches
+
+    def _sequence_minibatches(self, sequences: Any) -> Callable[[], Iterator[tuple]]:
+        """Recurrent policies: shuffled minibatches of ``batch_size // sequence_length`` whole
+        chunks. The first entry is the ``[L, k]`` chunks themselves (what
+        :meth:`~rladapt.agents.recurrent.RecurrentActorCritic.evaluate_actions` replays), action and
+        mask stay ``[L, k]``; the rest are the valid steps, flattened in the replay's order."""
+        hp = self.hp
+        length, count = sequences.batch_size
+        per_batch = max(1, hp.batch_size // length)
+
+        def minibatches() -> Iterator[tuple]:
+            for idx in minibatch_indices(count, per_batch, self.generator):
+                chunks = sequences if idx is None else sequences[:, idx]
+                valid = chunks.get("valid")
+                adv = chunks.get("advantage")[valid]
+                yield (chunks, chunks.get("action"), chunks.get("log_prob")[valid],
+                       normalize(adv) if hp.normalize_advantage else adv, chunks.get("value_target")[valid],
+                       chunks.get("action_mask", None), chunks.get("value")[valid])
+
+        return minibatches
 
     def _loss_backward(self, obs: Any, action: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor,
                        returns: torch.Tensor, mask: torch.Tensor | None, old_value: torch.Tensor, clip: float,

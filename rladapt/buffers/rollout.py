@@ -71,6 +71,26 @@ class RolloutBuffer:
             return flat
         return flat[valid]
 
+    def sequences(self, keys: list, length: int) -> TensorDict:
+        """The rollout cut into chunks of ``length`` consecutive steps per env: a ``[length, K]``
+        TensorDict (only ``keys``) whose column ``c * num_envs + n`` is steps ``c * length ..
+        (c + 1) * length - 1`` of env ``n`` (``K = n_steps // length * num_envs``). Every row is
+        kept, the invalid autoreset rows too (``valid`` says which count): a recurrent policy
+        replays each chunk from the state stored at its first row.
+
+        :param keys: the entries to keep (``observation``, ``is_init``, ``valid``, the stored state ...).
+        :param length: steps per chunk; it must divide ``n_steps``.
+        """
+        if length < 1 or self.n_steps % length:
+            raise ValueError(f"sequence chunks of {length} steps do not divide the rollout's {self.n_steps} steps")
+        chunks, n = self.n_steps // length, self.num_envs
+
+        def cut(x: torch.Tensor) -> torch.Tensor:
+            rest = x.shape[2:]
+            return x.reshape(chunks, length, n, *rest).transpose(0, 1).reshape(length, chunks * n, *rest)
+
+        return self.data.select(*keys).apply(cut, batch_size=[length, chunks * n])
+
 
 def minibatch_indices(n: int, batch_size: int, generator: torch.Generator | None) -> Iterator[torch.Tensor | None]:
     """Shuffled index chunks of ``batch_size`` covering ``n`` samples (the last may be smaller).

@@ -4,6 +4,8 @@ place (DESIGN.md principle 5), with TorchRL's key names::
     observation            obs_t (native dtype: uint8 images stay uint8)
     action_mask            bool mask for obs_t (when masks are on)
     is_init                True where obs_t is the first observation of an episode
+    recurrent_state, ...   the agent's carried state entering step t (its ``state_specs``), zero
+                           where ``is_init``; ``next/<key>``: the state after step t
     action, log_prob, ...  what the agent's acting wrote (its ``out_specs``)
     valid                  False on the reset step of gymnasium's NEXT_STEP autoreset
     next/observation       obs returned by ``env.step`` (the true final obs when an episode ended)
@@ -14,8 +16,10 @@ place (DESIGN.md principle 5), with TorchRL's key names::
 and ``1..T``): the next observation of step ``t`` *is* the observation of step ``t + 1``, under
 NEXT_STEP autoreset too (the step after a done starts from the final observation and is not a
 transition: ``valid`` False). So the batch costs one observation row more than ``T``, not ``2T``,
-and the last row is the bootstrap observation of an on-policy rollout. The same holds for the mask
-and ``is_init``.
+and the last row is the bootstrap observation of an on-policy rollout. The same holds for the mask,
+``is_init`` and an agent's carried state (a recurrent policy's hidden state, ``Agent.state_specs``):
+row 0 is the state each env's first step of the batch started from, so an update replays sequences
+from any row.
 
 A :class:`BatchStorage` can live in shared memory and be split by env columns
 (:meth:`BatchStorage.columns`): a worker process then writes its envs' columns of the learner's
@@ -25,6 +29,7 @@ sends as shared-memory handles.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -78,11 +83,14 @@ class BatchLayout:
     :param observation_space: the adapted env's (single) observation space.
     :param mask_size: length of one action mask, or None when masks are off.
     :param outputs: what the agent's acting writes (``Agent.out_specs()``).
+    :param states: what the agent carries from one step to the next (``Agent.state_specs()``:
+        a recurrent policy's hidden state), stored per observation row like the observation.
     """
 
     observation_space: gym.Space
     mask_size: int | None
     outputs: OutSpecs
+    states: OutSpecs = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of(cls, agent: Any) -> "BatchLayout":
@@ -96,7 +104,12 @@ class BatchLayout:
         if "action" not in outputs:
             raise ValueError(f"{type(agent).__name__}.out_specs() must declare 'action'")
         masks = mask_size(agent.action_space) if agent.use_masks else None
-        return cls(agent.observation_space, masks, outputs)
+        states = dict(agent.state_specs()) if hasattr(agent, "state_specs") else {}
+        taken = [k for k in states if (k if isinstance(k, str) else k[0]) in COLLECTOR_KEYS or k in outputs]
+        if taken:
+            raise ValueError(f"{type(agent).__name__}.state_specs() declares {taken}, which the collector or its "
+                             f"out_specs() already use; name the carried state otherwise")
+        return cls(agent.observation_space, masks, outputs, states)
 
 
 class BatchStorage:
@@ -120,6 +133,8 @@ class BatchStorage:
         }, batch_size=[T + 1, N], device=device)
         if layout.mask_size is not None:
             plus.set("action_mask", torch.ones((T + 1, N, layout.mask_size), dtype=torch.bool, device=device))
+        for key, (shape, dtype) in layout.states.items():
+            plus.set(key, torch.zeros((T + 1, N, *shape), dtype=dtype, device=device))
         rows = TensorDict({
             "valid": torch.ones((T, N), dtype=torch.bool, device=device),
             "next": {
@@ -150,7 +165,7 @@ class BatchStorage:
         for key in rows.keys(include_nested=True, leaves_only=True):
             td.set(key, rows.get(key))
         head, tail = plus[:-1], plus[1:]
-        for key in CARRIED_KEYS:
+        for key in (*CARRIED_KEYS, *layout.states):
             if key in plus.keys():
                 td.set(key, head.get(key))
                 if key != "is_init":

@@ -94,9 +94,14 @@ class _Prepared:
         self.valid = rows.get("valid").numpy()
         self.reward, self.done = rows.get(("next", "reward")).numpy(), rows.get(("next", "done")).numpy()
         self.terminated, self.truncated = rows.get(("next", "terminated")).numpy(), rows.get(("next", "truncated")).numpy()
+        # An agent's carried state (a recurrent policy's hidden state): row t is what step t starts
+        # from; the agent writes ("next", key), copied into row t + 1 and zeroed where an episode starts.
+        self.state_keys = list(storage.layout.states)
+        self.states = [plus.get(key) for key in self.state_keys]
+        self.state_views = [state.numpy() for state in self.states]
         # What the agent reads at row t: views of the (device) storage's row t.
         dev = storage.plus
-        acting = [key for key in CARRIED_KEYS if key in dev.keys()]
+        acting = [key for key in (*CARRIED_KEYS, *self.state_keys) if key in dev.keys()]
         self.acting = [TensorDict({key: dev.get(key)[t] for key in acting}, batch_size=dev.batch_size[1:], device=dev.device)
                        for t in range(T)]
         self.output_keys = storage.output_keys
@@ -110,6 +115,16 @@ class _Prepared:
                                for t in range(T + 1)]
             rest = [k for k in host.rows.keys(include_nested=True, leaves_only=True) if k not in self.output_keys]
             self.rows_pair = ([storage.rows.get(k) for k in rest], [host.rows.get(k) for k in rest])
+
+    def write_states(self, t: int, td: TensorDictBase) -> None:
+        """Store the state the agent wrote at row ``t`` as row ``t + 1``'s, zero where it starts an episode."""
+        if not self.state_keys:
+            return
+        copy_tensors([state[t + 1] for state in self.states], [td.get(("next", key)) for key in self.state_keys])
+        starts = self.is_init[t + 1]
+        if starts.any():
+            for view in self.state_views:
+                view[t + 1][starts] = 0
 
     def send_row(self, t: int) -> None:
         if self.staged:
@@ -172,6 +187,7 @@ class VectorCollector(EpisodeStats):
         self._write_carry_obs = _writers(self._carry_obs)
         self._carry_keys = list(self._carry.keys(include_nested=True, leaves_only=True))
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
+        self._carried_states: dict[str, np.ndarray] = {}  # the agent's state_specs, made at the first collect
         self._storages: dict[int, BatchStorage] = {}
         self._prepared: dict[int, _Prepared] = {}
         self._learner: Any = None
@@ -233,6 +249,7 @@ class VectorCollector(EpisodeStats):
         # Row 0 is the first observation after the previous batch (or the reset).
         p.write_obs[0](self._carry_obs)
         p.is_init[0] = self._carry.get("is_init").numpy()
+        self._write_carried_states(p)
         if p.mask is not None:
             p.mask[0] = self._carry.get("action_mask").numpy()
         p.send_row(0)
@@ -256,6 +273,7 @@ class VectorCollector(EpisodeStats):
                 if p.mask is not None:
                     p.mask[t + 1] = self._read_mask(info, done)
                 p.is_init[t + 1] = self._autoreset  # this step reset the envs that were done
+                p.write_states(t, td)
                 p.send_row(t + 1)
                 self._autoreset[...] = done
                 self.steps += n
@@ -269,16 +287,29 @@ class VectorCollector(EpisodeStats):
             self._check_finite(storage)
         self._write_carry_obs(_index(p.obs, T))
         self._carry.get("is_init").numpy()[...] = p.is_init[T]
+        for key, view in zip(p.state_keys, p.state_views):
+            self._carried_states[key][...] = view[T]
         if p.mask is not None:
             self._carry.get("action_mask").numpy()[...] = p.mask[T]
         return storage.td
 
+    def _write_carried_states(self, p: _Prepared) -> None:
+        """Row 0 of the agent's carried state: where the previous batch left each env (zeros
+        after a reset and for a new collector: the state lives with the envs)."""
+        for key, view in zip(p.state_keys, p.state_views):
+            carried = self._carried_states.get(key)
+            if carried is None or carried.shape != view.shape[1:] or carried.dtype != view.dtype:
+                carried = self._carried_states[key] = np.zeros(view.shape[1:], dtype=view.dtype)
+            view[0] = carried
+            view[0][p.is_init[0]] = 0
+
     def _check_outputs(self, agent: Any, td: TensorDictBase, p: _Prepared) -> None:
-        """Once per batch storage: the agent wrote exactly its declared outputs, in their shapes."""
-        carried = set(CARRIED_KEYS)
+        """Once per batch storage: the agent wrote exactly its declared outputs (and the next
+        value of its carried state), in their shapes."""
+        carried = {*CARRIED_KEYS, *p.state_keys}
         written = {k for k in td.keys(include_nested=True, leaves_only=True)
                    if (k if isinstance(k, str) else k[0]) not in carried}
-        declared = set(p.output_keys)
+        declared = set(p.output_keys) | {("next", key) for key in p.state_keys}
         missing, extra = sorted(map(str, declared - written)), sorted(map(str, written - declared))
         name = type(agent).__name__
         if missing or extra:
@@ -287,7 +318,8 @@ class VectorCollector(EpisodeStats):
                 f"{sorted(map(str, declared))}" + (f"; missing {missing}" if missing else "")
                 + (f"; undeclared {extra} (declare them in out_specs(), so that every collector stores them)" if extra else "")
             )
-        for key, (shape, _) in p.storage.layout.outputs.items():
+        for key, (shape, _) in (*p.storage.layout.outputs.items(),
+                                *((("next", k), spec) for k, spec in p.storage.layout.states.items())):
             got = tuple(td.get(key).shape)
             if got != (self.num_envs, *shape):
                 raise ValueError(f"{name}.explore() wrote {key!r} of shape {got}; its out_specs() say "

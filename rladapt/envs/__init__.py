@@ -13,6 +13,12 @@
   ends at the target, truncated at 10 strides.
 * ``rladapt/Reach-v0`` (:class:`ReachEnv`): the same with a continuous heading,
   ``Dict(heading: Box(-1, 1, (2,)), strength: Box(0, 1, (1,)))``.
+* ``rladapt/CartPoleNoVel-v1``, ``rladapt/PendulumNoVel-v1``: rl-zoo's classic control without
+  velocities (:class:`HideVelocity`): observations ``[x, theta]`` and ``[cos theta, sin theta]``;
+  a feed-forward policy cannot see how things move, a recurrent one (``PPO(recurrent="lstm")``) can.
+* ``rladapt/MaskedMemory-v0`` (:class:`MaskedMemoryEnv`): a cue at the first step, then a delay
+  with random legal moves, then pick the cue from two legal symbols; ``info["action_mask"]``.
+  Observation ``Box(0, 1, (6,), float32)``, action ``Discrete(4)``; 6 steps.
 
 Each env names its actions in ``env.unwrapped.action_names`` and renders ``"ansi"`` text.
 
@@ -31,11 +37,14 @@ from typing import Any
 import gymnasium as gym
 
 from rladapt.envs.grid import GridEnv
+from rladapt.envs.memory import MaskedMemoryEnv
+from rladapt.envs.no_velocity import HideVelocity
 from rladapt.envs.reach import HybridReachEnv, ReachEnv
 from rladapt.envs.shower import ShowerEnv
 from rladapt.envs.tictactoe import TicTacToeEnv
 
-__all__ = ["GridEnv", "HybridReachEnv", "ReachEnv", "ShowerEnv", "TicTacToeEnv", "ENV_IDS", "register_envs"]
+__all__ = ["GridEnv", "HideVelocity", "HybridReachEnv", "MaskedMemoryEnv", "ReachEnv", "ShowerEnv", "TicTacToeEnv",
+           "ENV_IDS", "register_envs"]
 
 _REGISTRATIONS: dict[str, dict[str, Any]] = {
     "rladapt/Grid-v0": {"entry_point": "rladapt.envs.grid:GridEnv", "max_episode_steps": 100},
@@ -43,6 +52,11 @@ _REGISTRATIONS: dict[str, dict[str, Any]] = {
     "rladapt/TicTacToe-v0": {"entry_point": "rladapt.envs.tictactoe:TicTacToeEnv"},
     "rladapt/HybridReach-v0": {"entry_point": "rladapt.envs.reach:HybridReachEnv", "max_episode_steps": 10},
     "rladapt/Reach-v0": {"entry_point": "rladapt.envs.reach:ReachEnv", "max_episode_steps": 10},
+    "rladapt/CartPoleNoVel-v1": {"entry_point": "rladapt.envs.no_velocity:cartpole_no_velocity",
+                                 "max_episode_steps": 500, "reward_threshold": 475.0},
+    "rladapt/PendulumNoVel-v1": {"entry_point": "rladapt.envs.no_velocity:pendulum_no_velocity",
+                                 "max_episode_steps": 200},
+    "rladapt/MaskedMemory-v0": {"entry_point": "rladapt.envs.memory:MaskedMemoryEnv"},
 }
 
 ENV_IDS: tuple[str, ...] = tuple(_REGISTRATIONS)

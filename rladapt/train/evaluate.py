@@ -75,11 +75,16 @@ def evaluate(
                 chosen = [resolve_opponent(spec, agent) for spec in specs]
                 seats.opponents = chosen * (seats.num_players - 1) if len(chosen) == 1 else chosen
             bind_learner(seats, agent)
+        stateful = bool(agent.state_specs())  # a recurrent agent: its state threads through the episode
         with agent.torch_threads():
             obs, info = play.reset(seed=agent.config.seed if seed is None else seed)
-            total, length = 0.0, 0
+            total, length, state = 0.0, 0, None
             while len(returns) < episodes:
-                action = agent.act(obs, info.get("action_mask") if masks else None, deterministic)
+                mask = info.get("action_mask") if masks else None
+                if stateful:
+                    action, state = agent.act(obs, mask, deterministic, state=state)
+                else:
+                    action = agent.act(obs, mask, deterministic)
                 obs, reward, terminated, truncated, info = play.step(action)
                 total += float(reward)
                 length += 1
@@ -92,7 +97,7 @@ def evaluate(
                         played.append(int(info["seat"]))
                     if len(returns) < episodes:  # no new game after the last (a human would be asked to move)
                         obs, info = play.reset()
-                    total, length = 0.0, 0
+                    total, length, state = 0.0, 0, None
         if seats is not None:
             names = ", ".join(dict.fromkeys(o.name for o in seats.opponents))
             return EvalResult(np.asarray(returns, dtype=np.float64), np.asarray(lengths, dtype=np.int64),

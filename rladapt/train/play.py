@@ -99,10 +99,11 @@ def _play(agent: Any, view: gym.Env, made_here: bool, episodes: int, render: str
     returns, lengths = [], []
     outcomes: list[str] = []
     played: list[int] = []
+    stateful = bool(agent.state_specs())  # a recurrent agent: its state threads through the episode
     try:
         obs, info = view.reset(seed=agent.config.seed if seed is None else seed)
         for episode in range(1, episodes + 1):
-            total, length, done = 0.0, 0, False
+            total, length, done, state = 0.0, 0, False, None
             while not done:
                 length += 1
                 print(f"episode {episode}, step {length}", file=out)
@@ -113,8 +114,13 @@ def _play(agent: Any, view: gym.Env, made_here: bool, episodes: int, render: str
                 elif render != "human":
                     print(f"observation {describe_observation(obs)}", file=out)
                 mask = np.asarray(info["action_mask"], dtype=bool) if masks and "action_mask" in info else None
-                action = agent.act(obs, mask if agent.spec.masks else None, deterministic)
-                view_values = agent.action_values(obs, mask if agent.spec.masks else None)
+                agent_mask = mask if agent.spec.masks else None
+                if stateful:  # the view of the state this step acts from, then the step
+                    view_values = agent.action_values(obs, agent_mask, state=state)
+                    action, state = agent.act(obs, agent_mask, deterministic, state=state)
+                else:
+                    action = agent.act(obs, agent_mask, deterministic)
+                    view_values = agent.action_values(obs, agent_mask)
                 if view_values is not None and n is not None:
                     values, kind = view_values
                     print(format_action_values(values, kind, int(action) - int(view.action_space.start), names, mask), file=out)
