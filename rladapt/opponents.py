@@ -50,6 +50,16 @@ class Opponent:
     def reset(self, rng: np.random.Generator) -> None:
         """A new episode begins; ``rng`` is the seats wrapper's generator (seeded by ``reset(seed=...)``)."""
         self.rng = rng
+        self.carried_state = None  # a recurrent agent's state starts again with the episode
+
+    def agent_move(self, agent: Any, obs: Any, mask: np.ndarray | None, deterministic: bool) -> Any:
+        """``agent``'s move: masks passed when it uses them, a recurrent agent's state threaded through
+        the episode (it starts again at :meth:`reset`)."""
+        mask = mask if agent.spec.masks else None
+        if not agent.state_specs():
+            return agent.act(obs, mask, deterministic)
+        action, self.carried_state = agent.act(obs, mask, deterministic, state=getattr(self, "carried_state", None))
+        return action
 
     def act(self, obs: Any, mask: np.ndarray | None, seats: gym.Env) -> Any:
         """The move for ``obs`` (the adapted env's observation from this opponent's seat).
@@ -91,10 +101,6 @@ class RandomOpponent(Opponent):
         return seats.action_space.sample()
 
 
-def _act(agent: Any, obs: Any, mask: np.ndarray | None, deterministic: bool) -> Any:
-    return agent.act(obs, mask if agent.spec.masks else None, deterministic)
-
-
 class AgentOpponent(Opponent):
     """A fixed agent, or the agent saved at a checkpoint path (loaded in each process on first use).
 
@@ -127,7 +133,7 @@ class AgentOpponent(Opponent):
                     self.agent = load(self.path)
                 if getattr(self.agent, "observation_space", None) is None:
                     bind_agent(self.agent, seats.observation_space, seats.action_space, seats.family)
-        return _act(self.agent, obs, mask, self.deterministic)
+        return self.agent_move(self.agent, obs, mask, self.deterministic)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -246,7 +252,7 @@ class SelfPlay(Opponent):
         return self.learner
 
     def act(self, obs: Any, mask: np.ndarray | None, seats: gym.Env) -> Any:
-        return _act(self._learner(seats), obs, mask, self.deterministic)
+        return self.agent_move(self._learner(seats), obs, mask, self.deterministic)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "learner": None}  # copies and other processes bind their own agent
@@ -307,7 +313,7 @@ class SnapshotPool(SelfPlay):
 
     def act(self, obs: Any, mask: np.ndarray | None, seats: gym.Env) -> Any:
         agent = self._learner(seats) if self.playing is None else self._player
-        return _act(agent, obs, mask, self.deterministic)
+        return self.agent_move(agent, obs, mask, self.deterministic)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**super().__getstate__(), "_player": None}

@@ -295,3 +295,11 @@ def test_search_agents_play_every_seat_unless_an_opponent_is_named():
     result = agent.evaluate(seated, episodes=10)
     assert set(result.by_seat()) == {0, 1}
     assert all(rates["loss"] == 0 for rates in result.by_seat().values())
+
+
+def test_a_recurrent_learner_plays_itself_with_its_state_threaded_through_each_game():
+    agent = PPO(recurrent="gru", seed=0, n_steps=64)
+    env = AutoAdapt(tictactoe_v3.env(), agent, opponent="self")
+    agent.learn(env, 512, progress=False, run_dir=False)
+    result = agent.evaluate(env, episodes=4, opponent="random")
+    assert len(result.outcomes) == 4 and set(result.by_seat()) == {0, 1}
