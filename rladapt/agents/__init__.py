@@ -8,6 +8,7 @@ serve every agent.
 from rladapt.agents.a2c import A2C
 from rladapt.agents.base import Agent, AgentConfig
 from rladapt.agents.dqn import DQN
+from rladapt.agents.impala import IMPALA
 from rladapt.agents.off_policy import EpsilonGreedyAgent, OffPolicyAgent, OffPolicyConfig
 from rladapt.agents.on_policy import OnPolicyAgent, OnPolicyConfig
 from rladapt.agents.ppo import PPO
@@ -19,4 +20,5 @@ from rladapt.types import ActionValues, EvalResult
 __all__ = [
     "Agent", "AgentConfig", "ActionValues", "EvalResult", "OnPolicyAgent", "OnPolicyConfig", "OffPolicyAgent",
     "OffPolicyConfig", "EpsilonGreedyAgent", "PPO", "A2C", "DQN", "SAC", "QLearning", "RandomAgent",
+    "IMPALA",
 ]
