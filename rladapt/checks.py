@@ -95,7 +95,7 @@ SETTING_RULES: dict[str, Rule] = {
     "normalize_observations": _SWITCH, "normalize_rewards": _SWITCH, "fast": _SWITCH, "anneal_clip": _SWITCH,
     "clip_value": _SWITCH, "anneal_lr": _SWITCH, "normalize_advantage": _SWITCH, "rms_prop": _SWITCH,
     "double": _SWITCH, "dueling": _SWITCH, "huber": _SWITCH, "frame_dedup": _SWITCH, "check_finite": _SWITCH,
-    "rho_bar": _POSITIVE, "c_bar": _POSITIVE,
+    "rho_bar": _POSITIVE, "c_bar": _POSITIVE, "lock": _SWITCH, "max_update_lag": Rule("int", 0),
 }
 
 

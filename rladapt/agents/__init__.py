@@ -6,6 +6,7 @@ serve every agent.
 """
 
 from rladapt.agents.a2c import A2C
+from rladapt.agents.a3c import A3C
 from rladapt.agents.base import Agent, AgentConfig
 from rladapt.agents.dqn import DQN
 from rladapt.agents.impala import IMPALA
@@ -20,5 +21,5 @@ from rladapt.types import ActionValues, EvalResult
 __all__ = [
     "Agent", "AgentConfig", "ActionValues", "EvalResult", "OnPolicyAgent", "OnPolicyConfig", "OffPolicyAgent",
     "OffPolicyConfig", "EpsilonGreedyAgent", "PPO", "A2C", "DQN", "SAC", "QLearning", "RandomAgent",
-    "IMPALA",
+    "IMPALA", "A3C",
 ]

@@ -30,13 +30,13 @@ import torch
 from torch import nn
 
 from rladapt.agents.nets import NetworkFactory
-from rladapt.agents.on_policy import ACTOR_CRITIC_SPEC, OnPolicyAgent, OnPolicyConfig, default_kind
-from rladapt.agents.optim import adam, set_lr
+from rladapt.agents.on_policy import ACTOR_CRITIC_SPEC, OnPolicyAgent, OnPolicyConfig, actor_critic_optimizer, default_kind
+from rladapt.agents.optim import set_lr
 from rladapt.agents.vtrace import vtrace
 from rladapt.buffers.rollout import RolloutBuffer
 from rladapt.spec import AgentSpec
 
-__all__ = ["IMPALA", "IMPALAConfig", "IMPALA_DEFAULTS", "actor_critic_optimizer", "policy_terms"]
+__all__ = ["IMPALA", "IMPALAConfig", "IMPALA_DEFAULTS", "policy_terms"]
 
 #: Per-kind defaults for settings left at None. Vector rows are tuned for classic control
 #: (CartPole-v1 solved in about 60k steps); the image row follows the paper's Atari settings
@@ -81,15 +81,6 @@ class IMPALAConfig(OnPolicyConfig):
     rms_prop: bool | None = None
     hidden: tuple[int, ...] = (64, 64)
     network: nn.Module | NetworkFactory | None = None
-
-
-def actor_critic_optimizer(agent: Any) -> torch.optim.Optimizer:
-    """The optimiser of an actor-critic's flat parameters (``agent.params``): RMSprop (alpha 0.99,
-    eps 1e-5: A3C's and IMPALA's papers) when ``agent.hp.rms_prop``, else Adam (eps 1e-5)."""
-    hp = agent.hp
-    if hp.rms_prop:
-        return torch.optim.RMSprop([agent.params.param], lr=hp.lr, alpha=0.99, eps=1e-5)
-    return adam([agent.params.param], hp.lr, agent.device, eps=1e-5)
 
 
 def policy_terms(agent: Any, data: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tensordict import TensorDictBase
 from torch import nn
 
@@ -21,12 +22,14 @@ from rladapt.agents.base import Agent, AgentConfig, to_batch
 from rladapt.agents.masks import masked_logits
 from rladapt.agents.nets import ActorCritic, CategoricalHead, FlatParameters, NetworkFactory, RunningNorm, make_actor_critic
 from rladapt.agents.noise import exploration_noise
+from rladapt.agents.optim import adam
 from rladapt.buffers.rollout import RolloutBuffer
 from rladapt.collect.batch import OutSpecs
 from rladapt.spec import AgentSpec
 from rladapt.types import ActionValues
 
-__all__ = ["ACTOR_CRITIC_SPEC", "OnPolicyAgent", "OnPolicyConfig", "default_kind", "normalize"]
+__all__ = ["ACTOR_CRITIC_SPEC", "OnPolicyAgent", "OnPolicyConfig", "actor_critic_loss", "actor_critic_optimizer",
+           "default_kind", "normalize"]
 
 #: What the networks of :meth:`OnPolicyAgent.build_actor_critic` accept (the ``spec`` of PPO and A2C).
 ACTOR_CRITIC_SPEC = AgentSpec(
@@ -60,6 +63,45 @@ def normalize(advantages: torch.Tensor) -> torch.Tensor:
     if advantages.numel() < 2:
         return advantages
     return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+
+def actor_critic_optimizer(agent: Any) -> torch.optim.Optimizer:
+    """The optimiser of an actor-critic's flat parameters (``agent.params``): RMSprop (alpha 0.99,
+    eps 1e-5: the A3C and IMPALA papers, and SB3's A2C) when ``agent.hp.rms_prop``, else Adam (eps 1e-5).
+
+    :param agent: an agent whose ``build_actor_critic`` ran, with ``hp.lr`` and ``hp.rms_prop``.
+    """
+    hp = agent.hp
+    if hp.rms_prop:
+        return torch.optim.RMSprop([agent.params.param], lr=hp.lr, alpha=0.99, eps=1e-5)
+    return adam([agent.params.param], hp.lr, agent.device, eps=1e-5)
+
+
+def actor_critic_loss(agent: Any, rollout: RolloutBuffer) -> tuple[torch.Tensor, dict[str, float]]:
+    """The advantage actor-critic loss (Mnih et al. 2016) over a rollout's valid transitions, and
+    its parts as metrics: ``-(advantage * log_prob) + vf_coef * (value_target - V)^2 - ent_coef *
+    entropy``, with the advantages standardised when ``agent.hp.normalize_advantage``. A2C takes one
+    step of it per rollout; A3C's workers push its gradient into the shared parameters.
+
+    :param agent: an on-policy agent with its actor-critic built (``policy.evaluate_actions``).
+    :param rollout: the rollout, its advantages computed (:meth:`OnPolicyAgent.store`).
+    """
+    hp = agent.hp
+    keys = ["observation", "action", "advantage", "value_target"] + (["action_mask"] if agent.use_masks else [])
+    batch = rollout.transitions(keys)
+    log_prob, entropy, value = agent.policy.evaluate_actions(
+        batch.get("observation"), batch.get("action"), batch.get("action_mask", None)
+    )
+    advantages = normalize(batch.get("advantage")) if hp.normalize_advantage else batch.get("advantage")
+    policy_loss = -(advantages * log_prob).mean()
+    value_loss = F.mse_loss(value, batch.get("value_target"))
+    entropy_loss = entropy.mean()
+    loss = policy_loss - hp.ent_coef * entropy_loss + hp.vf_coef * value_loss
+    return loss, {
+        "train/policy_loss": policy_loss.item(),
+        "train/value_loss": value_loss.item(),
+        "train/entropy": entropy_loss.item(),
+    }
 
 
 @dataclass

@@ -44,6 +44,9 @@ def make_collector(agent: Any, source: EnvSource, num_envs: int, workers: int | 
     :param vectorization: in-process only: ``"sync"`` (default) or ``"async"`` (gymnasium's
         AsyncVectorEnv, a process per env).
     """
+    own = getattr(agent, "own_collector", None)
+    if own is not None:  # a flow that is not collect-then-update (A3C): the agent's own collector
+        return own(source, num_envs, workers)
     if workers == "distributed":
         from rladapt.collect.distributed import DistributedCollector
 

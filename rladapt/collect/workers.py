@@ -213,8 +213,11 @@ def worker_main(
     weights: SharedWeights,
     heartbeat: torch.Tensor,
     conn: Connection,
+    role: Any = None,
 ) -> None:
-    """Entry point of a worker process: build, then serve the learner's commands until "close"."""
+    """Entry point of a worker process: build, then serve the learner's commands until "close".
+
+    ``role``: a worker role (see :class:`WorkerCollector`), run on the command ``"role"``."""
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the learner, which shuts us down
     torch.set_num_threads(1)
@@ -241,6 +244,9 @@ def worker_main(
                 conn.send(("collected", runner.version, *runner.new_episodes()))
             elif command == "stream":
                 if _stream(runner, slots, weights, conn):
+                    break
+            elif command == "role":
+                if role.run(index, runner, batch, conn):
                     break
     except (EOFError, BrokenPipeError, ConnectionResetError):
         pass  # the learner is gone
@@ -313,11 +319,19 @@ class WorkerCollector(EpisodeStats):
     :param num_envs: envs over all workers.
     :param workers: how many processes and the fault-handling settings.
     :param stats_window: how many recent episodes ``recent_return`` averages over.
+    :param role: for flows that are not collect-then-update (A3C's gradient-pushing workers): a
+        picklable object given to every worker process at its start (so it may hold shared
+        tensors and locks), whose ``run(index, runner, batch, conn) -> bool`` each worker runs on
+        :meth:`start_role` (again after a restart) with its :class:`EnvRunner` and its columns of
+        the shared batch, until the learner's pipe says ``"close"`` (True) or ``"stop"`` (False).
+        A subclass defines what the learner's ``collect`` reads from the messages it sends.
     """
 
-    def __init__(self, agent: Any, source: Any, num_envs: int, workers: Workers, stats_window: int = 100) -> None:
+    def __init__(self, agent: Any, source: Any, num_envs: int, workers: Workers, stats_window: int = 100,
+                 role: Any = None) -> None:
         super().__init__(stats_window)
-        self.agent, self.settings = agent, workers
+        self.agent, self.settings, self.role = agent, workers, role
+        self._role_running = False
         self.num_envs = num_envs
         self.observation_space, self.action_space = agent.observation_space, agent.action_space
         self.workers = [_Worker(i, r) for i, r in enumerate(split_envs(num_envs, workers.count))]
@@ -360,7 +374,7 @@ class WorkerCollector(EpisodeStats):
         worker.process = self.context.Process(
             target=worker_main,
             args=(worker.index, self.agent_blueprint, self.env_blueprint, worker.env_indices, seed, self.weights,
-                  self.heartbeat, child),
+                  self.heartbeat, child, self.role),
             name=f"rladapt-worker-{worker.index}",
             daemon=True,
         )
@@ -433,6 +447,8 @@ class WorkerCollector(EpisodeStats):
         worker.conn.send(("reset", seed))
         if self._slots is not None:  # streaming: it streams again, all its slots free
             self._begin_stream(worker)
+        if self._role_running:
+            worker.conn.send(("role",))
 
     def _send(self, worker: _Worker, message: tuple) -> bool:
         """Send a command; False (after restarting the worker) when it is gone."""
@@ -488,6 +504,17 @@ class WorkerCollector(EpisodeStats):
                 what = f"worker {worker.index} made no env step for {self.settings.stall_timeout:.0f} s (hung)"
                 out.append((worker, ("failed", what, None, None)))
         return out
+
+    def start_role(self, vector_steps: int) -> None:
+        """Give every worker its columns of a shared ``[vector_steps, num_envs]`` batch and start
+        the workers' role (the ``role`` given at construction)."""
+        if self.role is None:
+            raise RuntimeError("start_role needs a WorkerCollector built with a role")
+        self._shared = BatchStorage(self.layout, vector_steps, self.num_envs, share_memory=True)
+        self._role_running = True
+        for worker in self.workers:
+            if self._send(worker, ("batch", self._shared.columns(worker.env_indices.start, worker.env_indices.stop))):
+                self._send(worker, ("role",))
 
     # ------------------------------------------------------------------ collector protocol
     def reset(self, seed: int | None = None) -> None:
