@@ -172,3 +172,17 @@ def test_a3c_worker_killed_mid_run_is_restarted_and_no_child_outlives_the_run():
     assert rows[-1]["collect/worker_restarts"] == 1
     assert rows[-1]["a3c/applied_updates_1"] > 0
     assert not children()
+
+
+@pytest.mark.parametrize("agent_class", [A3C, IMPALA])
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "tests/NestedDict-v0"])
+def test_a3c_and_impala_take_continuous_and_nested_multi_discrete_masked_spaces(agent_class, env_id):
+    agent = agent_class(seed=0)
+    env = AutoAdapt(env_id, agent)
+    rows = []
+    agent.learn(env, 600, workers=1, progress=False, run_dir=False, callbacks=[lambda a, m: rows.append(m)])
+    assert agent.num_timesteps >= 600
+    assert np.isfinite(rows[-1]["train/policy_loss"]) and np.isfinite(rows[-1]["train/value_loss"])
+    assert agent.use_masks == (env_id == "tests/NestedDict-v0")
+    agent.evaluate(env, episodes=2)
+    assert not children()
