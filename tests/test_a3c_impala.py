@@ -89,9 +89,17 @@ def test_vtrace_with_the_behaviour_policy_as_target_gives_n_step_returns():
     assert torch.allclose(adv, rewards + GAMMA * (~terminated) * next_vs - values, atol=1e-5)
 
 
-def stop_at(threshold: float):
-    """Stop training once the recent mean training return reaches ``threshold``."""
-    return lambda agent, metrics: metrics.get("rollout/return_mean", -np.inf) < threshold
+class StopWhenEvaluated(Callback):
+    """Every ``every`` steps, 5 deterministic episodes; stop training once their mean is >= 490."""
+
+    def __init__(self, env, every: int = 20_000) -> None:
+        self.env, self.every, self.next = env, every, every
+
+    def on_update(self, run, metrics):
+        if run.agent.num_timesteps < self.next:
+            return True
+        self.next += self.every
+        return run.agent.evaluate(self.env, episodes=5).mean < 490
 
 
 def children() -> list[int]:
@@ -102,8 +110,8 @@ def test_a3c_with_two_workers_solves_cartpole_and_both_workers_update_the_shared
     agent = A3C(seed=0)
     env = AutoAdapt(gym.make("CartPole-v1"), agent)
     rows = []
-    agent.learn(env, 200_000, workers=2, progress=False, run_dir=False,
-                callbacks=[lambda a, m: rows.append(m), stop_at(490)])
+    agent.learn(env, 250_000, workers=2, progress=False, run_dir=False,
+                callbacks=[lambda a, m: rows.append(m), StopWhenEvaluated(env)])
     result = agent.evaluate(env, episodes=20)
     assert result.mean >= 475, result
     applied = [rows[-1]["a3c/applied_updates_0"], rows[-1]["a3c/applied_updates_1"]]
@@ -117,11 +125,12 @@ def test_impala_with_two_workers_solves_cartpole_and_logs_policy_lag():
     env = AutoAdapt(gym.make("CartPole-v1"), agent)
     rows = []
     agent.learn(env, 200_000, workers=2, progress=False, run_dir=False,
-                callbacks=[lambda a, m: rows.append(m), stop_at(490)])
+                callbacks=[lambda a, m: rows.append(m), StopWhenEvaluated(env)])
     result = agent.evaluate(env, episodes=20)
     assert result.mean >= 475, result
     lags = [m["collect/policy_lag"] for m in rows if "collect/policy_lag" in m]
     assert lags and max(lags) > 0  # the actors act with weights a few updates old
+    assert 0.0 <= rows[-1]["collect/actor_busy"] <= 1.0
 
 
 class ValidActionsOnly(Callback):
@@ -186,3 +195,33 @@ def test_a3c_and_impala_take_continuous_and_nested_multi_discrete_masked_spaces(
     assert agent.use_masks == (env_id == "tests/NestedDict-v0")
     agent.evaluate(env, episodes=2)
     assert not children()
+
+
+def test_the_fast_actor_critic_gradient_equals_autograd_on_the_a2c_loss():
+    from rladapt.agents.on_policy import OnPolicyAgent, actor_critic_gradient, actor_critic_loss
+    from rladapt.collect import VectorCollector, make_vector_env
+    from rladapt.collect.envs import EnvSource
+    from rladapt.spec import bind_agent
+
+    agent = A3C(seed=0, ent_coef=0.01, normalize_advantage=True)
+    source = EnvSource(AutoAdapt("CartPole-v1", agent), agent)
+    bind_agent(agent, source.observation_space, source.action_space, source.family)
+    assert agent.fast_path is not None and agent.fast_path.gradient is not None
+    collector = VectorCollector(make_vector_env(source.env_fns(4), "sync"))
+    collector.reset(seed=0)
+    invalid = 0
+    for _ in range(10):  # rollouts of 5 steps: some rows are autoreset rows (not transitions)
+        rollout = agent.make_storage(4, 0)
+        OnPolicyAgent.store(agent, rollout, collector.collect(agent, agent.hp.n_steps))  # (A3C: in its workers)
+        metrics = actor_critic_gradient(agent, rollout)
+        fast = agent.params.grad.clone()
+        agent.params.zero_grad()
+        loss, expected = actor_critic_loss(agent, rollout)
+        loss.backward()
+        assert torch.allclose(fast, agent.params.grad, atol=1e-5, rtol=1e-4)
+        for key, value in expected.items():
+            assert metrics[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+        invalid += int((~rollout.data.get("valid")).sum())
+    assert invalid > 0
+    collector.close()
+    source.close()

@@ -9,6 +9,7 @@ the built-in actor-critic), ``act_batch`` (writing ``action``, ``log_prob`` and 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -28,7 +29,8 @@ from rladapt.collect.batch import OutSpecs
 from rladapt.spec import AgentSpec
 from rladapt.types import ActionValues
 
-__all__ = ["ACTOR_CRITIC_SPEC", "OnPolicyAgent", "OnPolicyConfig", "actor_critic_loss", "actor_critic_optimizer",
+__all__ = ["ACTOR_CRITIC_SPEC", "OnPolicyAgent", "OnPolicyConfig", "actor_critic_gradient", "actor_critic_loss",
+           "actor_critic_optimizer",
            "default_kind", "normalize"]
 
 #: What the networks of :meth:`OnPolicyAgent.build_actor_critic` accept (the ``spec`` of PPO and A2C).
@@ -101,6 +103,38 @@ def actor_critic_loss(agent: Any, rollout: RolloutBuffer) -> tuple[torch.Tensor,
         "train/policy_loss": policy_loss.item(),
         "train/value_loss": value_loss.item(),
         "train/entropy": entropy_loss.item(),
+    }
+
+
+def actor_critic_gradient(agent: Any, rollout: RolloutBuffer) -> dict[str, float]:
+    """The gradient of :func:`actor_critic_loss`, written into ``agent.params.grad`` (zeroed
+    first); returns the loss's metrics. Where the fast path's hand-written gradient applies
+    (:mod:`rladapt.agents.fast`: the built-in vector actor-critic, Discrete actions) it is that
+    one: PPO's clipped loss at importance ratio 1 (the rollout's ``log_prob`` came from these very
+    weights) with no clip is the advantage actor-critic loss, and its value loss ``0.5 * MSE``
+    at twice ``vf_coef`` is the ``MSE`` here; autograd otherwise.
+
+    :param agent: an on-policy agent with its actor-critic built, acting with its current weights.
+    :param rollout: the rollout its current weights collected, advantages computed.
+    """
+    hp = agent.hp
+    fast = agent.fast_path.gradient if agent.fast_path is not None else None
+    agent.params.zero_grad()
+    if fast is None:
+        loss, metrics = actor_critic_loss(agent, rollout)
+        loss.backward()
+        return metrics
+    keys = ["observation", "action", "log_prob", "advantage", "value_target"] + (["action_mask"] if agent.use_masks else [])
+    batch = rollout.transitions(keys)
+    advantages = normalize(batch.get("advantage")) if hp.normalize_advantage else batch.get("advantage")
+    log_prob = batch.get("log_prob")
+    stats = fast.loss_and_grad(batch.get("observation"), batch.get("action"), log_prob, advantages,
+                               batch.get("value_target"), batch.get("action_mask", None), math.inf, 2.0 * hp.vf_coef,
+                               hp.ent_coef, track=True)
+    return {
+        "train/policy_loss": float(-(advantages * log_prob).mean()),
+        "train/value_loss": 2.0 * float(stats[1]),
+        "train/entropy": float(stats[2]),
     }
 
 

@@ -267,9 +267,11 @@ def worker_main(
 
 def _stream(runner: EnvRunner, slots: list[BatchStorage], weights: SharedWeights, conn: Connection) -> bool:
     """Fill chunk slots continuously (the newest weights at each chunk) and hand each full one to
-    the learner; block while every slot waits for the learner. True when told to close."""
+    the learner; block while every slot waits for the learner. True when told to close. Each
+    chunk's message says how long the worker waited for a free slot before it (seconds)."""
     free = deque(range(len(slots)))
     while True:
+        waited = time.perf_counter()
         while not free or conn.poll():
             message = conn.recv()
             if message[0] == "free":
@@ -279,9 +281,10 @@ def _stream(runner: EnvRunner, slots: list[BatchStorage], weights: SharedWeights
             elif message[0] == "stop":
                 return False
         slot = free.popleft()
+        waited = time.perf_counter() - waited
         _load(runner, weights)
         runner.collect(slots[slot])
-        conn.send(("chunk", slot, runner.updates, *runner.new_episodes()))
+        conn.send(("chunk", slot, runner.updates, *runner.new_episodes(), waited))
 
 
 # -------------------------------------------------------------------------------------------
@@ -349,6 +352,8 @@ class WorkerCollector(EpisodeStats):
         self._shared: BatchStorage | None = None  # synchronous: the batch the workers write
         self._slots: list[list[BatchStorage]] | None = None  # streaming: each worker's chunk slots
         self._lags: list[int] = []
+        self._actor_wait = 0.0  # streaming: seconds the workers waited for a free chunk slot, all together
+        self._stream_start = 0.0
         self._last_publish = -math.inf
         self._closed = False
         try:
@@ -612,6 +617,7 @@ class WorkerCollector(EpisodeStats):
             for worker in self.workers
         ]
         self._publish()
+        self._stream_start = time.perf_counter()
         for worker in self.workers:
             self._begin_stream(worker)
 
@@ -628,7 +634,8 @@ class WorkerCollector(EpisodeStats):
         busy = [w for w in self.workers if w.free_slots > 0]
         for worker, message in self._poll(busy or self.workers, timeout=1.0 if block else 0.0):
             if message[0] == "chunk":
-                _, slot, updates, returns, lengths = message
+                _, slot, updates, returns, lengths, waited = message
+                self._actor_wait += waited
                 worker.free_slots -= 1
                 self.record_episodes(returns, lengths)
                 worker.pending.append((worker.generation, slot, 0, updates))
@@ -640,11 +647,16 @@ class WorkerCollector(EpisodeStats):
     def metrics(self) -> dict[str, float]:
         """Collection metrics for the loop's log: worker restarts so far, and (streaming) the
         policy lag of the chunks read in the last collect: how many learner updates older than
-        the learner's current weights the acting weights were (mean and max)."""
+        the learner's current weights the acting weights were (mean and max), and
+        ``collect/actor_busy``: the fraction of the time since streaming began that the workers
+        were not waiting for the learner to free a chunk slot (1: the learner never held them up)."""
         out = {"collect/worker_restarts": float(self.restarts)}
         if self._lags:
             out["collect/policy_lag"] = float(np.mean(self._lags))
             out["collect/policy_lag_max"] = float(np.max(self._lags))
+        if self._slots is not None:
+            elapsed = (time.perf_counter() - self._stream_start) * len(self.workers)
+            out["collect/actor_busy"] = max(0.0, 1.0 - self._actor_wait / max(elapsed, 1e-9))
         return out
 
     def close(self) -> None:
