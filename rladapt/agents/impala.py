@@ -38,9 +38,10 @@ from rladapt.spec import AgentSpec
 
 __all__ = ["IMPALA", "IMPALAConfig", "IMPALA_DEFAULTS", "policy_terms"]
 
-#: Per-kind defaults for settings left at None. Vector rows are tuned for classic control
-#: (CartPole-v1 solved in about 60k steps); the image row follows the paper's Atari settings
-#: (unroll 20, entropy 0.01, RMSprop) at the 16 envs rladapt's Atari rows use.
+#: Per-kind defaults for settings left at None. The vector row is tuned for classic control
+#: (CartPole-v1: training return 490 after 69k steps in-process, 89k and 150k with 2 workers; a
+#: deterministic evaluation of 475 after 20k steps, median of 10 seeds); the image row follows the
+#: paper's Atari settings (unroll 20, entropy 0.01, RMSprop lr 6e-4) over 16 envs (A2C's Atari row).
 IMPALA_DEFAULTS: dict[str, dict[str, Any]] = {
     "vector": dict(num_envs=8, n_steps=16, lr=2e-3, gamma=0.99, gae_lambda=1.0, ent_coef=0.01,
                    normalize_observations=False, normalize_rewards=False, rms_prop=False),
