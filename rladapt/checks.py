@@ -105,6 +105,7 @@ SETTING_RULES: dict[str, Rule] = {
     "temperature_moves": Rule("int", 0), "c_uct": _POSITIVE, "c_puct": _POSITIVE, "dirichlet_alpha": _POSITIVE,
     "dirichlet_fraction": _FRACTION, "weight_decay": _NON_NEGATIVE, "value_weight": _NON_NEGATIVE,
     "recurrent": Rule("choice", also=("lstm", "gru")), "recurrent_hidden": _COUNT, "sequence_length": _COUNT,
+    "rho_bar": _POSITIVE, "c_bar": _POSITIVE, "lock": _SWITCH, "max_update_lag": Rule("int", 0),
 }
 
 

@@ -8,8 +8,10 @@ serve every agent.
 from rladapt.agents.a2c import A2C
 from rladapt.agents.alphazero import AlphaZero
 from rladapt.agents.mcts import MCTS
+from rladapt.agents.a3c import A3C
 from rladapt.agents.base import Agent, AgentConfig
 from rladapt.agents.dqn import DQN
+from rladapt.agents.impala import IMPALA
 from rladapt.agents.off_policy import EpsilonGreedyAgent, OffPolicyAgent, OffPolicyConfig
 from rladapt.agents.on_policy import OnPolicyAgent, OnPolicyConfig
 from rladapt.agents.ppo import PPO
@@ -22,4 +24,5 @@ __all__ = [
     "Agent", "AgentConfig", "ActionValues", "EvalResult", "OnPolicyAgent", "OnPolicyConfig", "OffPolicyAgent",
     "OffPolicyConfig", "EpsilonGreedyAgent", "PPO", "A2C", "DQN", "SAC", "QLearning", "RandomAgent",
     "MCTS", "AlphaZero",
+    "IMPALA", "A3C",
 ]

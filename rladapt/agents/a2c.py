@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import torch
-import torch.nn.functional as F
 from torch import nn
 
 from rladapt.agents.nets import NetworkFactory
-from rladapt.agents.on_policy import ACTOR_CRITIC_SPEC, OnPolicyAgent, OnPolicyConfig, default_kind, normalize
-from rladapt.agents.optim import adam, set_lr
+from rladapt.agents.on_policy import (
+    ACTOR_CRITIC_SPEC, OnPolicyAgent, OnPolicyConfig, actor_critic_loss, actor_critic_optimizer, default_kind,
+)
+from rladapt.agents.optim import set_lr
 from rladapt.buffers.rollout import RolloutBuffer
 from rladapt.spec import AgentSpec
 
@@ -73,39 +73,15 @@ class A2C(OnPolicyAgent):
         super().build()
         hp = self.hp
         self.build_actor_critic(hp.network, hp.hidden)
-        if hp.rms_prop:
-            self.optimizer = torch.optim.RMSprop([self.params.param], lr=hp.lr, alpha=0.99, eps=1e-5)
-        else:
-            self.optimizer = adam([self.params.param], hp.lr, self.device, eps=1e-5)
+        self.optimizer = actor_critic_optimizer(self)
 
     def update(self, rollout: RolloutBuffer, progress: float) -> dict[str, float]:
         hp = self.hp
         lr = hp.lr * (1.0 - progress) if hp.anneal_lr else hp.lr
         set_lr(self.optimizer, lr)
-        keys = ["observation", "action", "advantage", "value_target"] + (["action_mask"] if self.use_masks else [])
-        if hp.recurrent is not None:  # the rollout as sequence chunks, replayed from their stored states
-            sequences = self.sequences(rollout, keys)
-            batch = sequences[sequences.get("valid")]
-            observation = sequences
-            action, mask = sequences.get("action"), sequences.get("action_mask", None)
-        else:
-            batch = rollout.transitions(keys)
-            observation, action, mask = batch.get("observation"), batch.get("action"), batch.get("action_mask", None)
-
-        log_prob, entropy, value = self.policy.evaluate_actions(observation, action, mask)
-        advantages = normalize(batch.get("advantage")) if hp.normalize_advantage else batch.get("advantage")
-        policy_loss = -(advantages * log_prob).mean()
-        value_loss = F.mse_loss(value, batch.get("value_target"))
-        entropy_loss = entropy.mean()
-        loss = policy_loss - hp.ent_coef * entropy_loss + hp.vf_coef * value_loss
-
+        loss, metrics = actor_critic_loss(self, rollout)
         self.params.zero_grad()
         loss.backward()
         self.params.clip_grad_norm_(hp.max_grad_norm)
         self.optimizer.step()
-        return {
-            "train/policy_loss": policy_loss.item(),
-            "train/value_loss": value_loss.item(),
-            "train/entropy": entropy_loss.item(),
-            "train/lr": lr,
-        }
+        return {**metrics, "train/lr": lr}

@@ -9,11 +9,13 @@ the built-in actor-critic), ``act_batch`` (writing ``action``, ``log_prob`` and 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tensordict import TensorDictBase
 from torch import nn
 
@@ -22,12 +24,15 @@ from rladapt.agents.masks import masked_logits
 from rladapt.agents.nets import ActorCritic, CategoricalHead, FlatParameters, NetworkFactory, RunningNorm, make_actor_critic
 from rladapt.agents.noise import exploration_noise
 from rladapt.agents.recurrent import STATE_KEY, RecurrentActorCritic, state_shape
+from rladapt.agents.optim import adam
 from rladapt.buffers.rollout import RolloutBuffer
 from rladapt.collect.batch import OutSpecs
 from rladapt.spec import AgentSpec
 from rladapt.types import ActionValues
 
-__all__ = ["ACTOR_CRITIC_SPEC", "OnPolicyAgent", "OnPolicyConfig", "default_kind", "normalize"]
+__all__ = ["ACTOR_CRITIC_SPEC", "OnPolicyAgent", "OnPolicyConfig", "actor_critic_gradient", "actor_critic_loss",
+           "actor_critic_optimizer",
+           "default_kind", "normalize"]
 
 #: What the networks of :meth:`OnPolicyAgent.build_actor_critic` accept (the ``spec`` of PPO and A2C).
 ACTOR_CRITIC_SPEC = AgentSpec(
@@ -61,6 +66,81 @@ def normalize(advantages: torch.Tensor) -> torch.Tensor:
     if advantages.numel() < 2:
         return advantages
     return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+
+def actor_critic_optimizer(agent: Any) -> torch.optim.Optimizer:
+    """The optimiser of an actor-critic's flat parameters (``agent.params``): RMSprop (alpha 0.99,
+    eps 1e-5: the A3C and IMPALA papers, and SB3's A2C) when ``agent.hp.rms_prop``, else Adam (eps 1e-5).
+
+    :param agent: an agent whose ``build_actor_critic`` ran, with ``hp.lr`` and ``hp.rms_prop``.
+    """
+    hp = agent.hp
+    if hp.rms_prop:
+        return torch.optim.RMSprop([agent.params.param], lr=hp.lr, alpha=0.99, eps=1e-5)
+    return adam([agent.params.param], hp.lr, agent.device, eps=1e-5)
+
+
+def actor_critic_loss(agent: Any, rollout: RolloutBuffer) -> tuple[torch.Tensor, dict[str, float]]:
+    """The advantage actor-critic loss (Mnih et al. 2016) over a rollout's valid transitions, and
+    its parts as metrics: ``-(advantage * log_prob) + vf_coef * (value_target - V)^2 - ent_coef *
+    entropy``, with the advantages standardised when ``agent.hp.normalize_advantage``. A2C takes one
+    step of it per rollout; A3C's workers push its gradient into the shared parameters.
+
+    :param agent: an on-policy agent with its actor-critic built (``policy.evaluate_actions``).
+    :param rollout: the rollout, its advantages computed (:meth:`OnPolicyAgent.store`).
+    """
+    hp = agent.hp
+    keys = ["observation", "action", "advantage", "value_target"] + (["action_mask"] if agent.use_masks else [])
+    if hp.recurrent is not None:  # the rollout as sequence chunks, replayed from their stored states
+        sequences = agent.sequences(rollout, keys)
+        batch = sequences[sequences.get("valid")]
+        observation, action, mask = sequences, sequences.get("action"), sequences.get("action_mask", None)
+    else:
+        batch = rollout.transitions(keys)
+        observation, action, mask = batch.get("observation"), batch.get("action"), batch.get("action_mask", None)
+    log_prob, entropy, value = agent.policy.evaluate_actions(observation, action, mask)
+    advantages = normalize(batch.get("advantage")) if hp.normalize_advantage else batch.get("advantage")
+    policy_loss = -(advantages * log_prob).mean()
+    value_loss = F.mse_loss(value, batch.get("value_target"))
+    entropy_loss = entropy.mean()
+    loss = policy_loss - hp.ent_coef * entropy_loss + hp.vf_coef * value_loss
+    return loss, {
+        "train/policy_loss": policy_loss.item(),
+        "train/value_loss": value_loss.item(),
+        "train/entropy": entropy_loss.item(),
+    }
+
+
+def actor_critic_gradient(agent: Any, rollout: RolloutBuffer) -> dict[str, float]:
+    """The gradient of :func:`actor_critic_loss`, written into ``agent.params.grad`` (zeroed
+    first); returns the loss's metrics. Where the fast path's hand-written gradient applies
+    (:mod:`rladapt.agents.fast`: the built-in vector actor-critic, Discrete actions) it is that
+    one: PPO's clipped loss at importance ratio 1 (the rollout's ``log_prob`` came from these very
+    weights) with no clip is the advantage actor-critic loss, and its value loss ``0.5 * MSE``
+    at twice ``vf_coef`` is the ``MSE`` here; autograd otherwise.
+
+    :param agent: an on-policy agent with its actor-critic built, acting with its current weights.
+    :param rollout: the rollout its current weights collected, advantages computed.
+    """
+    hp = agent.hp
+    fast = agent.fast_path.gradient if agent.fast_path is not None else None
+    agent.params.zero_grad()
+    if fast is None:
+        loss, metrics = actor_critic_loss(agent, rollout)
+        loss.backward()
+        return metrics
+    keys = ["observation", "action", "log_prob", "advantage", "value_target"] + (["action_mask"] if agent.use_masks else [])
+    batch = rollout.transitions(keys)
+    advantages = normalize(batch.get("advantage")) if hp.normalize_advantage else batch.get("advantage")
+    log_prob = batch.get("log_prob")
+    stats = fast.loss_and_grad(batch.get("observation"), batch.get("action"), log_prob, advantages,
+                               batch.get("value_target"), batch.get("action_mask", None), math.inf, 2.0 * hp.vf_coef,
+                               hp.ent_coef, track=True)
+    return {
+        "train/policy_loss": float(-(advantages * log_prob).mean()),
+        "train/value_loss": 2.0 * float(stats[1]),
+        "train/entropy": float(stats[2]),
+    }
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["adam", "adam_step", "set_lr"]
+__all__ = ["adam", "adam_step", "set_lr", "share_optimizer"]
 
 #: The fused Adam kernel, a private torch API: None where this torch lacks it (then ``step()``).
 FUSED_ADAM = getattr(torch, "_fused_adam_", None)
@@ -59,3 +59,33 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Set the learning rate of every parameter group (for schedules)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
+
+
+def share_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """Put an optimiser's parameters and its statistics (Adam's moments, RMSprop's square
+    average, the step counts) in shared memory, in place, so that worker processes given the
+    optimiser step the same parameters with the same statistics (A3C's shared optimiser).
+
+    The statistics are made by one step with zero gradients, which leaves the parameters as they
+    are (Adam and RMSprop move a parameter by a function of its gradient, zero here) and counts
+    one step (Adam's bias correction starts one step later: immaterial).
+
+    :param optimizer: an optimiser over CPU parameters (Adam, RMSprop, ...; without weight decay).
+    :return: the optimiser.
+    """
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    if any(p.device.type != "cpu" for p in params):
+        raise ValueError("share_optimizer needs CPU parameters (shared memory lives in host RAM)")
+    if not optimizer.state:
+        grads = [p.grad for p in params]
+        for p in params:
+            p.grad = torch.zeros_like(p)
+        optimizer.step()
+        for p, g in zip(params, grads):
+            p.grad = g
+    for p in params:
+        p.data.share_memory_()
+        for value in optimizer.state[p].values():
+            if isinstance(value, torch.Tensor):
+                value.share_memory_()
+    return optimizer

@@ -213,8 +213,11 @@ def worker_main(
     weights: SharedWeights,
     heartbeat: torch.Tensor,
     conn: Connection,
+    role: Any = None,
 ) -> None:
-    """Entry point of a worker process: build, then serve the learner's commands until "close"."""
+    """Entry point of a worker process: build, then serve the learner's commands until "close".
+
+    ``role``: a worker role (see :class:`WorkerCollector`), run on the command ``"role"``."""
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the learner, which shuts us down
     torch.set_num_threads(1)
@@ -242,6 +245,9 @@ def worker_main(
             elif command == "stream":
                 if _stream(runner, slots, weights, conn):
                     break
+            elif command == "role":
+                if role.run(index, runner, batch, conn):
+                    break
     except (EOFError, BrokenPipeError, ConnectionResetError):
         pass  # the learner is gone
     except BaseException as error:  # report anything, then exit non-zero
@@ -261,9 +267,11 @@ def worker_main(
 
 def _stream(runner: EnvRunner, slots: list[BatchStorage], weights: SharedWeights, conn: Connection) -> bool:
     """Fill chunk slots continuously (the newest weights at each chunk) and hand each full one to
-    the learner; block while every slot waits for the learner. True when told to close."""
+    the learner; block while every slot waits for the learner. True when told to close. Each
+    chunk's message says how long the worker waited for a free slot before it (seconds)."""
     free = deque(range(len(slots)))
     while True:
+        waited = time.perf_counter()
         while not free or conn.poll():
             message = conn.recv()
             if message[0] == "free":
@@ -273,9 +281,10 @@ def _stream(runner: EnvRunner, slots: list[BatchStorage], weights: SharedWeights
             elif message[0] == "stop":
                 return False
         slot = free.popleft()
+        waited = time.perf_counter() - waited
         _load(runner, weights)
         runner.collect(slots[slot])
-        conn.send(("chunk", slot, runner.updates, *runner.new_episodes()))
+        conn.send(("chunk", slot, runner.updates, *runner.new_episodes(), waited))
 
 
 # -------------------------------------------------------------------------------------------
@@ -313,11 +322,19 @@ class WorkerCollector(EpisodeStats):
     :param num_envs: envs over all workers.
     :param workers: how many processes and the fault-handling settings.
     :param stats_window: how many recent episodes ``recent_return`` averages over.
+    :param role: for flows that are not collect-then-update (A3C's gradient-pushing workers): a
+        picklable object given to every worker process at its start (so it may hold shared
+        tensors and locks), whose ``run(index, runner, batch, conn) -> bool`` each worker runs on
+        :meth:`start_role` (again after a restart) with its :class:`EnvRunner` and its columns of
+        the shared batch, until the learner's pipe says ``"close"`` (True) or ``"stop"`` (False).
+        A subclass defines what the learner's ``collect`` reads from the messages it sends.
     """
 
-    def __init__(self, agent: Any, source: Any, num_envs: int, workers: Workers, stats_window: int = 100) -> None:
+    def __init__(self, agent: Any, source: Any, num_envs: int, workers: Workers, stats_window: int = 100,
+                 role: Any = None) -> None:
         super().__init__(stats_window)
-        self.agent, self.settings = agent, workers
+        self.agent, self.settings, self.role = agent, workers, role
+        self._role_running = False
         self.num_envs = num_envs
         self.observation_space, self.action_space = agent.observation_space, agent.action_space
         self.workers = [_Worker(i, r) for i, r in enumerate(split_envs(num_envs, workers.count))]
@@ -335,6 +352,8 @@ class WorkerCollector(EpisodeStats):
         self._shared: BatchStorage | None = None  # synchronous: the batch the workers write
         self._slots: list[list[BatchStorage]] | None = None  # streaming: each worker's chunk slots
         self._lags: list[int] = []
+        self._actor_wait = 0.0  # streaming: seconds the workers waited for a free chunk slot, all together
+        self._stream_start = 0.0
         self._last_publish = -math.inf
         self._closed = False
         try:
@@ -360,7 +379,7 @@ class WorkerCollector(EpisodeStats):
         worker.process = self.context.Process(
             target=worker_main,
             args=(worker.index, self.agent_blueprint, self.env_blueprint, worker.env_indices, seed, self.weights,
-                  self.heartbeat, child),
+                  self.heartbeat, child, self.role),
             name=f"rladapt-worker-{worker.index}",
             daemon=True,
         )
@@ -433,6 +452,8 @@ class WorkerCollector(EpisodeStats):
         worker.conn.send(("reset", seed))
         if self._slots is not None:  # streaming: it streams again, all its slots free
             self._begin_stream(worker)
+        if self._role_running:
+            worker.conn.send(("role",))
 
     def _send(self, worker: _Worker, message: tuple) -> bool:
         """Send a command; False (after restarting the worker) when it is gone."""
@@ -488,6 +509,17 @@ class WorkerCollector(EpisodeStats):
                 what = f"worker {worker.index} made no env step for {self.settings.stall_timeout:.0f} s (hung)"
                 out.append((worker, ("failed", what, None, None)))
         return out
+
+    def start_role(self, vector_steps: int) -> None:
+        """Give every worker its columns of a shared ``[vector_steps, num_envs]`` batch and start
+        the workers' role (the ``role`` given at construction)."""
+        if self.role is None:
+            raise RuntimeError("start_role needs a WorkerCollector built with a role")
+        self._shared = BatchStorage(self.layout, vector_steps, self.num_envs, share_memory=True)
+        self._role_running = True
+        for worker in self.workers:
+            if self._send(worker, ("batch", self._shared.columns(worker.env_indices.start, worker.env_indices.stop))):
+                self._send(worker, ("role",))
 
     # ------------------------------------------------------------------ collector protocol
     def reset(self, seed: int | None = None) -> None:
@@ -585,6 +617,7 @@ class WorkerCollector(EpisodeStats):
             for worker in self.workers
         ]
         self._publish()
+        self._stream_start = time.perf_counter()
         for worker in self.workers:
             self._begin_stream(worker)
 
@@ -601,7 +634,8 @@ class WorkerCollector(EpisodeStats):
         busy = [w for w in self.workers if w.free_slots > 0]
         for worker, message in self._poll(busy or self.workers, timeout=1.0 if block else 0.0):
             if message[0] == "chunk":
-                _, slot, updates, returns, lengths = message
+                _, slot, updates, returns, lengths, waited = message
+                self._actor_wait += waited
                 worker.free_slots -= 1
                 self.record_episodes(returns, lengths)
                 worker.pending.append((worker.generation, slot, 0, updates))
@@ -613,11 +647,16 @@ class WorkerCollector(EpisodeStats):
     def metrics(self) -> dict[str, float]:
         """Collection metrics for the loop's log: worker restarts so far, and (streaming) the
         policy lag of the chunks read in the last collect: how many learner updates older than
-        the learner's current weights the acting weights were (mean and max)."""
+        the learner's current weights the acting weights were (mean and max), and
+        ``collect/actor_busy``: the fraction of the time since streaming began that the workers
+        were not waiting for the learner to free a chunk slot (1: the learner never held them up)."""
         out = {"collect/worker_restarts": float(self.restarts)}
         if self._lags:
             out["collect/policy_lag"] = float(np.mean(self._lags))
             out["collect/policy_lag_max"] = float(np.max(self._lags))
+        if self._slots is not None:
+            elapsed = (time.perf_counter() - self._stream_start) * len(self.workers)
+            out["collect/actor_busy"] = max(0.0, 1.0 - self._actor_wait / max(elapsed, 1e-9))
         return out
 
     def close(self) -> None:

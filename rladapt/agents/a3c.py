@@ -1,0 +1,290 @@
+"""A3C (Mnih et al. 2016, asynchronous advantage actor-critic): every worker process learns.
+
+The global actor-critic lives in shared memory (its one flat parameter tensor, ``share_memory_``),
+and so do the statistics of its optimiser (shared Adam or RMSprop). Each of the ``N`` worker
+processes of ``learn(env, steps, workers=N)`` steps its own share of the envs (the same worker
+processes, :class:`~rladapt.collect.remote.EnvRunner` and restart logic as every collector,
+:mod:`rladapt.collect.workers`) with a local copy of the network, and loops::
+
+    local weights <- shared weights                      (pull; note the shared update count)
+    collect n_steps (5) vector steps with the local copy
+    advantages: n-step returns bootstrapped from V      (OnPolicyAgent.store, as A2C)
+    loss = -(A * log pi) + vf_coef * (R - V)^2 - ent_coef * entropy  (A2C's actor_critic_loss)
+    its gradient on the local copy (actor_critic_gradient), clipped
+    if the shared weights moved more than max_update_lag updates since the pull: drop it (counted)
+    else: shared optimiser step with that gradient       (Hogwild: no lock; lock=True: one at a time)
+
+The learner process does what it does for every agent: counters, log rows, progress bar,
+callbacks, evaluation and checkpoints of the shared weights (its agent's ``policy`` *is* the
+shared network). Its ``update`` is never called: the updates happen in the workers. Each worker's
+applied updates (``a3c/applied_updates_<i>``), the dropped stale gradients (``a3c/dropped_stale``),
+the lag of the applied ones (``collect/policy_lag``) and the workers' losses are in the log rows.
+A worker killed mid-run is restarted (``collect/worker_restarts``), with a lock it held released.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from rladapt.agents.nets import NetworkFactory
+from rladapt.agents.on_policy import (
+    ACTOR_CRITIC_SPEC, OnPolicyAgent, OnPolicyConfig, actor_critic_gradient, actor_critic_optimizer, default_kind,
+)
+from rladapt.agents.optim import adam_step, set_lr, share_optimizer
+from rladapt.collect import WorkerCollector, Workers
+from rladapt.spec import AgentSpec
+
+__all__ = ["A3C", "A3CConfig", "A3C_DEFAULTS"]
+
+#: Per-kind defaults for settings left at None: the paper's 5-step returns; shared Adam at 7e-4
+#: for vector observations (CartPole-v1 with 2 workers: deterministic return 500 by 200k steps in
+#: each of 8 tuning runs; lr 1e-3 collapsed in one of two, lr 5e-4 and RMSprop were slower), shared
+#: RMSprop for images as in the paper. ``num_envs`` is over all workers.
+A3C_DEFAULTS: dict[str, dict[str, Any]] = {
+    "vector": dict(num_envs=8, n_steps=5, lr=7e-4, gamma=0.99, gae_lambda=1.0, ent_coef=0.01,
+                   normalize_rewards=False, rms_prop=False),
+    "image": dict(num_envs=16, n_steps=5, lr=7e-4, gamma=0.99, gae_lambda=1.0, ent_coef=0.01,
+                  normalize_rewards=False, rms_prop=True),
+    "continuous": dict(num_envs=8, n_steps=8, lr=7e-4, gamma=0.95, gae_lambda=0.9, ent_coef=0.0,
+                       normalize_rewards=True, rms_prop=False, noise_beta=0.0),
+    "box2d": dict(num_envs=8, n_steps=5, lr=8.3e-4, gamma=0.995, gae_lambda=1.0, ent_coef=1e-5,
+                  normalize_rewards=False, rms_prop=False),
+}
+
+#: Seconds between a worker's progress reports to the learner (steps, episodes, losses).
+REPORT_INTERVAL = 0.02
+
+
+@dataclass
+class A3CConfig(OnPolicyConfig):
+    """A3C settings. None means "the default for this kind of env" (see ``A3C_DEFAULTS``).
+    ``n_steps`` is the length of each worker's rollout between gradient pushes (the paper's t_max).
+
+    :param lr: learning rate of the shared optimiser.
+    :param ent_coef: entropy bonus coefficient.
+    :param vf_coef: value loss coefficient.
+    :param max_grad_norm: global gradient norm clip of each worker's gradient.
+    :param anneal_lr: anneal the learning rate linearly to 0 over each ``learn`` call.
+    :param normalize_advantage: standardise advantages over each worker's rollout.
+    :param rms_prop: shared RMSprop (alpha 0.99, eps 1e-5, as in the paper); False: shared Adam.
+    :param lock: apply the workers' gradients one at a time (a lock around the optimiser step);
+        False: Hogwild, lock-free (the paper's default).
+    :param max_update_lag: drop a worker's gradient when the shared weights took more than this
+        many updates between the worker's pull and its push (counted in ``a3c/dropped_stale``);
+        None: never drop.
+    :param hidden: hidden layer sizes of the MLPs.
+    :param network: your own network (see :class:`~rladapt.agents.ppo.PPOConfig`).
+    """
+
+    lr: float | None = None
+    ent_coef: float | None = None
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    anneal_lr: bool = False
+    normalize_advantage: bool = False
+    rms_prop: bool | None = None
+    lock: bool = False
+    max_update_lag: int | None = 32
+    hidden: tuple[int, ...] = (64, 64)
+    network: nn.Module | NetworkFactory | None = None
+
+
+class A3CRole:
+    """What every A3C worker process runs (the ``role`` of a :class:`~rladapt.collect.workers.WorkerCollector`):
+    the shared parameters, the shared optimiser, the counters, and the worker loop.
+
+    :param agent: the learner's agent, built (its parameters and optimiser state are moved to
+        shared memory here).
+    :param workers: worker processes.
+    :param lock: a lock of the workers' start method, or None (Hogwild).
+    """
+
+    def __init__(self, agent: Any, workers: int, lock: Any = None) -> None:
+        self.param = agent.params.param
+        self.optimizer = share_optimizer(agent.optimizer)
+        self.lock = lock
+        self.max_update_lag = agent.hp.max_update_lag
+        #: Shared counters: updates applied to the shared weights (all workers; Hogwild: approximate).
+        self.version = torch.zeros(1, dtype=torch.int64).share_memory_()
+        #: Per worker: gradients applied and dropped as stale (exact: one writer each).
+        self.applied = torch.zeros(workers, dtype=torch.int64).share_memory_()
+        self.dropped = torch.zeros(workers, dtype=torch.int64).share_memory_()
+        #: The worker holding the lock (-1: none), so that a killed holder's lock can be released.
+        self.holder = torch.full((1,), -1, dtype=torch.int64).share_memory_()
+        #: The learner's ``[num_timesteps, progress]`` (schedules, as the workers' agents read them).
+        self.meta = torch.zeros(2, dtype=torch.float64).share_memory_()
+
+    def release_lock_of(self, index: int) -> None:
+        """Release the lock if worker ``index`` (dead) held it."""
+        if self.lock is not None and int(self.holder[0]) == index:
+            self.holder[0] = -1
+            self.lock.release()
+
+    def run(self, index: int, runner: Any, batch: Any, conn: Any) -> bool:
+        """The worker loop (module docstring) until the learner says ``"close"`` (True) or ``"stop"``."""
+        agent = runner.agent
+        agent.train()
+        rollout = agent.make_storage(batch.num_envs, batch.steps)
+        reported_steps, last_report = runner.collector.steps, time.monotonic()
+        sums: dict[str, float] = {}
+        updates = lag_sum = 0
+        while True:
+            if conn.poll():
+                command = conn.recv()[0]
+                if command in ("close", "stop"):
+                    return command == "close"
+            with torch.no_grad():
+                agent.params.param.copy_(self.param)  # pull
+            seen = int(self.version[0])
+            agent.num_timesteps, agent.progress = int(self.meta[0]), float(self.meta[1])
+            runner.collect(batch)
+            OnPolicyAgent.store(agent, rollout, batch.td)  # advantages with the local copy's values
+            metrics = actor_critic_gradient(agent, rollout)
+            agent.params.clip_grad_norm_(agent.hp.max_grad_norm)
+            lag = self._push(index, agent, seen)
+            if lag is not None:  # the losses and lags of the applied gradients
+                updates += 1
+                lag_sum += lag
+                for key, value in metrics.items():
+                    sums[key] = sums.get(key, 0.0) + value
+            now = time.monotonic()
+            if now - last_report >= REPORT_INTERVAL:
+                steps = runner.collector.steps
+                conn.send(("progress", steps - reported_steps, *runner.new_episodes(), sums, updates, lag_sum))
+                reported_steps, last_report, sums, updates, lag_sum = steps, now, {}, 0, 0
+
+    def _push(self, index: int, agent: Any, seen: int) -> int | None:
+        """Apply the local gradient to the shared weights, unless they moved on too far; return
+        the lag (shared updates since the pull), None when the gradient was dropped."""
+        hp = agent.hp
+        with self._locked(index):
+            lag = int(self.version[0]) - seen
+            if self.max_update_lag is not None and lag > self.max_update_lag:
+                self.dropped[index] += 1
+                return None
+            set_lr(self.optimizer, hp.lr * (1.0 - agent.progress) if hp.anneal_lr else hp.lr)
+            self.param.grad = agent.params.grad
+            adam_step(self.optimizer)  # the fused kernel for Adam, optimizer.step() otherwise
+            self.version += 1
+            self.applied[index] += 1
+        return lag
+
+    @contextlib.contextmanager
+    def _locked(self, index: int):
+        if self.lock is None:
+            yield
+            return
+        with self.lock:
+            self.holder[0] = index
+            try:
+                yield
+            finally:
+                self.holder[0] = -1
+
+
+class A3CCollector(WorkerCollector):
+    """The learner's side of A3C: worker processes running :class:`A3CRole`; ``collect(agent, T)``
+    returns once the workers stepped ``T * num_envs`` more env steps, with the shared batch holding
+    each worker's latest rollout (what ``on_step`` callbacks see: A3C learns in the workers).
+
+    :param agent: the learner's A3C agent, built.
+    :param source: the run's env source.
+    :param num_envs: envs over all workers.
+    :param workers: worker processes and their fault-handling settings.
+    """
+
+    def __init__(self, agent: Any, source: Any, num_envs: int, workers: Workers) -> None:
+        import multiprocessing
+
+        lock = multiprocessing.get_context(workers.start_method).Lock() if agent.hp.lock else None
+        role = A3CRole(agent, workers.count, lock)
+        super().__init__(agent, source, num_envs, workers, role=role)
+        self._sums: dict[str, float] = {}
+        self._updates = self._lag_sum = 0
+
+    def _restart(self, worker: Any, what: str, env_index: int | None = None, text: str | None = None) -> None:
+        self.role.release_lock_of(worker.index)  # a worker killed inside its optimiser step
+        super()._restart(worker, what, env_index, text)
+
+    def collect(self, agent: Any, vector_steps: int) -> Any:
+        if agent is not self.agent:
+            raise ValueError("an A3CCollector collects for the agent it was built with")
+        self.role.meta[0], self.role.meta[1] = float(agent.num_timesteps), float(agent.progress)
+        if not self._role_running:
+            self.start_role(int(agent.hp.n_steps))
+        target = self.steps + vector_steps * self.num_envs
+        self._sums, self._updates, self._lag_sum = {}, 0, 0
+        while self.steps < target:
+            for worker, message in self._poll(self.workers):
+                if message[0] == "progress":
+                    _, steps, returns, lengths, sums, updates, lag_sum = message
+                    self.steps += steps
+                    self.record_episodes(returns, lengths)
+                    for key, value in sums.items():
+                        self._sums[key] = self._sums.get(key, 0.0) + value
+                    self._updates += updates
+                    self._lag_sum += lag_sum
+                elif message[0] == "failed":
+                    self._restart(worker, *message[1:])
+        return self._shared.td
+
+    def metrics(self) -> dict[str, float]:
+        """Worker restarts, each worker's applied updates, the dropped stale gradients, the mean
+        lag of the gradients pushed since the last collect, and the workers' mean losses."""
+        out = super().metrics()
+        for i, count in enumerate(self.role.applied.tolist()):
+            out[f"a3c/applied_updates_{i}"] = float(count)
+        out["a3c/dropped_stale"] = float(self.role.dropped.sum())
+        if self._updates:
+            out["collect/policy_lag"] = self._lag_sum / self._updates
+            out.update({key: value / self._updates for key, value in self._sums.items()})
+        return out
+
+
+class A3C(OnPolicyAgent):
+    """Asynchronous advantage actor-critic: ``learn(env, steps, workers=N)`` (``N >= 1``). Same
+    spaces and masks support as PPO (vector, image and nested observations; discrete,
+    multi-discrete and continuous actions); ``normalize_observations`` is not offered (each
+    worker would keep statistics of its own)."""
+
+    spec: ClassVar[AgentSpec] = ACTOR_CRITIC_SPEC
+    Config: ClassVar[type[A3CConfig]] = A3CConfig
+
+    def default_settings(self, observation_kind: str, action_kind: str) -> dict[str, Any]:
+        return {"normalize_observations": False,
+                **A3C_DEFAULTS[default_kind(observation_kind, action_kind, self.env_family, A3C_DEFAULTS)]}
+
+    def build(self) -> None:
+        if self.hp.normalize_observations:
+            raise ValueError("A3C(normalize_observations=True) is not offered: every worker process would "
+                             "keep observation statistics of its own; use PPO, A2C or IMPALA for it")
+        super().build()
+        self.build_actor_critic(self.hp.network, self.hp.hidden)
+        self.optimizer = actor_critic_optimizer(self)
+
+    def make_collector(self, source: Any, num_envs: int, workers: Any) -> A3CCollector:
+        """The collector of every A3C run: worker processes that learn (``workers`` >= 1)."""
+        if workers == "distributed":
+            raise ValueError("A3C shares its network through one machine's memory: use workers=N, or IMPALA for "
+                             "torchrun ranks (workers='distributed')")
+        settings = workers if isinstance(workers, Workers) else Workers(int(workers)) if workers else None
+        if settings is None:
+            raise ValueError("A3C learns in worker processes: pass workers=N (N >= 1), e.g. "
+                             "agent.learn(env, steps, workers=2)")
+        if self.device.type != "cpu":
+            raise ValueError(f"A3C keeps its network in shared host memory: use device='cpu', not {self.device}")
+        return A3CCollector(self, source, num_envs, settings)
+
+    def ready(self, storage: Any) -> bool:
+        """Never: the workers apply every update to the shared weights themselves."""
+        return False
+
+    def store(self, storage: Any, batch: Any) -> Any:
+        """The learner keeps the batch as it is (the workers compute their own advantages)."""
+        return batch
