@@ -225,3 +225,16 @@ def test_the_fast_actor_critic_gradient_equals_autograd_on_the_a2c_loss():
     assert invalid > 0
     collector.close()
     source.close()
+
+
+def test_impala_refuses_a_recurrent_policy_and_names_the_agents_that_have_one():
+    with pytest.raises(ValueError, match="IMPALA's V-trace learner has no recurrent policy"):
+        IMPALA(recurrent="lstm", seed=0).learn("CartPole-v1", 64, progress=False, run_dir=False)
+
+
+def test_a3c_workers_push_gradients_of_a_recurrent_policy():
+    agent = A3C(recurrent="gru", seed=0)
+    agent.learn("CartPole-v1", 2_000, workers=2, progress=False, run_dir=False)
+    obs, _ = gym.make("CartPole-v1").reset(seed=0)
+    action, state = agent.act(obs)
+    assert action in (0, 1) and "recurrent_state" in state.keys()

@@ -109,6 +109,9 @@ class IMPALA(OnPolicyAgent):
         return dict(IMPALA_DEFAULTS[default_kind(observation_kind, action_kind, self.env_family, IMPALA_DEFAULTS)])
 
     def build(self) -> None:
+        if self.hp.recurrent is not None:  # V-trace over replayed sequences is not built yet
+            raise ValueError(f"IMPALA(recurrent={self.hp.recurrent!r}): IMPALA's V-trace learner has no recurrent "
+                             "policy yet; use PPO, A2C or A3C with recurrent=..., or IMPALA without it")
         super().build()
         self.build_actor_critic(self.hp.network, self.hp.hidden)
         self.optimizer = actor_critic_optimizer(self)
