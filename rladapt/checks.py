@@ -25,7 +25,8 @@ __all__ = ["Rule", "SETTING_RULES", "check_settings", "positive_int"]
 class Rule:
     """What one setting accepts.
 
-    :param kind: ``"int"``, ``"float"`` (an int is accepted) or ``"bool"``.
+    :param kind: ``"int"``, ``"float"`` (an int is accepted), ``"bool"`` or ``"choice"`` (only the
+        ``also`` values; any other string is a wrong value, anything else a wrong type).
     :param low: the smallest allowed value (None: unbounded).
     :param high: the largest allowed value (None: unbounded).
     :param low_open: ``low`` itself is excluded.
@@ -39,6 +40,8 @@ class Rule:
     also: tuple[Any, ...] = ()
 
     def describe(self) -> str:
+        if self.kind == "choice":
+            return " or ".join(repr(value) for value in self.also)
         kinds = {"int": "an integer", "float": "a number", "bool": "True or False"}[self.kind]
         if self.low is not None and self.high is not None:
             where = f" in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
@@ -54,6 +57,8 @@ class Rule:
         one of the ``also`` values (``"sometimes"`` for ``"auto"``: a wrong value, not a wrong type)."""
         if any(type(value) is type(other) for other in self.also):
             return True
+        if self.kind == "choice":
+            return False
         if self.kind == "bool":
             return isinstance(value, (bool, np.bool_))
         number = numbers.Integral if self.kind == "int" else numbers.Real
@@ -62,7 +67,7 @@ class Rule:
     def accepts(self, value: Any) -> bool:
         if any(value == other and type(value) is type(other) for other in self.also):
             return True
-        if not self.has_type(value) or isinstance(value, str):  # a string not among ``also``
+        if not self.has_type(value) or isinstance(value, str) or self.kind == "choice":  # not among ``also``
             return False
         if self.kind == "bool":
             return True
@@ -95,6 +100,11 @@ SETTING_RULES: dict[str, Rule] = {
     "normalize_observations": _SWITCH, "normalize_rewards": _SWITCH, "fast": _SWITCH, "anneal_clip": _SWITCH,
     "clip_value": _SWITCH, "anneal_lr": _SWITCH, "normalize_advantage": _SWITCH, "rms_prop": _SWITCH,
     "double": _SWITCH, "dueling": _SWITCH, "huber": _SWITCH, "frame_dedup": _SWITCH, "check_finite": _SWITCH,
+    # Distributional DQN and noisy layers (DQN, QRDQN, C51, Rainbow); TD3 and DDPG.
+    "distributional": Rule("choice", also=("qr", "c51")), "quantiles": _COUNT, "atoms": Rule("int", 2),
+    "v_min": Rule("float"), "v_max": Rule("float"), "kappa": _POSITIVE, "noisy": _SWITCH, "noisy_std": _POSITIVE,
+    "policy_delay": _COUNT, "critics": _COUNT, "action_noise": _NON_NEGATIVE, "target_policy_noise": _NON_NEGATIVE,
+    "target_noise_clip": _NON_NEGATIVE,
 }
 
 
