@@ -25,8 +25,8 @@ __all__ = ["Rule", "SETTING_RULES", "check_settings", "positive_int"]
 class Rule:
     """What one setting accepts.
 
-    :param kind: ``"int"``, ``"float"`` (an int is accepted), ``"bool"``, or ``"choice"`` (only
-        the ``also`` values).
+    :param kind: ``"int"``, ``"float"`` (an int is accepted), ``"bool"`` or ``"choice"`` (only the
+        ``also`` values; any other string is a wrong value, anything else a wrong type).
     :param low: the smallest allowed value (None: unbounded).
     :param high: the largest allowed value (None: unbounded).
     :param low_open: ``low`` itself is excluded.
@@ -106,6 +106,11 @@ SETTING_RULES: dict[str, Rule] = {
     "dirichlet_fraction": _FRACTION, "weight_decay": _NON_NEGATIVE, "value_weight": _NON_NEGATIVE,
     "recurrent": Rule("choice", also=("lstm", "gru")), "recurrent_hidden": _COUNT, "sequence_length": _COUNT,
     "rho_bar": _POSITIVE, "c_bar": _POSITIVE, "lock": _SWITCH, "max_update_lag": Rule("int", 0),
+    # Distributional DQN and noisy layers (DQN, QRDQN, C51, Rainbow); TD3 and DDPG.
+    "distributional": Rule("choice", also=("qr", "c51")), "quantiles": _COUNT, "atoms": Rule("int", 2),
+    "v_min": Rule("float"), "v_max": Rule("float"), "kappa": _POSITIVE, "noisy": _SWITCH, "noisy_std": _POSITIVE,
+    "policy_delay": _COUNT, "critics": _COUNT, "action_noise": _NON_NEGATIVE, "target_policy_noise": _NON_NEGATIVE,
+    "target_noise_clip": _NON_NEGATIVE,
 }
 
 

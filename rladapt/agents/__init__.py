@@ -6,23 +6,23 @@ serve every agent.
 """
 
 from rladapt.agents.a2c import A2C
-from rladapt.agents.alphazero import AlphaZero
-from rladapt.agents.mcts import MCTS
 from rladapt.agents.a3c import A3C
+from rladapt.agents.alphazero import AlphaZero
 from rladapt.agents.base import Agent, AgentConfig
-from rladapt.agents.dqn import DQN
+from rladapt.agents.dqn import C51, DQN, QRDQN, Rainbow
 from rladapt.agents.impala import IMPALA
+from rladapt.agents.mcts import MCTS
 from rladapt.agents.off_policy import EpsilonGreedyAgent, OffPolicyAgent, OffPolicyConfig
 from rladapt.agents.on_policy import OnPolicyAgent, OnPolicyConfig
 from rladapt.agents.ppo import PPO
 from rladapt.agents.qlearning import QLearning
 from rladapt.agents.random import RandomAgent
 from rladapt.agents.sac import SAC
+from rladapt.agents.td3 import DDPG, TD3
 from rladapt.types import ActionValues, EvalResult
 
 __all__ = [
     "Agent", "AgentConfig", "ActionValues", "EvalResult", "OnPolicyAgent", "OnPolicyConfig", "OffPolicyAgent",
     "OffPolicyConfig", "EpsilonGreedyAgent", "PPO", "A2C", "DQN", "SAC", "QLearning", "RandomAgent",
-    "MCTS", "AlphaZero",
-    "IMPALA", "A3C",
+    "A3C", "IMPALA", "TD3", "DDPG", "QRDQN", "C51", "Rainbow", "MCTS", "AlphaZero",
 ]

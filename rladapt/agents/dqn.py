@@ -7,6 +7,17 @@ global gradient clipping, hard or Polyak target updates. Exploration is epsilon-
 linear schedule, or Boltzmann (softmax over Q / temperature). Invalid-action masks are respected
 when acting greedily, when exploring, and in the bootstrap target (max over the valid next actions).
 
+Distributional DQN (``distributional=``): ``"qr"`` learns ``quantiles`` quantiles of the return
+of every action with the quantile Huber loss (QR-DQN, Dabney et al. 2018,
+:func:`quantile_huber_loss`); ``"c51"`` a categorical distribution over ``atoms`` fixed returns in
+``[v_min, v_max]``, trained by cross-entropy against the projected target distribution (C51,
+Bellemare et al. 2017, :func:`categorical_projection`). Acting and the choice of the next action
+use the distribution's mean. ``noisy=True`` replaces the MLP and head layers with noisy linear
+layers (Fortunato et al. 2018; :class:`~rladapt.agents.nets.NoisyLinear`), their noise drawn
+anew before every acting batch and every gradient step. Both combine with double, dueling,
+n-step and prioritised replay; :class:`Rainbow` (C51 + dueling + noisy + 3-step + prioritised +
+double) and the :class:`QRDQN` and :class:`C51` presets only change defaults.
+
 Example:
     >>> agent = DQN(seed=0)
     >>> env = AutoAdapt(gym.make("CartPole-v1"), agent)        # doctest: +SKIP
@@ -15,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -46,6 +58,69 @@ DQN_DEFAULTS: dict[str, dict[str, Any]] = {
                   target_update_interval=1000, exploration_fraction=0.1, exploration_final_eps=0.01,
                   hidden=(64, 64)),
 }
+
+#: Per-kind defaults of the distributional settings (used when ``distributional`` is set).
+#: Vector: a support wide enough for classic-control and Box2D discounted returns (|G| <= 100 at
+#: gamma 0.99 with rewards in [-1, 1] a step); image: the C51 paper's support for clipped rewards
+#: and QR-DQN's 200 quantiles.
+DISTRIBUTIONAL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "vector": dict(quantiles=25, atoms=51, v_min=-100.0, v_max=100.0),
+    "image": dict(quantiles=200, atoms=51, v_min=-10.0, v_max=10.0),
+}
+
+
+def quantile_huber_loss(quantiles: torch.Tensor, target: torch.Tensor, kappa: float = 1.0) -> torch.Tensor:
+    """QR-DQN's quantile Huber loss (Dabney et al. 2018, eq. 10), one value per transition.
+
+    With ``N`` predicted quantiles ``theta_i`` at the midpoints ``tau_i = (2i + 1) / (2N)`` and
+    ``M`` target samples ``T_j``, ``u_ij = T_j - theta_i`` and the Huber loss
+    ``L(u) = u^2 / 2`` for ``|u| <= kappa``, ``kappa (|u| - kappa / 2)`` beyond::
+
+        loss = sum_i mean_j |tau_i - 1{u_ij < 0}| * L(u_ij) / kappa
+
+    :param quantiles: ``[B, N]`` predicted quantiles of the taken action.
+    :param target: ``[B, M]`` target quantiles (``r + discount * theta'_j``; held fixed).
+    :param kappa: the Huber threshold (1 in the paper).
+    :return: ``[B]`` losses (weight them for prioritised replay, then average).
+    """
+    n = quantiles.shape[-1]
+    tau = (torch.arange(n, device=quantiles.device, dtype=quantiles.dtype) + 0.5) / n
+    u = target.unsqueeze(-2) - quantiles.unsqueeze(-1)  # [B, N, M]
+    abs_u = u.abs()
+    huber = torch.where(abs_u <= kappa, 0.5 * u.pow(2), kappa * (abs_u - 0.5 * kappa))
+    weight = (tau.unsqueeze(-1) - (u.detach() < 0).to(u.dtype)).abs()
+    return (weight * huber / kappa).sum(-2).mean(-1)
+
+
+def categorical_projection(probs: torch.Tensor, reward: torch.Tensor, discount: torch.Tensor,
+                           support: torch.Tensor) -> torch.Tensor:
+    """C51's target: the distribution of ``r + discount * Z'`` projected onto the fixed support
+    (Bellemare et al. 2017, algorithm 1).
+
+    Each atom ``z_j`` of the next distribution moves to ``Tz_j = r + discount * z_j``, clipped to
+    ``[v_min, v_max]``; its probability is split between the two neighbouring atoms of the support
+    in proportion to closeness (all of it to one atom when ``Tz_j`` falls on it). A terminal
+    transition (discount 0) puts all the mass at ``r``'s place on the support.
+
+    :param probs: ``[B, K]`` probabilities of the next state's chosen action.
+    :param reward: ``[B]`` (n-step) rewards.
+    :param discount: ``[B]`` discounts (``gamma^k``; 0 where the episode terminated).
+    :param support: ``[K]`` evenly spaced atoms from ``v_min`` to ``v_max``.
+    :return: ``[B, K]`` target probabilities (each row sums to the row of ``probs``' sum).
+    """
+    k = support.shape[0]
+    v_min, v_max = support[0], support[-1]
+    delta = (v_max - v_min) / (k - 1)
+    tz = (reward.unsqueeze(-1) + discount.unsqueeze(-1) * support).clamp(v_min, v_max)
+    b = ((tz - v_min) / delta).clamp(0, k - 1)
+    lower, upper = b.floor(), b.ceil()
+    # lower == upper (Tz on an atom): the whole probability goes to that atom.
+    lower_weight = upper - b + (lower == upper).to(b.dtype)
+    upper_weight = b - lower
+    target = torch.zeros_like(probs)
+    target.scatter_add_(-1, lower.long(), probs * lower_weight)
+    target.scatter_add_(-1, upper.long(), probs * upper_weight)
+    return target
 
 
 def masked_max_q(q: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -93,6 +168,21 @@ class DQNConfig(OffPolicyConfig):
         and twice as many gradient steps).
     :param network: your own encoder (observations -> ``[B, F]`` features), or a factory
         ``(observation_space, action_space) -> encoder``; the Q head is added on top.
+    :param distributional: None (one Q-value per action), ``"qr"`` (QR-DQN: ``quantiles``
+        quantiles per action, quantile Huber loss) or ``"c51"`` (C51: a categorical distribution
+        over ``atoms`` returns in ``[v_min, v_max]``, cross-entropy to the projected target).
+        ``huber`` does not apply to them.
+    :param quantiles: QR-DQN: quantiles per action (None: 25 for vectors, 200 for images).
+    :param kappa: QR-DQN: the quantile Huber loss's threshold.
+    :param atoms: C51: atoms of the support (None: 51).
+    :param v_min: C51: the smallest return of the support (None: -100 for vectors, -10 for images).
+    :param v_max: C51: the largest return of the support (None: 100 for vectors, 10 for images).
+    :param noisy: noisy linear layers (factorised Gaussian, Fortunato et al. 2018) in the MLP and
+        the head, drawn anew for every acting batch and gradient step; greedy acting and
+        evaluation use the mean weights. The epsilon schedule still applies: set
+        ``exploration_initial_eps=exploration_final_eps=0`` to explore by the noise alone (as
+        :class:`Rainbow` does).
+    :param noisy_std: the noisy layers' initial noise scale ``sigma_0``.
     """
 
     lr: float | None = None
@@ -118,6 +208,14 @@ class DQNConfig(OffPolicyConfig):
     frame_dedup: bool | None = None
     hidden: tuple[int, ...] | None = None
     network: nn.Module | NetworkFactory | None = None
+    distributional: str | None = None
+    quantiles: int | None = None
+    kappa: float = 1.0
+    atoms: int | None = None
+    v_min: float | None = None
+    v_max: float | None = None
+    noisy: bool = False
+    noisy_std: float = 0.5
 
 
 class DQN(EpsilonGreedyAgent):
@@ -133,7 +231,8 @@ class DQN(EpsilonGreedyAgent):
     Config: ClassVar[type[DQNConfig]] = DQNConfig
 
     def default_settings(self, observation_kind: str, action_kind: str) -> dict[str, Any]:
-        return DQN_DEFAULTS["image" if observation_kind in ("image", "nested") else "vector"]
+        kind = "image" if observation_kind in ("image", "nested") else "vector"
+        return {**DQN_DEFAULTS[kind], **DISTRIBUTIONAL_DEFAULTS[kind]}
 
     def build(self) -> None:
         hp = self.hp
@@ -144,7 +243,19 @@ class DQN(EpsilonGreedyAgent):
         network = hp.network
         if network is not None and not isinstance(network, nn.Module) and callable(network):
             network = network(self.observation_space, self.action_space)
-        self.q = QNetwork(self.observation_space, int(self.action_space.n), tuple(hp.hidden), hp.dueling, network).to(self.device)
+        atoms = 1
+        if hp.distributional == "qr":
+            atoms = hp.quantiles
+        elif hp.distributional == "c51":
+            if not (math.isfinite(hp.v_min) and math.isfinite(hp.v_max) and hp.v_min < hp.v_max):
+                raise ValueError(f"{type(self).__name__}(v_min={hp.v_min}, v_max={hp.v_max}): the C51 support needs "
+                                 f"finite v_min < v_max")
+            atoms = hp.atoms
+            self.register_buffer("support", torch.linspace(hp.v_min, hp.v_max, atoms, device=self.device))
+        elif hp.distributional is not None:
+            raise ValueError(f"distributional must be None, 'qr' or 'c51', got {hp.distributional!r}")
+        self.q = QNetwork(self.observation_space, int(self.action_space.n), tuple(hp.hidden), hp.dueling, network,
+                          atoms=atoms, noisy=hp.noisy, noisy_std=hp.noisy_std).to(self.device)
         self.q_target, self.target_flat = frozen_copy(self.q)
         self.params = FlatParameters(self.q)  # one op to zero, clip, step and copy all parameters
         self.optimizer = adam([self.params.param], hp.lr, self.device)
@@ -175,9 +286,20 @@ class DQN(EpsilonGreedyAgent):
         self._expected_gradient_steps = max(1, (steps - (hp.learning_starts or 0)) // per_iteration * hp.gradient_steps)
         return super().make_storage(num_envs, steps)
 
+    def q_values(self, out: torch.Tensor) -> torch.Tensor:
+        """Expected Q-values ``[B, n]`` from the network's output: itself, the mean of the
+        quantiles (QR-DQN) or the mean of the categorical distribution (C51)."""
+        if self.hp.distributional == "qr":
+            return out.mean(-1)
+        if self.hp.distributional == "c51":
+            return (torch.softmax(out, -1) * self.support).sum(-1)
+        return out
+
     def act_batch(self, td: TensorDictBase, deterministic: bool = False) -> TensorDictBase:
         mask = td.get("action_mask", None)
-        q = masked_max_q(self.q(td.get("observation")), mask)
+        if self.hp.noisy and not deterministic:
+            self.q.reset_noise(self.generator)  # fresh noise for every acting batch
+        q = masked_max_q(self.q_values(self.q(td.get("observation"), noise=not deterministic)), mask)
         if deterministic:
             action = q.argmax(-1)
         elif self.hp.exploration == "boltzmann":
@@ -191,7 +313,7 @@ class DQN(EpsilonGreedyAgent):
     def action_values(self, obs: Any, mask: np.ndarray | None = None) -> ActionValues:
         """Q-values of every action for one observation (the terminal view of ``play``)."""
         with torch.inference_mode():
-            q = self.q(to_batch(obs, self.device))[0]
+            q = self.q_values(self.q(to_batch(obs, self.device), noise=False))[0]
         return ActionValues(q.cpu().numpy(), "q")
 
     def update(self, replay: ReplayBuffer, progress: float) -> dict[str, float]:
@@ -208,21 +330,28 @@ class DQN(EpsilonGreedyAgent):
                 batch = [None if t is None else t[i * hp.batch_size : (i + 1) * hp.batch_size] for t in whole]
             obs, action, reward, next_obs, discount, next_mask, weight, index = batch
 
-            # Target: r + gamma^k * Q_target(s', a*) (n-step reward and discount come from the replay;
-            # the discount is 0 when the episode terminated inside the window, not when truncated).
-            with torch.no_grad():
-                q_next = self.q_target(next_obs)
-                chooser = self.q(next_obs) if hp.double else q_next  # double DQN: online net picks a*
-                best = masked_max_q(chooser, next_mask).argmax(-1, keepdim=True)  # max over valid actions
-                target = reward + discount * q_next.gather(-1, best).squeeze(-1)
-
-            q = self.q(obs).gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
-            td_error = q - target
-            if hp.huber:
-                loss = F.smooth_l1_loss(q, target, reduction="none")
+            if hp.noisy:  # independent noise for the online and the target network, every step
+                self.q.reset_noise(self.generator)
+                self.q_target.reset_noise(self.generator)
+            if hp.distributional is not None:
+                loss, td_error, q = self._distributional_loss(obs, action, reward, next_obs, discount, next_mask)
+                loss = (loss * weight).mean() if hp.prioritized else loss.mean()
             else:
-                loss = 0.5 * td_error.pow(2)
-            loss = (loss * weight).mean() if hp.prioritized else loss.mean()  # importance weights
+                # Target: r + gamma^k * Q_target(s', a*) (n-step reward and discount come from the replay;
+                # the discount is 0 when the episode terminated inside the window, not when truncated).
+                with torch.no_grad():
+                    q_next = self.q_target(next_obs)
+                    chooser = self.q(next_obs) if hp.double else q_next  # double DQN: online net picks a*
+                    best = masked_max_q(chooser, next_mask).argmax(-1, keepdim=True)  # max over valid actions
+                    target = reward + discount * q_next.gather(-1, best).squeeze(-1)
+
+                q = self.q(obs).gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
+                td_error = q - target
+                if hp.huber:
+                    loss = F.smooth_l1_loss(q, target, reduction="none")
+                else:
+                    loss = 0.5 * td_error.pow(2)
+                loss = (loss * weight).mean() if hp.prioritized else loss.mean()  # importance weights
 
             self.params.zero_grad()
             loss.backward()
@@ -247,6 +376,38 @@ class DQN(EpsilonGreedyAgent):
         return metrics
 
 
+    def distributional_target(self, reward: torch.Tensor, next_obs: Any, discount: torch.Tensor,
+                              next_mask: torch.Tensor | None) -> torch.Tensor:
+        """The target distribution ``[B, atoms]`` of QR-DQN (quantiles ``r + discount * theta'``)
+        or C51 (probabilities, :func:`categorical_projection`), for the next action of highest
+        mean among the valid ones (chosen by the online network with ``double``, the target
+        network otherwise); ``discount`` is 0 where the episode terminated, so the target is the
+        reward alone there."""
+        hp = self.hp
+        with torch.no_grad():
+            next_out = self.q_target(next_obs)  # [B, n, atoms]
+            chooser = self.q(next_obs) if hp.double else next_out  # double DQN: online net picks a*
+            best = masked_max_q(self.q_values(chooser), next_mask).argmax(-1)  # the best valid action
+            next_dist = next_out[torch.arange(best.shape[0], device=best.device), best]  # [B, atoms]
+            if hp.distributional == "qr":
+                return reward.unsqueeze(-1) + discount.unsqueeze(-1) * next_dist
+            return categorical_projection(torch.softmax(next_dist, -1), reward, discount, self.support)
+
+    def _distributional_loss(self, obs: Any, action: torch.Tensor, reward: torch.Tensor, next_obs: Any,
+                             discount: torch.Tensor, next_mask: torch.Tensor | None
+                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(per-transition loss, priority error, expected Q of the taken action)`` of QR-DQN
+        (quantile Huber loss) or C51 (cross-entropy to the projected target)."""
+        target = self.distributional_target(reward, next_obs, discount, next_mask)
+        out = self.q(obs)[torch.arange(action.shape[0], device=action.device), action.long()]  # [B, atoms]
+        if self.hp.distributional == "qr":
+            loss = quantile_huber_loss(out, target, self.hp.kappa)
+            return loss, loss.detach(), out.detach().mean(-1)
+        log_probs = torch.log_softmax(out, -1)
+        loss = -(target * log_probs).sum(-1)  # cross-entropy (KL up to the target's entropy)
+        return loss, loss.detach(), (log_probs.detach().exp() * self.support).sum(-1)
+
+
 def _unpack(batch: TensorDictBase) -> list[Any]:
     """The sampled entries a gradient step reads, in a fixed order (None when absent)."""
     return [
@@ -254,3 +415,63 @@ def _unpack(batch: TensorDictBase) -> list[Any]:
         batch.get(("next", "observation")), batch.get(("next", "discount")),
         batch.get(("next", "action_mask"), None), batch.get("weight"), batch.get("index"),
     ]
+
+
+# ----------------------------------------------------------------------------------------------
+# Presets: the same agent with other defaults (settings passed explicitly still win)
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class QRDQNConfig(DQNConfig):
+    """QR-DQN settings: :class:`DQNConfig` with ``distributional="qr"``."""
+
+    distributional: str | None = "qr"
+
+
+class QRDQN(DQN):
+    """Quantile-regression DQN (Dabney et al. 2018): ``DQN(distributional="qr")``, on the DQN
+    defaults for the env's kind, with ``quantiles`` quantiles per action (25 for vectors, 200
+    for images). Settings: :class:`DQNConfig`."""
+
+    Config: ClassVar[type[DQNConfig]] = QRDQNConfig
+
+
+@dataclass
+class C51Config(DQNConfig):
+    """C51 settings: :class:`DQNConfig` with ``distributional="c51"``."""
+
+    distributional: str | None = "c51"
+
+
+class C51(DQN):
+    """Categorical DQN (Bellemare et al. 2017): ``DQN(distributional="c51")``, 51 atoms over
+    ``[v_min, v_max]`` (``[-100, 100]`` for vectors, ``[-10, 10]`` for images). Settings:
+    :class:`DQNConfig`."""
+
+    Config: ClassVar[type[DQNConfig]] = C51Config
+
+
+@dataclass
+class RainbowConfig(DQNConfig):
+    """Rainbow settings (Hessel et al. 2018): :class:`DQNConfig` with C51 (51 atoms), a dueling
+    head, noisy layers and no epsilon (the noise explores), 3-step returns, proportional
+    prioritised replay (``alpha=0.6``, ``beta`` annealed from 0.4 to 1) and double DQN."""
+
+    distributional: str | None = "c51"
+    dueling: bool = True
+    noisy: bool = True
+    n_step: int | None = 3
+    prioritized: str | None = "proportional"
+    double: bool = True
+    exploration_initial_eps: float = 0.0
+    exploration_final_eps: float | None = 0.0
+
+
+class Rainbow(DQN):
+    """Rainbow: ``DQN(distributional="c51", dueling=True, noisy=True, n_step=3,
+    prioritized="proportional", double=True, exploration_initial_eps=0, exploration_final_eps=0)``
+    (:class:`RainbowConfig`); the other settings are DQN's per-kind defaults. Any of them can be
+    set as for DQN (``Rainbow(noisy=False, exploration_initial_eps=1.0)``, ...)."""
+
+    Config: ClassVar[type[DQNConfig]] = RainbowConfig

@@ -681,39 +681,75 @@ class QNetwork(nn.Module):
     the ``hidden`` MLP; images and nested observations use the encoder's features directly (the
     Nature CNN ends in its own 512-unit layer).
 
+    Distributional DQN: with ``atoms > 1`` the output is ``[B, n, atoms]`` per action (quantiles
+    for QR-DQN, logits over a fixed support for C51; the dueling combination is done per atom).
+    ``noisy``: the MLP's and the head's linear layers are :class:`NoisyLinear` (the encoder's
+    convolutions stay plain, as in Rainbow); draw their noise with :meth:`reset_noise`.
+
     :param observation_space: the adapted env's (single) observation space.
     :param n: number of actions.
     :param hidden: hidden layer sizes of the MLP over vector features.
     :param dueling: use a dueling head.
     :param encoder: optional user module mapping observations to ``[B, F]`` features.
+    :param atoms: outputs per action (1: one Q-value).
+    :param noisy: factorised-Gaussian noisy linear layers instead of plain ones.
+    :param noisy_std: the noisy layers' initial noise scale ``sigma_0``.
     """
 
     def __init__(self, observation_space: gym.Space, n: int, hidden: tuple[int, ...] = (64, 64),
-                 dueling: bool = False, encoder: nn.Module | None = None) -> None:
+                 dueling: bool = False, encoder: nn.Module | None = None, atoms: int = 1,
+                 noisy: bool = False, noisy_std: float = 0.5) -> None:
         super().__init__()
         self.encoder = make_encoder(observation_space, encoder)
         d = self.encoder.out_dim
         vector = encoder is None and observation_kind(observation_space) == "vector"
-        self.body = mlp([d, *hidden], nn.ReLU) if vector and hidden else nn.Identity()
+        self.n, self.atoms, self.noisy = n, atoms, noisy
+        if noisy and vector and hidden:
+            sizes = [d, *hidden]
+            self.body = nn.Sequential(*(m for a, b in zip(sizes[:-1], sizes[1:])
+                                        for m in (NoisyLinear(a, b, noisy_std), nn.ReLU())))
+        else:
+            self.body = mlp([d, *hidden], nn.ReLU) if vector and hidden else nn.Identity()
         features = hidden[-1] if vector and hidden else d
         self.dueling = dueling
-        self.head = layer_init(nn.Linear(features, n), 1.0)
-        self.value = layer_init(nn.Linear(features, 1), 1.0) if dueling else None
+        if noisy:
+            self.head = NoisyLinear(features, n * atoms, noisy_std)
+            self.value = NoisyLinear(features, atoms, noisy_std) if dueling else None
+        else:
+            self.head = layer_init(nn.Linear(features, n * atoms), 1.0)
+            self.value = layer_init(nn.Linear(features, atoms), 1.0) if dueling else None
         # Vector observations: the same layers applied without nn.Module calls (a plain list, not
         # registered twice): a call costs several microseconds, the layers of CartPole about as much.
-        self._linears = [m for m in self.body if isinstance(m, nn.Linear)] if vector else None
+        self._linears = [m for m in self.body if isinstance(m, (nn.Linear, NoisyLinear))] if vector else None
+        self._noisy = [m for m in self.modules() if isinstance(m, NoisyLinear)]
 
-    def forward(self, obs: torch.Tensor | TensorDictBase) -> torch.Tensor:
+    def reset_noise(self, generator: torch.Generator | None = None) -> None:
+        """Draw new noise for every noisy layer (nothing without ``noisy``)."""
+        for layer in self._noisy:
+            layer.reset_noise(generator)
+
+    def _linear(self, layer: nn.Module, x: torch.Tensor, noise: bool) -> torch.Tensor:
+        if self.noisy:
+            return layer(x, noise)
+        return F.linear(x, layer.weight, layer.bias)
+
+    def forward(self, obs: torch.Tensor | TensorDictBase, noise: bool = True) -> torch.Tensor:
+        """Q-values ``[B, n]`` (``[B, n, atoms]`` when ``atoms > 1``). ``noise``: False computes
+        noisy layers with their mean weights (greedy acting); eval mode does so too."""
         if self._linears is not None:
             x = obs.reshape(obs.shape[0], -1)
             x = x if x.dtype == torch.float32 else x.float()
             for linear in self._linears:
-                x = F.linear(x, linear.weight, linear.bias).relu_()
+                x = self._linear(linear, x, noise).relu_()
         else:
             x = self.body(self.encoder(obs))
-        q = F.linear(x, self.head.weight, self.head.bias)
+        q = self._linear(self.head, x, noise)
+        if self.atoms > 1:
+            q = q.view(q.shape[0], self.n, self.atoms)
         if self.value is not None:
-            q = F.linear(x, self.value.weight, self.value.bias) + q - q.mean(-1, keepdim=True)
+            value = self._linear(self.value, x, noise)
+            value = value.unsqueeze(1) if self.atoms > 1 else value
+            q = value + q - q.mean(1 if self.atoms > 1 else -1, keepdim=True)
         return q
 
 
@@ -748,15 +784,17 @@ class TwinQ(nn.Module):
     :param continuous: the critic takes an action input.
     :param hidden: hidden layer sizes.
     :param encoder: optional user module mapping observations to ``[B, F]`` features.
+    :param critics: how many critics (2: clipped double Q; 1: DDPG's single critic). The
+        leading output dimension is this number.
     """
 
     def __init__(self, observation_space: gym.Space, n: int, continuous: bool,
-                 hidden: tuple[int, ...] = (256, 256), encoder: nn.Module | None = None) -> None:
+                 hidden: tuple[int, ...] = (256, 256), encoder: nn.Module | None = None, critics: int = 2) -> None:
         super().__init__()
         self.encoder = make_encoder(observation_space, encoder)
         self.continuous = continuous
         sizes = [self.encoder.out_dim + (n if continuous else 0), *hidden, 1 if continuous else n]
-        self.layers = nn.ModuleList(EnsembleLinear(2, a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.layers = nn.ModuleList(EnsembleLinear(critics, a, b) for a, b in zip(sizes[:-1], sizes[1:]))
 
     def forward(self, obs: torch.Tensor | TensorDictBase, action: torch.Tensor | None = None,
                 detach_params: bool = False) -> torch.Tensor:
@@ -843,6 +881,75 @@ class CategoricalActor(nn.Module):
 
     def forward(self, obs: torch.Tensor | TensorDictBase) -> torch.Tensor:
         return self.out(self.body(self.encoder(obs)))
+
+
+class DeterministicActor(nn.Module):
+    """TD3's and DDPG's policy for ``Box(-1, 1)`` actions: encoder, ReLU MLP, linear, ``tanh``.
+
+    :param observation_space: the adapted env's (single) observation space.
+    :param action_dim: action dimension.
+    :param hidden: hidden layer sizes.
+    :param encoder: optional user module mapping observations to ``[B, F]`` features.
+    """
+
+    def __init__(self, observation_space: gym.Space, action_dim: int, hidden: tuple[int, ...] = (256, 256),
+                 encoder: nn.Module | None = None) -> None:
+        super().__init__()
+        self.encoder = make_encoder(observation_space, encoder)
+        self.body = mlp([self.encoder.out_dim, *hidden], nn.ReLU)
+        self.out = nn.Linear(hidden[-1], action_dim)
+        self.dim = action_dim
+
+    def forward(self, obs: torch.Tensor | TensorDictBase) -> torch.Tensor:
+        """Actions ``[B, action_dim]`` in [-1, 1]."""
+        return torch.tanh(self.out(self.body(self.encoder(obs))))
+
+
+class NoisyLinear(nn.Module):
+    """A linear layer with learned factorised Gaussian noise on its weights (Fortunato et al. 2018,
+    "Noisy Networks for Exploration"): ``y = (mu_w + sigma_w * eps_w) x + mu_b + sigma_b * eps_b``
+    with ``eps_w = f(eps_out) f(eps_in)^T``, ``eps_b = f(eps_out)``, ``f(x) = sign(x) sqrt(|x|)``
+    and ``eps_in``, ``eps_out`` unit Gaussians: ``in + out`` draws per layer instead of ``in * out``.
+
+    The noise is a buffer, drawn anew by :meth:`reset_noise` (the agent does so before acting and
+    before each gradient step) and fixed in between. In eval mode (``module.eval()``), or when
+    called with ``noise=False``, the layer uses its mean weights ``mu`` only: deterministic.
+
+    :param in_features: input size.
+    :param out_features: output size.
+    :param sigma0: initial noise scale; ``sigma`` starts at ``sigma0 / sqrt(in_features)``
+        (the paper's 0.5).
+    """
+
+    def __init__(self, in_features: int, out_features: int, sigma0: float = 0.5) -> None:
+        super().__init__()
+        bound = 1.0 / math.sqrt(in_features)
+        self.weight_mu = nn.Parameter(torch.empty(out_features, in_features).uniform_(-bound, bound))
+        self.weight_sigma = nn.Parameter(torch.full((out_features, in_features), sigma0 * bound))
+        self.bias_mu = nn.Parameter(torch.empty(out_features).uniform_(-bound, bound))
+        self.bias_sigma = nn.Parameter(torch.full((out_features,), sigma0 * bound))
+        self.register_buffer("eps_in", torch.zeros(in_features))
+        self.register_buffer("eps_out", torch.zeros(out_features))
+
+    @staticmethod
+    def _scaled(x: torch.Tensor) -> torch.Tensor:
+        return x.sign() * x.abs().sqrt()
+
+    @torch.no_grad()
+    def reset_noise(self, generator: torch.Generator | None = None) -> None:
+        """Draw new factorised noise (in place, so target copies and flat views stay valid).
+
+        :param generator: the agent's generator (runs stay reproducible).
+        """
+        device = self.eps_in.device
+        self.eps_in.copy_(self._scaled(torch.randn(self.eps_in.shape, generator=generator, device=device)))
+        self.eps_out.copy_(self._scaled(torch.randn(self.eps_out.shape, generator=generator, device=device)))
+
+    def forward(self, x: torch.Tensor, noise: bool = True) -> torch.Tensor:
+        if not (noise and self.training):
+            return F.linear(x, self.weight_mu, self.bias_mu)
+        weight = self.weight_mu + self.weight_sigma * torch.outer(self.eps_out, self.eps_in)
+        return F.linear(x, weight, self.bias_mu + self.bias_sigma * self.eps_out)
 
 
 def frozen_copy(module: nn.Module) -> tuple[nn.Module, torch.Tensor]:
