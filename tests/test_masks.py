@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rladapt import ActionMaskError, AdaptError, AgentSpec, AutoAdapt
+from rladapt.agents import DQN
 from rladapt.wrappers import ActionMask, FlattenMultiDiscreteAction, product_mask
 
 MASKED = AgentSpec(observations={"vector", "image", "nested"}, actions={"discrete", "multi_discrete", "continuous"}, masks=True)
@@ -149,3 +150,33 @@ def test_agents_without_masks_leave_the_mask_unused() -> None:
     env = AutoAdapt("Taxi-v4", AgentSpec(observations={"index"}, actions={"discrete"}, masks=False))
     assert "ActionMask" not in env.plan.wrappers
     assert "does not use action masks" in str(env.plan)
+
+
+class _PerDimensionMaskEnv(gym.Env):
+    """MultiDiscrete([2, 3]) with ``info["action_mask"]`` as one array per dimension (the form
+    ``MultiDiscrete.sample(mask=...)`` takes); the middle choice of the second dimension is never valid."""
+
+    observation_space = spaces.Box(-1, 1, (2,), np.float32)
+    action_space = spaces.MultiDiscrete([2, 3])
+
+    def _info(self) -> dict:
+        return {"action_mask": (np.array([1, 1], np.int8), np.array([1, 0, 1], np.int8))}
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(2, np.float32), self._info()
+
+    def step(self, action):
+        assert action[1] != 1, "an invalid action reached the env"
+        return np.zeros(2, np.float32), 0.0, bool(self.np_random.random() < 0.2), False, self._info()
+
+
+def test_per_dimension_masks_become_the_product_mask_and_mask_false_leaves_them_alone() -> None:
+    env = AutoAdapt(_PerDimensionMaskEnv(), DQN())
+    _, info = env.reset(seed=0)
+    assert info["action_mask"].tolist() == [True, False, True, True, False, True]
+    agent = DQN(seed=0, learning_starts=32)
+    agent.learn(AutoAdapt(_PerDimensionMaskEnv(), agent), 300, progress=False, run_dir=False)  # the env asserts validity
+    unmasked = AutoAdapt(_PerDimensionMaskEnv(), DQN(), mask=False)
+    _, info = unmasked.reset(seed=0)
+    assert isinstance(info["action_mask"], tuple)  # the raw mask, not used and not converted

@@ -53,7 +53,9 @@ class FlattenMultiDiscreteAction(gym.ActionWrapper, gym.utils.RecordConstructorA
         return self._table[int(action)].copy()
 
     def _convert(self, info: dict[str, Any]) -> dict[str, Any]:
-        if MASK_KEY in info:
+        # Only the normalised mask (an ActionMask inside: metadata["action_mask"]); an env's raw
+        # mask left unused (mask=False) passes as it is.
+        if MASK_KEY in info and self.env.metadata.get("action_mask"):
             info = dict(info)
             info[MASK_KEY] = product_mask(info[MASK_KEY], self._nvec)
         return info

@@ -122,6 +122,9 @@ class ActionMask(gym.Wrapper, gym.utils.RecordConstructorArgs):
             raw[np.asarray(self._method(), dtype=np.int64)] = False
         if self._composite and isinstance(raw, (dict, tuple, list)):
             raw = flatten_mask(self.env.action_space, raw)
+        elif self._splits is not None and isinstance(raw, (tuple, list)) and len(raw) == len(self._splits) + 1:
+            # one mask per dimension, the form MultiDiscrete.sample(mask=...) takes
+            raw = np.concatenate([np.asarray(part).reshape(-1) for part in raw])
         mask = raw if type(raw) is np.ndarray else np.asarray(raw)
         if mask.dtype != bool:
             mask = mask.astype(bool)
