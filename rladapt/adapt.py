@@ -62,6 +62,7 @@ from rladapt.wrappers import (
     composite_grid,
     detect_mask_source,
 )
+from rladapt.wrappers.chain import find_wrapper
 from rladapt.wrappers.masks import SOURCES as MASK_SOURCES
 from rladapt.wrappers.multiplayer import TURN_KEYS, NextPlayerTurns, OpponentSeats, PettingZooTurns, has_attribute, is_aec_env
 from rladapt.opponents import resolve_opponent
@@ -248,11 +249,7 @@ def _is_atari_id(env_id: str) -> bool:
 
 
 def _has_wrapper(env: gym.Env, wrapper_type: type) -> bool:
-    while isinstance(env, gym.Wrapper):
-        if isinstance(env, wrapper_type):
-            return True
-        env = env.env
-    return False
+    return find_wrapper(env, wrapper_type) is not None
 
 
 def _suggest(kind_field: str, kind: str) -> str:

@@ -354,13 +354,10 @@ def resolve_opponent(spec: Any, learner: Any = None) -> Opponent:
 
 def opponent_seats(env: Any) -> Any:
     """The :class:`~rladapt.wrappers.OpponentSeats` wrapper in an env's chain, or None."""
+    from rladapt.wrappers.chain import find_wrapper
     from rladapt.wrappers.multiplayer import OpponentSeats
 
-    while isinstance(env, gym.Wrapper):
-        if isinstance(env, OpponentSeats):
-            return env
-        env = env.env
-    return None
+    return find_wrapper(env, OpponentSeats)
 
 
 def bind_learner(envs: Any, agent: Any) -> None:

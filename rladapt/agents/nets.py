@@ -465,7 +465,29 @@ def action_head(features: int, space: gym.Space, log_std_init: float = 0.0) -> n
 # --------------------------------------------------------------------------------------------
 
 
-class ActorCritic(nn.Module):
+class ObservationStats:
+    """For networks whose ``encoder`` may normalise observations (``encoder.norm``): the running
+    statistics and how a batch of raw observations is folded into them."""
+
+    encoder: nn.Module
+
+    @property
+    def obs_norm(self) -> RunningNorm | None:
+        """The running observation statistics, when observations are normalised."""
+        return getattr(self.encoder, "norm", None)
+
+    @torch.no_grad()
+    def update_obs_stats(self, obs: torch.Tensor | TensorDictBase) -> None:
+        """Fold a batch of raw observations into the running observation statistics."""
+        norm = self.obs_norm
+        if norm is None:
+            return
+        if isinstance(self.encoder, MultiInputEncoder):
+            obs = self.encoder.vector_input(obs)
+        norm.update(obs.reshape(obs.shape[0], -1).float())
+
+
+class ActorCritic(ObservationStats, nn.Module):
     """Policy and value networks for PPO/A2C, chosen from the spaces.
 
     Vector observations get separate actor and critic MLPs (a :class:`DualMLP`); images and nested observations share
@@ -512,10 +534,6 @@ class ActorCritic(nn.Module):
         self.head = action_head(features, action_space, log_std_init)
         self.critic = layer_init(nn.Linear(features, 1), 1.0)
 
-    @property
-    def obs_norm(self) -> RunningNorm | None:
-        """The running observation statistics, when observations are normalised."""
-        return getattr(self.encoder, "norm", None)
 
     def features(self, obs: torch.Tensor | TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
         """Actor and critic features for a batch of observations."""
@@ -524,15 +542,6 @@ class ActorCritic(nn.Module):
             return x, x
         return self.body(x)
 
-    @torch.no_grad()
-    def update_obs_stats(self, obs: torch.Tensor | TensorDictBase) -> None:
-        """Fold a batch of raw observations into the running observation statistics."""
-        norm = self.obs_norm
-        if norm is None:
-            return
-        if isinstance(self.encoder, MultiInputEncoder):
-            obs = self.encoder.vector_input(obs)
-        norm.update(obs.reshape(obs.shape[0], -1).float())
 
     def get_value(self, obs: torch.Tensor | TensorDictBase) -> torch.Tensor:
         """``V(obs)``, shape ``[B]``."""

@@ -28,7 +28,8 @@ import torch
 from tensordict import TensorDictBase
 from torch import nn
 
-from rladapt.agents.nets import FlattenVector, MultiInputEncoder, RunningNorm, action_head, layer_init, make_encoder, mlp
+from rladapt.agents.nets import (FlattenVector, MultiInputEncoder, ObservationStats, action_head, layer_init, make_encoder,
+                                 mlp)
 from rladapt.spaces import observation_kind
 
 __all__ = ["CORES", "STATE_KEY", "PairedCore", "RecurrentActorCritic", "state_shape"]
@@ -102,7 +103,7 @@ class PairedCore(nn.Module):
         return (h if c is None else torch.cat([h, c])).transpose(0, 1)
 
 
-class RecurrentActorCritic(nn.Module):
+class RecurrentActorCritic(ObservationStats, nn.Module):
     """Encoder, an actor and a critic recurrent core, MLPs and heads (see the module docstring).
 
     :param observation_space: the adapted env's (single) observation space.
@@ -139,20 +140,7 @@ class RecurrentActorCritic(nn.Module):
         self.head = action_head(sizes[-1], action_space, log_std_init)
         self.critic = layer_init(nn.Linear(sizes[-1], 1), 1.0)
 
-    @property
-    def obs_norm(self) -> RunningNorm | None:
-        """The running observation statistics, when observations are normalised."""
-        return getattr(self.encoder, "norm", None)
 
-    @torch.no_grad()
-    def update_obs_stats(self, obs: torch.Tensor | TensorDictBase) -> None:
-        """Fold a batch of raw observations into the running observation statistics."""
-        norm = self.obs_norm
-        if norm is None:
-            return
-        if isinstance(self.encoder, MultiInputEncoder):
-            obs = self.encoder.vector_input(obs)
-        norm.update(obs.reshape(obs.shape[0], -1).float())
 
     def initial_state(self, batch: int, device: torch.device | str = "cpu") -> torch.Tensor:
         """The state at an episode start, ``[batch, *state_shape]`` zeros."""
