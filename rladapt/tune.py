@@ -126,8 +126,8 @@ def _ppo_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
     }
 
 
-def _a2c_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
-    """A2C's search space (ranges after rl-zoo's, the rollout kept within the budget)."""
+def _advantage_actor_critic_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
+    """What A2C and IMPALA share (ranges after rl-zoo's A2C, the rollout kept within the budget)."""
     return {
         "lr": trial.suggest_float("lr", 1e-5, 1e-2, log=True),
         "n_steps": trial.suggest_categorical("n_steps", budget.rollouts((5, 8, 16, 32, 64, 128, 256, 512))),
@@ -136,13 +136,19 @@ def _a2c_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
         "ent_coef": trial.suggest_float("ent_coef", 1e-8, 0.1, log=True),
         "vf_coef": trial.suggest_float("vf_coef", 0.2, 1.0),
         "max_grad_norm": trial.suggest_categorical("max_grad_norm", MAX_GRAD_NORMS),
-        "normalize_advantage": trial.suggest_categorical("normalize_advantage", (False, True)),
         "hidden": _hidden(trial),
     }
 
 
-def _dqn_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
-    """DQN's search space (ranges after rl-zoo's; warm-up and replay kept within the budget)."""
+def _a2c_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
+    """A2C's search space (ranges after rl-zoo's, the rollout kept within the budget)."""
+    settings = _advantage_actor_critic_space(trial, budget)
+    settings["normalize_advantage"] = trial.suggest_categorical("normalize_advantage", (False, True))
+    return settings
+
+
+def _q_learning_replay_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
+    """What the DQN family shares (ranges after rl-zoo's DQN; warm-up and replay kept within the budget)."""
     return {
         "lr": trial.suggest_float("lr", 1e-5, 1e-2, log=True),
         "gamma": trial.suggest_categorical("gamma", GAMMAS),
@@ -153,10 +159,16 @@ def _dqn_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
         "gradient_steps": trial.suggest_categorical("gradient_steps", (1, 2, 4, 8)),
         "target_update_interval": trial.suggest_categorical("target_update_interval", (1, 10, 32, 100, 1_000)),
         "n_step": trial.suggest_categorical("n_step", (1, 3, 5)),
-        "exploration_fraction": trial.suggest_float("exploration_fraction", 0.05, 0.5),
-        "exploration_final_eps": trial.suggest_float("exploration_final_eps", 0.0, 0.2),
         "hidden": _hidden(trial),
     }
+
+
+def _dqn_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
+    """DQN's search space (ranges after rl-zoo's; warm-up and replay kept within the budget)."""
+    settings = _q_learning_replay_space(trial, budget)
+    settings["exploration_fraction"] = trial.suggest_float("exploration_fraction", 0.05, 0.5)
+    settings["exploration_final_eps"] = trial.suggest_float("exploration_final_eps", 0.0, 0.2)
+    return settings
 
 
 def _sac_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
@@ -185,11 +197,44 @@ def _qlearning_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any
     }
 
 
+def _td3_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
+    """TD3's search space (rl-zoo's TD3 ranges: SAC's replay ranges plus the exploration noise)."""
+    settings = _sac_space(trial, budget)
+    settings["action_noise"] = trial.suggest_categorical("action_noise", (0.05, 0.1, 0.2, 0.3, 0.5))
+    settings["noise_beta"] = trial.suggest_categorical("noise_beta", (0.0, 1.0))  # white or pink
+    return settings
+
+
+def _impala_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
+    """IMPALA's search space: A2C's, plus V-trace's clipping thresholds."""
+    settings = _advantage_actor_critic_space(trial, budget)
+    settings["rho_bar"] = trial.suggest_categorical("rho_bar", (0.5, 1.0, 2.0))
+    settings["c_bar"] = trial.suggest_categorical("c_bar", (0.5, 1.0))
+    return settings
+
+
+def _qrdqn_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
+    """QR-DQN's search space: DQN's, plus the number of quantiles (rl-zoo: 10 to 200)."""
+    settings = _dqn_space(trial, budget)
+    settings["quantiles"] = trial.suggest_categorical("quantiles", (10, 25, 50, 100, 200))
+    return settings
+
+
+def _rainbow_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
+    """Rainbow's search space: DQN's without epsilon (its noisy layers explore), plus the
+    layers' initial noise scale."""
+    settings = _q_learning_replay_space(trial, budget)
+    settings["noisy_std"] = trial.suggest_categorical("noisy_std", (0.1, 0.25, 0.5, 1.0))
+    return settings
+
+
 #: A search space: ``space(trial, budget) -> settings`` (keyword arguments of the agent, JSON-friendly
 #: values), sampling with ``trial.suggest_*``. Keyed by the agent class's lowercase name.
 SearchSpace = Callable[["optuna.Trial", SearchBudget], dict[str, Any]]
 SEARCH_SPACES: dict[str, SearchSpace] = {
     "ppo": _ppo_space, "a2c": _a2c_space, "dqn": _dqn_space, "sac": _sac_space, "qlearning": _qlearning_space,
+    "td3": _td3_space, "ddpg": _td3_space, "impala": _impala_space, "qrdqn": _qrdqn_space, "c51": _dqn_space,
+    "rainbow": _rainbow_space,
 }
 
 
