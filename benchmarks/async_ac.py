@@ -33,45 +33,14 @@ import argparse
 import json
 import statistics
 import time
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
+from ppo_cartpole import Clock, evaluate, time_to_target_result  # the time-to-475 harness
 
 TARGET = 475.0
-
-
-def evaluate(act: Callable[[np.ndarray], Any], episodes: int = 10, seed: int = 10_000) -> float:
-    """Mean return of ``episodes`` deterministic CartPole-v1 episodes (the same seeds for everyone)."""
-    env = gym.make("CartPole-v1")
-    returns = []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        total, done = 0.0, False
-        while not done:
-            obs, reward, terminated, truncated, _ = env.step(act(obs))
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-    env.close()
-    return float(np.mean(returns))
-
-
-class Clock:
-    """Wall-clock time with evaluations paused."""
-
-    def __init__(self) -> None:
-        self.start, self.paused = time.perf_counter(), 0.0
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start - self.paused
-
-    def pause(self, fn: Callable[[], Any]) -> Any:
-        t = time.perf_counter()
-        out = fn()
-        self.paused += time.perf_counter() - t
-        return out
 
 
 def run_rladapt(name: str, seed: int, budget: int, eval_every: int) -> dict:
@@ -89,7 +58,7 @@ def run_rladapt(name: str, seed: int, budget: int, eval_every: int) -> dict:
         if metrics["step"] < state["next"]:
             return True
         state["next"] += eval_every
-        score = clock.pause(lambda: evaluate(agent.act))
+        score = clock.pause(lambda: evaluate("CartPole-v1", agent.act))
         state["evals"].append((metrics["step"], round(score, 1)))
         if score >= TARGET:
             state["solved"] = (clock.elapsed(), metrics["step"])
@@ -97,7 +66,7 @@ def run_rladapt(name: str, seed: int, budget: int, eval_every: int) -> dict:
         return True
 
     agent.learn(env, budget, workers=workers, progress=False, run_dir=False, callbacks=[callback])
-    return _result(name, seed, clock, agent.num_timesteps, state)
+    return time_to_target_result(name, seed, clock, agent.num_timesteps, state)
 
 
 def run_sb3_a2c(name: str, seed: int, budget: int, eval_every: int) -> dict:
@@ -116,7 +85,7 @@ def run_sb3_a2c(name: str, seed: int, budget: int, eval_every: int) -> dict:
             if step < state["next"] or state["solved"]:
                 return
             state["next"] += eval_every
-            score = clock.pause(lambda: evaluate(lambda obs: self.model.predict(obs, deterministic=True)[0]))
+            score = clock.pause(lambda: evaluate("CartPole-v1", lambda obs: self.model.predict(obs, deterministic=True)[0]))
             state["evals"].append((step, round(score, 1)))
             if score >= TARGET:
                 state["solved"] = (clock.elapsed(), step)
@@ -125,15 +94,7 @@ def run_sb3_a2c(name: str, seed: int, budget: int, eval_every: int) -> dict:
             return state["solved"] is None
 
     model.learn(budget, callback=EvalAfterUpdate())
-    return _result(name, seed, clock, model.num_timesteps, state)
-
-
-def _result(name: str, seed: int, clock: Clock, steps: int, state: dict) -> dict:
-    elapsed = clock.elapsed()
-    time_to, steps_to = state["solved"] or (None, None)
-    return {"lib": name, "seed": seed, "solved": state["solved"] is not None, "time_to_target_s": time_to,
-            "steps_to_target": steps_to, "train_time_s": elapsed, "steps": steps, "steps_per_s": steps / elapsed,
-            "evals": state["evals"]}
+    return time_to_target_result(name, seed, clock, model.num_timesteps, state)
 
 
 def cartpole(seeds: list[int], budget: int, eval_every: int) -> None:

@@ -108,7 +108,7 @@ def run_rladapt(setup: dict, seed: int, budget: int, eval_every: int) -> dict:
         return True
 
     agent.learn(env, budget, progress=False, run_dir=False, callbacks=[callback])
-    return _result("rladapt", seed, clock, agent.num_timesteps, state)
+    return time_to_target_result("rladapt", seed, clock, agent.num_timesteps, state)
 
 
 def run_sb3(setup: dict, seed: int, budget: int, eval_every: int) -> dict:
@@ -144,10 +144,11 @@ def run_sb3(setup: dict, seed: int, budget: int, eval_every: int) -> dict:
             return state["solved"] is None
 
     model.learn(budget, callback=EvalAfterUpdate())
-    return _result("sb3", seed, clock, model.num_timesteps, state)
+    return time_to_target_result("sb3", seed, clock, model.num_timesteps, state)
 
 
-def _result(name: str, seed: int, clock: Clock, steps: int, state: dict) -> dict:
+def time_to_target_result(name: str, seed: int, clock: Clock, steps: int, state: dict) -> dict:
+    """One run's row: solved or not, time and env steps to the target, training time and speed."""
     elapsed = clock.elapsed()
     solved = state["solved"]
     time_to, steps_to = solved if solved else (None, None)
