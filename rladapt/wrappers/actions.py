@@ -24,7 +24,31 @@ def product_mask(dimension_masks: np.ndarray, nvec: np.ndarray) -> np.ndarray:
     return joint.reshape(-1)
 
 
-class FlattenMultiDiscreteAction(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
+class _JointIndexAction(gym.ActionWrapper):
+    """What the wrappers that flatten an action space into one ``Discrete`` share: the mask of
+    the joint actions in ``info["action_mask"]``, made by :meth:`_joint_mask` from the
+    normalised mask (an :class:`~rladapt.wrappers.ActionMask` inside: ``metadata["action_mask"]``);
+    an env's raw mask left unused (``mask=False``) passes as it is."""
+
+    def _joint_mask(self, mask: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _convert(self, info: dict[str, Any]) -> dict[str, Any]:
+        if MASK_KEY in info and self.env.metadata.get("action_mask"):
+            info = dict(info)
+            info[MASK_KEY] = self._joint_mask(info[MASK_KEY])
+        return info
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        return obs, self._convert(info)
+
+    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(self.action(action))
+        return obs, reward, terminated, truncated, self._convert(info)
+
+
+class FlattenMultiDiscreteAction(_JointIndexAction, gym.utils.RecordConstructorArgs):
     """Exposes a MultiDiscrete (or MultiBinary) action space as one ``Discrete(prod(nvec))``, for
     agents that pick one action from a list. Index ``i`` maps to ``np.unravel_index(i, nvec)``
     (first dimension most significant). Per-dimension masks in ``info["action_mask"]`` become the
@@ -40,7 +64,7 @@ class FlattenMultiDiscreteAction(gym.ActionWrapper, gym.utils.RecordConstructorA
 
     def __init__(self, env: gym.Env):
         gym.utils.RecordConstructorArgs.__init__(self)
-        gym.ActionWrapper.__init__(self, env)
+        _JointIndexAction.__init__(self, env)
         inner = env.action_space
         self._nvec = nvec(inner)
         start = dimension_starts(inner)
@@ -52,21 +76,8 @@ class FlattenMultiDiscreteAction(gym.ActionWrapper, gym.utils.RecordConstructorA
     def action(self, action: Any) -> np.ndarray:
         return self._table[int(action)].copy()
 
-    def _convert(self, info: dict[str, Any]) -> dict[str, Any]:
-        # Only the normalised mask (an ActionMask inside: metadata["action_mask"]); an env's raw
-        # mask left unused (mask=False) passes as it is.
-        if MASK_KEY in info and self.env.metadata.get("action_mask"):
-            info = dict(info)
-            info[MASK_KEY] = product_mask(info[MASK_KEY], self._nvec)
-        return info
-
-    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
-        obs, info = self.env.reset(**kwargs)
-        return obs, self._convert(info)
-
-    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
-        obs, reward, terminated, truncated, info = self.env.step(self.action(action))
-        return obs, reward, terminated, truncated, self._convert(info)
+    def _joint_mask(self, mask: np.ndarray) -> np.ndarray:
+        return product_mask(mask, self._nvec)
 
 
 class UnitBoxAction(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
@@ -161,7 +172,7 @@ def composite_grid(space: spaces.Space, bins: int | tuple[int, ...]) -> list[tup
     return grid
 
 
-class FlattenCompositeAction(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
+class FlattenCompositeAction(_JointIndexAction, gym.utils.RecordConstructorArgs):
     """Exposes a composite action space (a Dict or Tuple of Discrete, MultiDiscrete, MultiBinary
     and Box leaves, possibly nested) as one ``Discrete``, for agents that pick one action from a
     list (DQN, Q-learning). Box leaves are discretised to ``bins`` bin centers per dimension (as
@@ -182,7 +193,7 @@ class FlattenCompositeAction(gym.ActionWrapper, gym.utils.RecordConstructorArgs)
 
     def __init__(self, env: gym.Env, bins: int | tuple[int, ...] = 7):
         gym.utils.RecordConstructorArgs.__init__(self, bins=bins)
-        gym.ActionWrapper.__init__(self, env)
+        _JointIndexAction.__init__(self, env)
         grid = composite_grid(env.action_space, bins)
         self._leaves = [(path, leaf, sizes) for path, leaf, sizes in grid]
         self._factors = np.asarray([n for *_, sizes in grid for n in sizes], dtype=np.int64)
@@ -228,24 +239,11 @@ class FlattenCompositeAction(gym.ActionWrapper, gym.utils.RecordConstructorArgs)
                 digits.extend((value.reshape(-1).astype(np.int64) - dimension_starts(leaf)).tolist())
         return int(np.ravel_multi_index(digits, self._factors))
 
-    def _convert(self, info: dict[str, Any]) -> dict[str, Any]:
-        # Only the normalised mask (an ActionMask inside: metadata["action_mask"]); an env's raw
-        # mask left unused (mask=False) passes as it is.
-        if MASK_KEY in info and self.env.metadata.get("action_mask"):
-            parts = iter(np.split(np.asarray(info[MASK_KEY], dtype=bool),
-                                  np.cumsum([n for n, masked in zip(self._factors, self._mask_factors) if masked])[:-1]))
-            full = [next(parts) if masked else np.ones(n, dtype=bool) for n, masked in zip(self._factors, self._mask_factors)]
-            info = dict(info)
-            info[MASK_KEY] = product_mask(np.concatenate(full), self._factors)
-        return info
-
-    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
-        obs, info = self.env.reset(**kwargs)
-        return obs, self._convert(info)
-
-    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
-        obs, reward, terminated, truncated, info = self.env.step(self.action(action))
-        return obs, reward, terminated, truncated, self._convert(info)
+    def _joint_mask(self, mask: np.ndarray) -> np.ndarray:
+        parts = iter(np.split(np.asarray(mask, dtype=bool),
+                              np.cumsum([n for n, masked in zip(self._factors, self._mask_factors) if masked])[:-1]))
+        full = [next(parts) if masked else np.ones(n, dtype=bool) for n, masked in zip(self._factors, self._mask_factors)]
+        return product_mask(np.concatenate(full), self._factors)
 
 
 class FlattenBoxAction(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
