@@ -234,7 +234,9 @@ def test_impala_refuses_a_recurrent_policy_and_names_the_agents_that_have_one():
 
 def test_a3c_workers_push_gradients_of_a_recurrent_policy():
     agent = A3C(recurrent="gru", seed=0)
-    agent.learn("CartPole-v1", 2_000, workers=2, progress=False, run_dir=False)
+    rows = []
+    agent.learn("CartPole-v1", 2_000, workers=2, progress=False, run_dir=False, callbacks=[lambda a, m: rows.append(m)])
+    assert min(rows[-1]["a3c/applied_updates_0"], rows[-1]["a3c/applied_updates_1"]) > 0
     obs, _ = gym.make("CartPole-v1").reset(seed=0)
     action, state = agent.act(obs)
     assert action in (0, 1) and "recurrent_state" in state.keys()
