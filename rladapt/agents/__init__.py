@@ -12,6 +12,7 @@ from rladapt.agents.base import Agent, AgentConfig
 from rladapt.agents.dqn import C51, DQN, QRDQN, Rainbow
 from rladapt.agents.impala import IMPALA
 from rladapt.agents.mcts import MCTS
+from rladapt.agents.muzero import MuZero
 from rladapt.agents.off_policy import EpsilonGreedyAgent, OffPolicyAgent, OffPolicyConfig
 from rladapt.agents.on_policy import OnPolicyAgent, OnPolicyConfig
 from rladapt.agents.ppo import PPO
@@ -25,4 +26,5 @@ __all__ = [
     "Agent", "AgentConfig", "ActionValues", "EvalResult", "OnPolicyAgent", "OnPolicyConfig", "OffPolicyAgent",
     "OffPolicyConfig", "EpsilonGreedyAgent", "PPO", "A2C", "DQN", "SAC", "QLearning", "RandomAgent",
     "A3C", "IMPALA", "TD3", "DDPG", "QRDQN", "C51", "Rainbow", "MCTS", "AlphaZero",
+    "MuZero",
 ]

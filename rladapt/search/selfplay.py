@@ -37,11 +37,14 @@ from rladapt.collect.workers import SharedWeights, Workers
 __all__ = ["SelfPlayCollector", "positions_batch"]
 
 
-def positions_batch(games: list[dict[str, np.ndarray]]) -> TensorDict:
-    """The positions of finished self-play games as one ``[positions, 1]`` TensorDict."""
-    keys = ("observation", "action_mask", "search_policy", "value_target")
+#: What AlphaZero keeps of a position; an agent's ``keys`` to :class:`SelfPlayCollector` may name others.
+POSITION_KEYS = ("observation", "action_mask", "search_policy", "value_target")
+
+
+def positions_batch(games: list[dict[str, np.ndarray]], keys: tuple[str, ...] = POSITION_KEYS) -> TensorDict:
+    """The positions of finished self-play games as one ``[positions, 1]`` TensorDict (``keys`` of each game)."""
     data = {key: torch.as_tensor(np.concatenate([g[key] for g in games])).unsqueeze(1) for key in keys}
-    return TensorDict(data, batch_size=[len(data["value_target"]), 1])
+    return TensorDict(data, batch_size=[len(data[keys[0]]), 1])
 
 
 def _worker_main(index: int, blueprint: AgentBlueprint, seed: int | None, weights: SharedWeights, conn: Connection) -> None:
@@ -77,10 +80,13 @@ class SelfPlayCollector(EpisodeStats):
         :class:`~rladapt.collect.Workers` (its ``count``, ``start_method`` and ``start_timeout``
         are used).
     :param stats_window: how many recent games ``recent_return`` averages over.
+    :param keys: the keys of a game (``agent.self_play_game``'s dict, one row per position) batched.
     """
 
-    def __init__(self, agent: Any, workers: int | Workers = 0, stats_window: int = 100) -> None:
+    def __init__(self, agent: Any, workers: int | Workers = 0, stats_window: int = 100,
+                 keys: tuple[str, ...] = POSITION_KEYS) -> None:
         super().__init__(stats_window)
+        self.keys = keys
         self.num_envs = 1
         self.observation_space, self.action_space = agent.observation_space, agent.action_space
         self.settings = workers if isinstance(workers, Workers) else (Workers(int(workers)) if workers else None)
@@ -141,10 +147,10 @@ class SelfPlayCollector(EpisodeStats):
             for index, (conn, share) in enumerate(zip(self.conns, shares)):
                 played.extend(self._receive(index, conn, "games")[0])
         self.seconds_per_game = (time.perf_counter() - start) / max(1, games)
-        lengths = [len(g["value_target"]) for g in played]
+        lengths = [len(g[self.keys[0]]) for g in played]
         self.steps += sum(lengths)
         self.record_episodes([float(g["outcome"][0]) for g in played], lengths)
-        return positions_batch(played)
+        return positions_batch(played, self.keys)
 
     def metrics(self) -> dict[str, float]:
         if self.seconds_per_game is None:

@@ -26,7 +26,8 @@ import numpy as np
 
 from rladapt.search.game import TurnBasedGame
 
-__all__ = ["Node", "best_move", "legal_moves", "random_playout", "search", "value_vector", "visit_policy"]
+__all__ = ["LatentNode", "MinMaxStats", "Node", "best_move", "legal_moves", "random_playout", "search", "search_model",
+           "value_vector", "visit_policy"]
 
 #: A leaf evaluator: ``game -> (prior over num_actions or None, value per player)``.
 Evaluator = Callable[[TurnBasedGame], tuple[np.ndarray | None, np.ndarray]]
@@ -136,7 +137,27 @@ def _select_uct_among(node: Node, c: float, rng: random.Random, candidates: Any)
     return best
 
 
-def _select_puct(node: Node, c: float) -> int:
+class MinMaxStats:
+    """The smallest and largest value seen in one search, to scale ``Q`` into [0, 1] before
+    PUCT adds the prior term (MuZero, Schrittwieser et al. 2020, appendix B): returns of any
+    size (CartPole's hundreds) then weigh against the prior as results in [-1, 1] do. Until two
+    different values are seen, values pass unchanged."""
+
+    __slots__ = ("low", "high")
+
+    def __init__(self) -> None:
+        self.low, self.high = math.inf, -math.inf
+
+    def update(self, value: float) -> None:
+        self.low, self.high = min(self.low, value), max(self.high, value)
+
+    def normalize(self, value: float) -> float:
+        if self.high > self.low:
+            return (value - self.low) / (self.high - self.low)
+        return value
+
+
+def _select_puct(node: Any, c: float, scale_values: MinMaxStats | None = None) -> int:
     win, losing = _solved_choice(node)
     if win is not None:
         return win
@@ -146,7 +167,8 @@ def _select_puct(node: Node, c: float) -> int:
     for i, (n, w, p) in enumerate(zip(node.visits, node.value_sum, node.prior)):
         if i in avoid:
             continue
-        score = (w / n if n else 0.0) + scale * p / (1 + n)
+        q = (w / n if scale_values is None else scale_values.normalize(w / n)) if n else 0.0
+        score = q + scale * p / (1 + n)
         if score > best_score:
             best, best_score = i, score
     return best
@@ -168,6 +190,7 @@ def search(
     rng: random.Random | None = None,
     noise: tuple[float, float, np.random.Generator] | None = None,
     allowed: np.ndarray | None = None,
+    scale_values: bool = False,
 ) -> Node:
     """Search from the game's current position; return the root (its ``visits`` per legal move).
 
@@ -182,6 +205,8 @@ def search(
     :param noise: ``(alpha, fraction, numpy rng)``: Dirichlet noise mixed into the root's prior.
     :param allowed: a bool mask over all actions: the root's moves are the legal ones it allows
         (the env's action mask, when the agent is given one).
+    :param scale_values: PUCT with ``Q`` scaled by the range of values seen in this search
+        (:class:`MinMaxStats`), for rewards outside [-1, 1].
     :raises ValueError: the root position is terminal, or an unknown rule.
     """
     if rule not in ("uct", "puct"):
@@ -207,6 +232,7 @@ def search(
             node.set_prior(prior)
         return value
 
+    bounds = MinMaxStats() if scale_values else None
     if rule == "puct":
         leaf_value(root)
         if noise is not None:
@@ -214,7 +240,7 @@ def search(
     for _ in range(simulations):
         node, path = root, []
         while True:
-            i = _select_uct(node, c, rng) if rule == "uct" else _select_puct(node, c)
+            i = _select_uct(node, c, rng) if rule == "uct" else _select_puct(node, c, bounds)
             path.append((node, i))
             game.step(node.actions[i])
             child = node.children[i]
@@ -230,6 +256,8 @@ def search(
             visited.visits[i] += 1
             visited.total += 1
             visited.value_sum[i] += value[visited.player]
+            if bounds is not None:
+                bounds.update(visited.value_sum[i] / visited.visits[i])
         for visited, _ in reversed(path):
             if not visited.solve():
                 break
@@ -260,3 +288,97 @@ def visit_policy(root: Node, num_actions: int, temperature: float = 1.0) -> np.n
     weights = visits ** (1.0 / temperature)
     policy[root.actions] = weights / weights.sum()
     return policy
+
+
+#: A learned model for :func:`search_model`: ``(hidden state, action) -> (next hidden state,
+#: reward to the mover, prior over all actions, value for the player to move next)``.
+Dynamics = Callable[[Any, int], tuple[Any, float, np.ndarray, float]]
+
+
+class LatentNode:
+    """A position of a learned model's search (MuZero): a hidden state instead of a game, a
+    reward on every edge, and the same statistics as :class:`Node` (per move the prior, the
+    visit count and the sum of returns for the player to move), so PUCT selects in both alike.
+
+    :param state: the model's hidden state here (None until the edge into it is expanded).
+    :param actions: the moves searched from here (all actions below the root: a model knows no rules).
+    :param prior: the prior over ``actions`` (normalised).
+    """
+
+    __slots__ = ("state", "actions", "prior", "visits", "value_sum", "reward", "children", "total", "player", "proven")
+
+    def __init__(self, state: Any, actions: list[int], prior: np.ndarray) -> None:
+        self.state = state
+        self.actions = actions
+        p = np.asarray(prior, dtype=np.float64)[actions]
+        total = p.sum()
+        self.prior = (p / total).tolist() if total > 0 else [1.0 / len(actions)] * len(actions)
+        self.visits = [0] * len(actions)
+        self.value_sum = [0.0] * len(actions)
+        #: The reward of each move for the player who makes it (predicted once the move is expanded).
+        self.reward = [0.0] * len(actions)
+        self.children: list[LatentNode | None] = [None] * len(actions)
+        self.total = 0
+        self.player, self.proven = 0, None  # what the solved-move checks read: nothing is solved in a model
+
+    add_noise = Node.add_noise
+
+
+def search_model(
+    state: Any,
+    prior: np.ndarray,
+    dynamics: Dynamics,
+    simulations: int,
+    c: float = 1.25,
+    discount: float = 1.0,
+    alternate: bool = False,
+    noise: tuple[float, float, np.random.Generator] | None = None,
+    allowed: np.ndarray | None = None,
+) -> LatentNode:
+    """PUCT search in a learned model (MuZero); return the root (its ``visits`` per move).
+
+    The return through a move is ``reward + discount * value`` of the position it leads to, from
+    the mover's view: with ``alternate`` (two-player games, turns alternating) the next
+    position's value is the other player's and enters negated. ``Q`` is scaled by the range of
+    returns seen in this search (:class:`MinMaxStats`) before the prior term is added.
+
+    :param state: the root's hidden state (the representation of the observation).
+    :param prior: the prediction's prior over all actions at the root.
+    :param dynamics: ``(state, action) -> (next state, reward, prior, value)``.
+    :param simulations: simulations to run (each expands one edge).
+    :param c: the exploration constant.
+    :param discount: the discount of a move's return.
+    :param alternate: the player to move changes with every move.
+    :param noise: ``(alpha, fraction, numpy rng)``: Dirichlet noise mixed into the root's prior.
+    :param allowed: a bool mask over all actions: the root's moves (the legal moves); None: all.
+    :raises ValueError: the mask allows no move.
+    """
+    num_actions = len(prior)
+    moves = list(range(num_actions)) if allowed is None else np.flatnonzero(allowed).tolist()
+    if not moves:
+        raise ValueError("the action mask allows no move: there is nothing to search")
+    root = LatentNode(state, moves, prior)
+    if noise is not None:
+        root.add_noise(*noise)
+    every_move = list(range(num_actions))
+    bounds = MinMaxStats()
+    sign = -1.0 if alternate else 1.0
+    for _ in range(simulations):
+        node, path = root, []
+        while True:
+            i = _select_puct(node, c, bounds)
+            path.append((node, i))
+            child = node.children[i]
+            if child is None:
+                next_state, reward, child_prior, value = dynamics(node.state, node.actions[i])
+                node.reward[i] = float(reward)
+                node.children[i] = LatentNode(next_state, every_move, child_prior)
+                break
+            node = child
+        for visited, i in reversed(path):  # the leaf's value, then each move's return, from its mover's view
+            value = visited.reward[i] + discount * sign * value
+            visited.visits[i] += 1
+            visited.total += 1
+            visited.value_sum[i] += value
+            bounds.update(value)
+    return root
