@@ -228,6 +228,21 @@ def _rainbow_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
     return settings
 
 
+def _muzero_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
+    """MuZero's search space (around muzero-general's CartPole and tic-tac-toe settings); the
+    n-step and the discount stay at their per-kind defaults (to the end in board games)."""
+    return {
+        "lr": trial.suggest_float("lr", 3e-4, 2e-2, log=True),
+        "simulations": trial.suggest_categorical("simulations", (8, 16, 25, 50)),
+        "unroll_steps": trial.suggest_categorical("unroll_steps", (3, 5, 10)),
+        "batch_size": trial.suggest_categorical("batch_size", (64, 128, 256)),
+        "gradient_steps": trial.suggest_categorical("gradient_steps", (4, 8, 16, 32)),
+        "value_weight": trial.suggest_categorical("value_weight", (0.25, 0.5, 1.0)),
+        "hidden_size": trial.suggest_categorical("hidden_size", (32, 64, 128)),
+        "hidden": _hidden(trial),
+    }
+
+
 #: A search space: ``space(trial, budget) -> settings`` (keyword arguments of the agent, JSON-friendly
 #: values), sampling with ``trial.suggest_*``. Keyed by the agent class's lowercase name.
 SearchSpace = Callable[["optuna.Trial", SearchBudget], dict[str, Any]]
@@ -235,6 +250,7 @@ SEARCH_SPACES: dict[str, SearchSpace] = {
     "ppo": _ppo_space, "a2c": _a2c_space, "dqn": _dqn_space, "sac": _sac_space, "qlearning": _qlearning_space,
     "td3": _td3_space, "ddpg": _td3_space, "impala": _impala_space, "qrdqn": _qrdqn_space, "c51": _dqn_space,
     "rainbow": _rainbow_space,
+    "muzero": _muzero_space,
 }
 
 

@@ -3,14 +3,17 @@ learning run, and checkpoints that resume a run exactly."""
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
-from rladapt import load
+from rladapt import AutoAdapt, load
 from rladapt.agents import MuZero
+from rladapt.agents.nets import ConvEncoder
+from rladapt.cli import main
 from rladapt.agents.muzero import scalar_to_support, support_to_scalar, unroll_targets
-from rladapt.search import RandomPlayer, TicTacToeGame, play_match
+from rladapt.search import GameEnv, RandomPlayer, TicTacToeGame, play_match
 from rladapt.search.tree import LatentNode, MinMaxStats, _select_puct, search_model
 
 GAME = {
@@ -113,3 +116,36 @@ def test_muzero_resumed_from_a_training_state_checkpoint_ends_as_the_straight_ru
     assert resumed.num_timesteps == straight.num_timesteps and resumed.training_steps == straight.training_steps
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_muzero_plays_pettingzoo_connect_four_in_worker_processes_with_board_game_defaults(tmp_path):
+    from pettingzoo.classic import connect_four_v3
+
+    agent = MuZero(seed=0, simulations=4, games_per_iteration=4, gradient_steps=2, batch_size=16)
+    env = AutoAdapt(GameEnv.pettingzoo(connect_four_v3.env()), agent)
+    agent.learn(env, 100, workers=2, progress=False, run_dir=tmp_path / "run")
+    assert agent.hp.game == "connect_four_v3" and agent.num_episodes >= 4
+    assert (agent.hp.discount, agent.hp.td_steps, agent.hp.temperature_moves) == (1.0, 1 << 30, 4)
+    rows = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert rows and "train/reward_loss" in rows[-1]
+    obs, info = env.reset(seed=0)
+    assert info["action_mask"][agent.act(obs, info["action_mask"])]
+
+
+def test_muzero_reads_image_observations_through_a_cnn():
+    env = gym.wrappers.AddRenderObservation(gym.make("CartPole-v1", render_mode="rgb_array"))
+    agent = MuZero(seed=0, simulations=4, games_per_iteration=1, gradient_steps=2, batch_size=8)
+    agent.learn(AutoAdapt(env, agent), 30, progress=False)
+    assert isinstance(agent.net.representation[0], ConvEncoder) and agent.training_steps > 0
+    assert agent.hp.discount == 0.997 and agent.hp.game is None
+
+
+def test_muzero_says_single_player_envs_play_in_the_learners_process():
+    with pytest.raises(ValueError, match="workers=0"):
+        MuZero(seed=0).learn("CartPole-v1", 10, workers=2, progress=False)
+
+
+def test_cli_trains_muzero_by_its_lowercase_name(tmp_path):
+    assert main(["train", "rladapt/TicTacToe-v0", "--agent", "muzero", "--steps", "40", "--seed", "0", "--no-progress",
+                 "--run-dir", str(tmp_path / "run"), "--set", "simulations=4", "--set", "batch_size=8"]) == 0
+    assert isinstance(load(tmp_path / "run" / "agent.pt"), MuZero)

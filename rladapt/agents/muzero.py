@@ -35,6 +35,7 @@ value target is zero, as past a terminal one.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -352,10 +353,15 @@ class MuZero(GameBinding, Agent):
                                           masks=True, plays_every_seat=True)
     Config: ClassVar[type[MuZeroConfig]] = MuZeroConfig
 
-    def default_settings(self, observation_kind: str, action_kind: str) -> dict[str, Any]:
-        board = self.env_family == "board_game" or self.config.game is not None
+    @staticmethod
+    def kind_defaults(board: bool) -> dict[str, Any]:
+        """The settings that differ between board games (results at the end, to the game's end
+        undiscounted) and other envs."""
         return {"temperature_moves": 4 if board else 1 << 30, "discount": 1.0 if board else 0.997,
                 "td_steps": 1 << 30 if board else 10}
+
+    def default_settings(self, observation_kind: str, action_kind: str) -> dict[str, Any]:
+        return self.kind_defaults(self.env_family == "board_game" or self.config.game is not None)
 
     def build(self) -> None:
         hp = self.hp
@@ -378,6 +384,9 @@ class MuZero(GameBinding, Agent):
                                  f"this game has {game.num_players} players")
             self.config.game = self.hp.game = game_name(game)
             self._game = game
+            # A game found behind an env of another family (GameEnv over a PettingZoo game): board-game defaults.
+            filled = {k: v for k, v in self.kind_defaults(True).items() if getattr(self.config, k) is None}
+            self.hp = dataclasses.replace(self.hp, **filled)
 
     @property
     def alternate(self) -> bool:
