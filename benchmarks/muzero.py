@@ -23,7 +23,7 @@ from rladapt.search import MinimaxPlayer, RandomPlayer, TicTacToeGame, play_matc
 
 
 def cartpole(args: argparse.Namespace) -> dict:
-    agent = MuZero(seed=args.seed, simulations=args.simulations, games_per_iteration=1, gradient_steps=16)
+    agent = MuZero(**{"seed": args.seed, "simulations": args.simulations, "games_per_iteration": 1, "gradient_steps": 16, **args.set})
     env = AutoAdapt(gym.make("CartPole-v1"), agent)
     start, best, rows = time.process_time(), 0.0, []
     with tempfile.TemporaryDirectory() as run_dir:
@@ -35,11 +35,12 @@ def cartpole(args: argparse.Namespace) -> dict:
             print(json.dumps(rows[-1]), flush=True)
             if mean >= 475:
                 break
-    return {"env": "CartPole-v1", "seed": args.seed, "solved": best >= 475, "best_eval_mean": best, "curve": rows}
+    return {"env": "CartPole-v1", "seed": args.seed, "settings": args.set, "solved": best >= 475, "best_eval_mean": best, "curve": rows}
 
 
 def tictactoe(args: argparse.Namespace) -> dict:
-    agent = MuZero(seed=args.seed, simulations=args.simulations, games_per_iteration=8, gradient_steps=16, batch_size=64)
+    agent = MuZero(**{"seed": args.seed, "simulations": args.simulations, "games_per_iteration": 8, "gradient_steps": 16,
+                      "batch_size": 64, **args.set})
     start = time.process_time()
     with tempfile.TemporaryDirectory() as run_dir:
         agent.learn("rladapt/TicTacToe-v0", args.steps, progress=False, run_dir=run_dir)
@@ -49,7 +50,7 @@ def tictactoe(args: argparse.Namespace) -> dict:
         for seat in (0, 1):
             r = play_match(TicTacToeGame(), agent.search_player(), opponent, games, seat=seat, seed=args.seed)
             results[f"{name}_seat{seat}"] = {"wins": r.wins, "draws": r.draws, "losses": r.losses}
-    return {"env": "tictactoe", "seed": args.seed, "steps": agent.num_timesteps, "train_cpu_s": round(train_cpu, 1), **results}
+    return {"env": "tictactoe", "seed": args.seed, "settings": args.set, "steps": agent.num_timesteps, "train_cpu_s": round(train_cpu, 1), **results}
 
 
 def main() -> None:
@@ -60,7 +61,9 @@ def main() -> None:
     parser.add_argument("--cpu-minutes", type=float, default=10.0)
     parser.add_argument("--chunk", type=int, default=2000)
     parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a MuZero setting (JSON value)")
     args = parser.parse_args()
+    args.set = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
     if args.simulations is None:
         args.simulations = 25 if args.task == "cartpole" else 32
     print(json.dumps(cartpole(args) if args.task == "cartpole" else tictactoe(args)))

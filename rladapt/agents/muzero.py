@@ -75,7 +75,7 @@ class MuZeroConfig(AgentConfig):
     :param temperature_moves: self-play moves drawn in proportion to the visits at the start of
         each game, the most visited after; None: 4 in board games, every move otherwise.
     :param discount: the discount of rewards; None: 1 in board games, 0.997 otherwise.
-    :param td_steps: ``n`` of the n-step value targets; None: to the game's end in board games, 10 otherwise.
+    :param td_steps: ``n`` of the n-step value targets; None: to the game's end in board games, 50 otherwise.
     :param unroll_steps: moves the dynamics is unrolled for in training (``K``).
     :param support_size: values and rewards are categorical over ``-support_size..support_size``
         in the transformed space ``h(x)``.
@@ -105,13 +105,13 @@ class MuZeroConfig(AgentConfig):
     support_size: int = 20
     games_per_iteration: int = 4
     replay_size: int = 20_000
-    priority_alpha: float = 1.0
+    priority_alpha: float = 0.5
     priority_beta: float = 1.0
     batch_size: int = 128
     gradient_steps: int = 16
     lr: float = 3e-3
     weight_decay: float = 1e-4
-    value_weight: float = 0.25
+    value_weight: float = 1.0
     hidden_size: int = 64
     hidden: tuple[int, ...] = (64,)
 
@@ -358,7 +358,7 @@ class MuZero(GameBinding, Agent):
         """The settings that differ between board games (results at the end, to the game's end
         undiscounted) and other envs."""
         return {"temperature_moves": 4 if board else 1 << 30, "discount": 1.0 if board else 0.997,
-                "td_steps": 1 << 30 if board else 10}
+                "td_steps": 1 << 30 if board else 50}
 
     def default_settings(self, observation_kind: str, action_kind: str) -> dict[str, Any]:
         return self.kind_defaults(self.env_family == "board_game" or self.config.game is not None)
