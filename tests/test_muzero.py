@@ -14,7 +14,7 @@ from rladapt.agents.nets import ConvEncoder
 from rladapt.cli import main
 from rladapt.agents.muzero import scalar_to_support, support_to_scalar, unroll_targets
 from rladapt.search import GameEnv, RandomPlayer, TicTacToeGame, play_match
-from rladapt.search.tree import LatentNode, MinMaxStats, _select_puct, search_model
+from rladapt.search.tree import LatentNode, MinMaxStats, _select_puct, best_move, search, search_model
 
 GAME = {
     "reward": np.array([1.0, 0.0, 2.0], dtype=np.float32),
@@ -70,6 +70,15 @@ def test_min_max_scaling_lets_the_prior_decide_between_returns_close_for_their_r
         bounds.update(value)
     assert bounds.normalize(100.0) == pytest.approx(0.5)
     assert _select_puct(node, 1.25, bounds) == 1  # scaled to [0, 1]: 0.505 vs 0.5, the prior decides
+
+
+def test_alphazero_puct_with_min_max_scaling_still_takes_a_win_in_one():
+    game = TicTacToeGame()
+    for move in (0, 3, 1, 4):  # X on 0 and 1, O on 3 and 4: X to move wins at 2
+        game.step(move)
+    uniform = lambda g: (np.full(9, 1 / 9), np.zeros(2))  # noqa: E731
+    root = search(game, 40, "puct", 1.5, evaluate=uniform, scale_values=True)
+    assert best_move(root) == 2 and game.legal_actions().sum() == 5  # the game is left at the root
 
 
 def test_search_in_a_model_follows_the_rewards_on_its_edges():

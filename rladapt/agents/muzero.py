@@ -25,7 +25,7 @@ One iteration of the loop::
 Values and rewards are categorical over ``-support_size..support_size`` in the space of the
 invertible transform ``h(x) = sign(x) (sqrt(|x| + 1) - 1) + 0.001 x`` (two-hot targets).
 
-It plays single-player envs (vector or image observations: CartPole, MinAtar) and turn-based
+It plays single-player envs (vector observations, or images through a small CNN) and turn-based
 games of two players whose turns alternate (rladapt's TicTacToe, PettingZoo's tictactoe_v3 and
 connect_four_v3), with values from the player to move's view. Self-play games of turn-based
 games may be played in worker processes (``workers=N``); single-player envs are played in the
