@@ -402,7 +402,10 @@ class MuZero(GameBinding, Agent):
             if workers:
                 raise ValueError("MuZero plays a single-player env's episodes in the learner's process: use workers=0 "
                                  "(worker processes play turn-based games, whose rules each process rebuilds from the game's name)")
-            self._game = _EnvEpisodes(source.remote_maker()(), self.config.seed)
+            if isinstance(self._game, _EnvEpisodes):
+                self._game.env.close()  # the previous learn call's env
+            seed = None if self.config.seed is None else self.config.seed + self.num_timesteps  # as the loop seeds its envs
+            self._game = _EnvEpisodes(source.remote_maker()(), seed)
         return SelfPlayCollector(self, workers, keys=GAME_KEYS)
 
     def collect_steps(self) -> int:
