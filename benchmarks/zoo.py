@@ -75,7 +75,7 @@ import numpy as np
 import torch
 import rladapt
 from rladapt import AutoAdapt
-from rladapt.agents.registry import get_agent
+from rladapt.registry import get_agent
 try:
     import ale_py
     gym.register_envs(ale_py)

@@ -253,7 +253,7 @@ def _has_wrapper(env: gym.Env, wrapper_type: type) -> bool:
 
 
 def _suggest(kind_field: str, kind: str) -> str:
-    from rladapt.agents.registry import agents_accepting
+    from rladapt.registry import agents_accepting
 
     names = agents_accepting(**{kind_field: kind})
     return ", ".join(names) if names else "none of the built-in agents"

@@ -32,7 +32,7 @@ import torch
 from gymnasium import spaces
 
 from rladapt.spec import bind_agent
-from rladapt.agents.registry import class_path, find_agent, get_agent
+from rladapt.registry import class_path, find_agent, get_agent
 
 FORMAT = "rladapt-checkpoint"
 VERSION = 1
@@ -188,7 +188,7 @@ def load(path: str | os.PathLike, **overrides: Any) -> Any:
 
     The agent's class is the one the checkpoint records (``module:qualname``): defined in this
     process, or registered by an installed package under the entry point group
-    ``rladapt.agents`` (:mod:`rladapt.agents.registry`); otherwise the error names the module to
+    ``rladapt.agents`` (:mod:`rladapt.registry`); otherwise the error names the module to
     import. Nothing the file names is imported or run.
 
     :param path: the checkpoint file.

@@ -116,7 +116,7 @@ def _agent_class(name: str) -> type:
     import importlib
 
     import rladapt.agents  # noqa: F401  (registers rladapt's own agents)
-    from rladapt.agents.registry import agents_accepting, get_agent
+    from rladapt.registry import agents_accepting, get_agent
 
     aliases = {"random": "randomagent"}
     if ":" in name:

@@ -32,7 +32,7 @@ import numpy as np
 
 from rladapt.adapt import AutoAdapt
 from rladapt.agents.base import Agent
-from rladapt.agents.registry import get_agent
+from rladapt.registry import get_agent
 from rladapt.callbacks import Callback, EvalCallback, TrainingRun
 from rladapt.logging import default_run_dir
 from rladapt.spec import bind_agent

@@ -127,3 +127,21 @@ def test_agent_pickles_after_learning_and_the_copy_acts_the_same(agent_name, env
         np.testing.assert_array_equal(np.asarray(copy.act(obs)), np.asarray(agent.act(obs)))
     copy.learn(env, 600, progress=False, run_dir=False)
     assert copy.num_timesteps >= 1200
+
+
+def test_checkpoint_and_adapt_do_not_import_the_agents_yet_a_checkpoint_loads_in_a_fresh_process(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    agent = A2C(seed=0, n_steps=4, num_envs=2)
+    agent.learn("CartPole-v1", 16, progress=False, run_dir=False)
+    agent.save(tmp_path / "agent.pt")
+    code = (
+        "import sys; import rladapt.checkpoint, rladapt.adapt, rladapt.opponents, rladapt.registry\n"
+        "assert 'rladapt.agents' not in sys.modules, 'importing checkpoint/adapt/opponents imported every agent'\n"
+        f"agent = rladapt.checkpoint.load({str(tmp_path / 'agent.pt')!r})\n"
+        "print(type(agent).__module__, type(agent).__name__)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-2:] == ["rladapt.agents.a2c", "A2C"]

@@ -175,7 +175,7 @@ def test_a_checkpoint_of_an_unknown_class_is_refused_in_this_process(tmp_path):
     agent = ExpectedSarsa(seed=0)
     agent.learn(cliff_walking(agent), 64, progress=False, run_dir=False)
     path = agent.save(tmp_path / "a.pt")
-    from rladapt.agents import registry
+    from rladapt import registry
 
     registered = registry._BY_PATH.pop("custom_agent:ExpectedSarsa")
     try:

@@ -16,7 +16,7 @@ import optuna
 import pytest
 
 import rladapt
-from rladapt.agents.registry import get_agent
+from rladapt.registry import get_agent
 from rladapt.cli import main
 from rladapt.tune import EVAL_SEED_OFFSET, SEARCH_SPACES, SearchBudget, set_options, tune
 

@@ -42,7 +42,7 @@ from torch import nn
 
 from rladapt import train
 from rladapt.checks import check_settings
-from rladapt.agents.registry import register
+from rladapt.registry import register
 from rladapt.collect.batch import OutSpecs, action_spec
 from rladapt.errors import ActionMaskError, ObservationError
 from rladapt.spaces import action_kind, describe, env_action, mask_size, observation_kind, observation_mismatch
@@ -101,7 +101,7 @@ def _resolve_device(name: str | torch.device) -> torch.device:
 
 class Agent(nn.Module):
     """Base of every agent. Subclasses declare ``spec`` and ``Config`` and are registered when
-    defined (so checkpoints find them again, see :mod:`rladapt.agents.registry`).
+    defined (so checkpoints find them again, see :mod:`rladapt.registry`).
 
     Hyperparameters are keyword arguments (``PPO(lr=3e-4, seed=0)``), stored as ``self.config``;
     an unknown keyword raises a ``TypeError`` listing the valid ones. Settings left at ``None``

@@ -4,7 +4,10 @@ the CLI and AutoAdapt's error messages use).
 
 A checkpoint of an agent whose class is not defined in the loading process is found through the
 entry point group ``rladapt.agents`` of the installed packages, and otherwise refused with an error
-naming the module to import: rladapt never imports a module because a file names it.
+naming the module to import: rladapt never imports a module because a file names it. The one
+exception is rladapt's own agents: a class path under ``rladapt.agents.`` imports the package
+``rladapt.agents`` (rladapt's code, not the file's), so a process that loads a checkpoint without
+having imported the agents (a worker loading an opponent) still finds them.
 
 Register an agent of your package (``pyproject.toml``)::
 
@@ -14,6 +17,7 @@ Register an agent of your package (``pyproject.toml``)::
 
 from __future__ import annotations
 
+import importlib
 from importlib import metadata
 from typing import TYPE_CHECKING
 
@@ -26,6 +30,9 @@ __all__ = ["ENTRY_POINT_GROUP", "agents_accepting", "class_path", "find_agent", 
 ENTRY_POINT_GROUP = "rladapt.agents"
 #: Modules whose classes are families (frameworks for agents), not agents.
 FRAMEWORK_MODULES = frozenset({"rladapt.agents.base", "rladapt.agents.on_policy", "rladapt.agents.off_policy"})
+
+#: The package of rladapt's own agents (imported on a lookup, see the module docstring).
+BUILTIN_PACKAGE = "rladapt.agents"
 
 _AGENTS: dict[str, type["Agent"]] = {}
 _BY_PATH: dict[str, type["Agent"]] = {}
@@ -45,6 +52,12 @@ def register(cls: type["Agent"]) -> None:
     _AGENTS.setdefault(cls.__name__.lower(), cls)
 
 
+def _import_builtin_agents() -> None:
+    # By name, not by an import statement: the registry sits below the agents (they register here
+    # when their classes are defined), and importing the package defines them all.
+    importlib.import_module(BUILTIN_PACKAGE)
+
+
 def _entry_points() -> list[metadata.EntryPoint]:
     return list(metadata.entry_points(group=ENTRY_POINT_GROUP))
 
@@ -61,6 +74,11 @@ def find_agent(path: str, name: str | None = None) -> type["Agent"]:
     if cls is not None:
         return cls
     module, _, qualname = path.partition(":")
+    if module.startswith(BUILTIN_PACKAGE + "."):
+        _import_builtin_agents()
+        cls = _BY_PATH.get(path)
+        if cls is not None:
+            return cls
     for ep in _entry_points():
         if ep.value.replace(" ", "") == path or ep.value.split(":")[0] == module or ep.name.lower() == qualname.lower():
             loaded = ep.load()
@@ -86,6 +104,7 @@ def get_agent(name: str) -> type["Agent"]:
     name of an entry point of the group ``rladapt.agents``."""
     if ":" in name:
         return find_agent(name)
+    _import_builtin_agents()
     cls = _AGENTS.get(name.lower())
     if cls is not None:
         return cls
@@ -99,6 +118,7 @@ def get_agent(name: str) -> type["Agent"]:
 
 def agents_accepting(*, observation: str | None = None, action: str | None = None) -> list[str]:
     """Names of rladapt's own agents whose spec accepts the given observation and action kind."""
+    _import_builtin_agents()
     return sorted(
         cls.__name__
         for cls in _AGENTS.values()
