@@ -444,3 +444,26 @@ def test_collection_without_torchs_private_foreach_copy_gives_the_same_batches(m
     monkeypatch.delattr(torch, "_foreach_copy_")  # a torch without the private call: the public loop
     for a, b in zip(with_foreach, collect()):
         assert (a == b).all()
+
+
+def test_every_collector_offers_every_member_of_the_collector_protocol_the_loop_uses() -> None:
+    from rladapt import AutoAdapt
+    from rladapt.collect import Collector, WorkerCollector
+    from rladapt.collect.distributed import DistributedCollector
+    from rladapt.collect.envs import EnvSource
+    from rladapt.spec import bind_agent
+
+    methods = ["reset", "collect", "metrics", "close", "recent_return", "recent_length"]
+    for cls in (VectorCollector, WorkerCollector, DistributedCollector):
+        assert [name for name in methods if not hasattr(cls, name)] == [], cls.__name__
+    agent = PPO(seed=0, n_steps=4)
+    source = EnvSource(AutoAdapt("CartPole-v1", agent), agent)
+    bind_agent(agent, source.observation_space, source.action_space, source.family)
+    collector = VectorCollector(make_vector_env(source.env_fns(2), "sync"))
+    try:
+        assert isinstance(collector, Collector)
+        collector.reset(seed=0)
+        collector.collect(agent, 4)
+        assert collector.steps == 8 and collector.recent_return is None
+    finally:
+        collector.close()

@@ -33,7 +33,7 @@ __all__ = [
 
 
 def make_collector(agent: Any, source: EnvSource, num_envs: int, workers: int | str | Workers = 0,
-                   vectorization: str | None = None) -> Any:
+                   vectorization: str | None = None) -> Collector:
     """The collector for ``learn(..., workers=...)``.
 
     :param agent: the learner's agent, set up for the adapted env's spaces (``use_masks`` set).

@@ -34,13 +34,19 @@ __all__ = ["Collector", "EpisodeStats"]
 
 @runtime_checkable
 class Collector(Protocol):
-    """What the training loop needs of a collector (see the module docstring)."""
+    """Every member the training loop uses of a collector (see the module docstring)."""
 
     num_envs: int
     observation_space: gym.Space
     action_space: gym.Space
     steps: int
     episodes: int
+
+    @property
+    def recent_return(self) -> float | None: ...
+
+    @property
+    def recent_length(self) -> float | None: ...
 
     def reset(self, seed: int | None = None) -> None: ...
 

@@ -30,7 +30,7 @@ import numpy as np
 from rladapt.checks import positive_int
 from rladapt.spec import bind_agent
 from rladapt.callbacks import CheckpointCallback, TrainingRun
-from rladapt.collect import EnvSource, Workers, make_collector
+from rladapt.collect import Collector, EnvSource, Workers, make_collector
 from rladapt.collect import distributed
 from rladapt.logging import ProgressBar, RunDirLogger, default_run_dir, make_logger
 from rladapt.logging.metadata import run_metadata
@@ -217,7 +217,7 @@ def _schedule(agent: Any, steps: int) -> tuple[int, int, Path | None, bool]:
     return agent.num_timesteps, steps, None, False
 
 
-def _loop(agent: Any, source: EnvSource, collector: Any, steps: int, logger: Any, callbacks: Iterable[Any],
+def _loop(agent: Any, source: EnvSource, collector: Collector, steps: int, logger: Any, callbacks: Iterable[Any],
           progress: bool, run_dir: str | Path | bool | None, checkpoint_every: int | None, log_every: int | None) -> Any:
     run_logger = None
     created = False
@@ -305,7 +305,7 @@ def _loop(agent: Any, source: EnvSource, collector: Any, steps: int, logger: Any
     return agent
 
 
-def _iteration_row(agent: Any, collector: Any, metrics: dict[str, Any], start_steps: int, elapsed: float) -> dict[str, Any]:
+def _iteration_row(agent: Any, collector: Collector, metrics: dict[str, Any], start_steps: int, elapsed: float) -> dict[str, Any]:
     """One iteration's metrics: the update's, the collector's, the recent episodes, the speed."""
     row = dict(metrics)
     row.update(collector.metrics())
