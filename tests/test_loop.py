@@ -467,3 +467,15 @@ def test_every_collector_offers_every_member_of_the_collector_protocol_the_loop_
         assert collector.steps == 8 and collector.recent_return is None
     finally:
         collector.close()
+
+
+def test_the_built_in_agents_and_a_custom_family_agent_satisfy_the_collecting_agent_protocol() -> None:
+    from rladapt.agents import A3C, DQN, IMPALA, SAC, QLearning, RandomAgent
+    from rladapt.protocols import CollectingAgent
+
+    class Custom(A2C):  # a custom agent inherits the contract from its family
+        pass
+
+    for cls in (PPO, A2C, A3C, IMPALA, DQN, SAC, QLearning, RandomAgent, Custom):
+        assert isinstance(cls(), CollectingAgent), cls.__name__
+    assert not isinstance(object(), CollectingAgent)

@@ -29,6 +29,8 @@ import gymnasium as gym
 import numpy as np
 from tensordict import TensorDictBase
 
+from rladapt.protocols import CollectingAgent
+
 __all__ = ["Collector", "EpisodeStats"]
 
 
@@ -50,7 +52,7 @@ class Collector(Protocol):
 
     def reset(self, seed: int | None = None) -> None: ...
 
-    def collect(self, agent: Any, vector_steps: int) -> TensorDictBase: ...
+    def collect(self, agent: CollectingAgent, vector_steps: int) -> TensorDictBase: ...
 
     def metrics(self) -> dict[str, float]: ...
 

@@ -48,6 +48,7 @@ import torch
 import torch.distributed as dist
 from tensordict import TensorDict, TensorDictBase
 
+from rladapt.protocols import CollectingAgent
 from rladapt.collect.base import EpisodeStats
 from rladapt.collect.batch import BatchLayout, BatchStorage
 from rladapt.collect.remote import (
@@ -168,7 +169,7 @@ class DistributedCollector(EpisodeStats):
 
     def _send_command(self, op: int, steps: int = 0, seed: int | None = None, weights: bool = False) -> None:
         self.command[:] = torch.tensor([op, steps, seed is not None, seed or 0])
-        self.meta[0], self.meta[1] = float(self.agent.num_timesteps), float(getattr(self.agent, "progress", 0.0))
+        self.meta[0], self.meta[1] = float(self.agent.num_timesteps), float(self.agent.progress)
         try:
             dist.broadcast(self.command, src=0)
             dist.broadcast(self.meta, src=0)
@@ -204,7 +205,7 @@ class DistributedCollector(EpisodeStats):
         """Reset every env on every rank (env ``i`` gets ``seed + i``)."""
         self._send_command(RESET, seed=seed)
 
-    def collect(self, agent: Any, vector_steps: int) -> TensorDictBase:
+    def collect(self, agent: CollectingAgent, vector_steps: int) -> TensorDictBase:
         """Every collector rank collects ``vector_steps`` steps with the current weights.
 
         :param agent: the learner's agent (the one given at construction): its weights are broadcast.

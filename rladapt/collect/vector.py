@@ -27,6 +27,7 @@ import torch
 from gymnasium.vector import AutoresetMode
 from tensordict import TensorDict, TensorDictBase
 
+from rladapt.protocols import CollectingAgent
 from rladapt.collect.base import EpisodeStats
 from rladapt.collect.batch import CARRIED_KEYS, BatchLayout, BatchStorage, observation_tensors
 from rladapt.errors import ActionMaskError, NonFiniteError
@@ -230,7 +231,7 @@ class VectorCollector(EpisodeStats):
             return storage
         return BatchStorage(storage.layout, storage.steps, storage.num_envs, "cpu")
 
-    def collect(self, agent: Any, vector_steps: int, out: BatchStorage | None = None) -> TensorDictBase:
+    def collect(self, agent: CollectingAgent, vector_steps: int, out: BatchStorage | None = None) -> TensorDictBase:
         """Step every env ``vector_steps`` times, the agent acting through ``agent.explore``.
 
         :param agent: the agent (``explore(td)`` writes ``action`` and its other ``out_specs``;

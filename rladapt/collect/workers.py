@@ -61,6 +61,7 @@ import numpy as np
 import torch
 from tensordict import TensorDictBase
 
+from rladapt.protocols import CollectingAgent
 from rladapt.collect.base import EpisodeStats
 from rladapt.collect.batch import BatchLayout, BatchStorage
 from rladapt.collect.remote import (
@@ -534,7 +535,7 @@ class WorkerCollector(EpisodeStats):
             self._last_publish = now
             self.weights.publish(self.agent, float(getattr(self.agent, "progress", 0.0)))
 
-    def collect(self, agent: Any, vector_steps: int) -> TensorDictBase:
+    def collect(self, agent: CollectingAgent, vector_steps: int) -> TensorDictBase:
         """``vector_steps`` steps of every env, collected by the workers (module docstring).
 
         :param agent: the learner's agent (the one given at construction): its weights are published.
