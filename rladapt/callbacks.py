@@ -141,7 +141,7 @@ class TrainingRun:
         self.target_step = agent.num_timesteps + steps
         #: The first env step of the run (before ``start_step`` when this call resumes a run
         #: from its checkpoint): cadences count from it, so a resumed run keeps its grid.
-        self.run_start = min(int(getattr(agent, "run_start", self.start_step)), self.start_step)
+        self.run_start = min(int(agent.run_start), self.start_step)
         self.stop_requested = False
         self._collector: Any = None
         self._collector_start = 0
