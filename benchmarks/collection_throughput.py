@@ -23,6 +23,9 @@ included), and no learning. What is compared, at ``P`` processes stepping envs:
   policy in the main process (1 torch thread; ``--main-threads P`` gives it one per env process,
   which helps on an idle machine and collapses on a loaded one, where OpenMP threads spin).
 - ``SB3 SubprocVecEnv(P)``: the same with Stable-Baselines3's subprocess vector env.
+- ``ale-py AtariVectorEnv(P * K envs, P threads), no policy`` (Pong): the C++ vector env alone,
+  random actions, no inference: the env's own limit on P cores, the yardstick of collection with
+  inference (``K``: ``--envs-per-worker``).
 - ``ale-py AtariVectorEnv(P)`` (Pong): P envs on P C++ threads with the same preprocessing, the
   policy in the main process.
 
@@ -148,6 +151,32 @@ class MainProcessPolicy(Contender):
         self.envs.close()
 
 
+class RawAtariVectorEnv(Contender):
+    """ale-py's C++ vector env alone, stepped with random actions and no policy: the env's own
+    limit on these cores, what collection with inference is held against."""
+
+    def __init__(self, env_id: str, num_envs: int, threads: int) -> None:
+        from rladapt.collect.atari import AtariPipelineVectorEnv, atari_fast_path
+
+        _, env = make_agent(env_id)
+        self.envs = AtariPipelineVectorEnv(num_envs, num_threads=threads, **atari_fast_path(env))
+        self.envs.reset(seed=0)
+        self.num_envs, self.actions = num_envs, np.random.default_rng(0)
+        self.num_actions = int(env.action_space.n)
+        self.name = f"ale-py AtariVectorEnv({num_envs} envs, {threads} threads), no policy (the env's limit)"
+        self.measure(0.5)  # warm up
+
+    def measure(self, seconds: float) -> float:
+        start, steps = time.perf_counter(), 0
+        while time.perf_counter() - start < seconds:
+            self.envs.step(self.actions.integers(self.num_actions, size=self.num_envs))
+            steps += self.num_envs
+        return steps / (time.perf_counter() - start)
+
+    def close(self) -> None:
+        self.envs.close()
+
+
 def cpu_and_demand(pids: list[int]) -> tuple[float, float]:
     """``(seconds on a CPU, seconds on a CPU or waiting in the run queue)`` of every thread of this
     process and of ``pids`` (``/proc/<pid>/task/<tid>/schedstat``). The second, per wall second,
@@ -208,6 +237,7 @@ def contenders(env: str, processes: list[int], envs_per_worker: int, threads: st
                                          threads=main_threads(p))
 
             out.append(ale_vec)
+            out.append(functools.partial(RawAtariVectorEnv, env_id, p * envs_per_worker, p))
     return out
 
 
@@ -275,6 +305,10 @@ def report(env: str, results: dict[str, list[float]], efficiency: dict[str, list
                 value = ratio(results, w(p, k), base)
                 if value is not None:
                     lines.append((f"{w(p, k)} / {base}", value))
+    if env == "pong":  # collection with inference against the env alone on the same cores
+        for p in processes:
+            raw = f"ale-py AtariVectorEnv({p * envs_per_worker} envs, {p} threads), no policy (the env's limit)"
+            lines.append((f"{w(p, envs_per_worker)} / {raw}", ratio(results, w(p, envs_per_worker), raw)))
     for label, value in lines:
         if value is not None:
             print(f"- {label}: **{value:.2f}x**")
