@@ -110,15 +110,33 @@ def parse_settings(pairs: Sequence[str], agent_cls: type, adapt_fields: Sequence
     return settings, overrides
 
 
+def _agent_choices() -> str:
+    """The agents ``--agent`` takes by name, read from the registry (rladapt's and the entry
+    points'), as the CLI spells them."""
+    from rladapt.registry import agent_names
+
+    return ", ".join(CLI_NAMES.get(name, name) for name in agent_names())
+
+
+def _tunable_agents() -> str:
+    from rladapt.tune import SEARCH_SPACES
+
+    return ", ".join(CLI_NAMES.get(name, name) for name in sorted(SEARCH_SPACES))
+
+
+#: Registry names the command line spells otherwise (``--agent random``).
+CLI_NAMES = {"randomagent": "random"}
+
+
 def _agent_class(name: str) -> type:
     """The agent class a command line names: rladapt's (``ppo``), an entry point of the group
     ``rladapt.agents``, or ``module:Class`` (the module is imported: the user named it)."""
     import importlib
 
     import rladapt.agents  # noqa: F401  (registers rladapt's own agents)
-    from rladapt.registry import agents_accepting, get_agent
+    from rladapt.registry import get_agent
 
-    aliases = {"random": "randomagent"}
+    aliases = {cli: name for name, cli in CLI_NAMES.items()}
     if ":" in name:
         module, _, qualname = name.partition(":")
         try:
@@ -128,8 +146,7 @@ def _agent_class(name: str) -> type:
     try:
         return get_agent(aliases.get(name.lower(), name))
     except ValueError:
-        known = sorted(n.lower() for n in agents_accepting()) + ["random", "module:Class"]
-        raise CliError(f"unknown agent {name!r}; choose one of: {', '.join(known)}") from None
+        raise CliError(f"unknown agent {name!r}; choose one of: {_agent_choices()}, or module:Class") from None
 
 
 def _register_env_packages(env_id: str) -> None:
@@ -434,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Train an agent; the run directory gets config.json, metrics.jsonl, episodes.jsonl, agent.pt and videos."))
     train.add_argument("env", metavar="ENV", nargs="?", default=None,
                        help="gymnasium env id, e.g. CartPole-v1, ALE/Pong-v5, rladapt/Grid-v0 (not with --resume)")
-    train.add_argument("--agent", default="ppo", help="ppo, a2c, dqn, sac, qlearning, random, an agent registered under the entry point group rladapt.agents, or module:Class (default: ppo)")
+    train.add_argument("--agent", default="ppo", help=f"{_agent_choices()}, or module:Class (default: ppo)")
     train.add_argument("--steps", type=parse_steps, default=None, help="env steps: 5000, 100k, 1.5M (default: 100k; not with --resume)")
     train.add_argument("--num-envs", type=_positive_int, default=None, help="envs stepped in parallel (default: the agent's)")
     train.add_argument("--workers", type=_count, default=0, help="run the envs in this many worker processes (default: 0, in-process)")
@@ -497,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan = commands.add_parser("plan", help="show how AutoAdapt joins an env to an agent", description=(
         "Print the wrappers AutoAdapt inserts between ENV and the agent, in order, and why."))
     plan.add_argument("env", metavar="ENV", help="gymnasium env id")
-    plan.add_argument("--agent", default="ppo", help="agent name (default: ppo)")
+    plan.add_argument("--agent", default="ppo", help=f"{_agent_choices()}, or module:Class (default: ppo)")
     plan.add_argument("--set", **setting)
     plan.set_defaults(func=cmd_plan)
 
@@ -507,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluations on the way. The study is stored in RUN_DIR/study.db: running again with the same --run-dir "
         "continues it. The best settings are printed as --set options for 'rladapt train' and saved to RUN_DIR/best.json."))
     tune.add_argument("env", metavar="ENV", help="gymnasium env id")
-    tune.add_argument("--agent", default="ppo", help="ppo, a2c, dqn, sac or qlearning (default: ppo)")
+    tune.add_argument("--agent", default="ppo", help=f"an agent with a search space: {_tunable_agents()} (default: ppo)")
     tune.add_argument("--trials", type=_positive_int, default=20, help="trials the study should hold, finished ones included (default: 20)")
     tune.add_argument("--seeds", type=_positive_int, default=3, help="training runs per trial, each its own seed (default: 3)")
     tune.add_argument("--steps", type=parse_steps, default=parse_steps("100k"), help="env steps of each training run (default: 100k)")

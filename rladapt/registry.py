@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rladapt.agents.base import Agent
 
-__all__ = ["ENTRY_POINT_GROUP", "agents_accepting", "class_path", "find_agent", "get_agent", "register"]
+__all__ = ["ENTRY_POINT_GROUP", "agent_names", "agents_accepting", "class_path", "find_agent", "get_agent", "register"]
 
 #: The entry point group packages register their agents under.
 ENTRY_POINT_GROUP = "rladapt.agents"
@@ -114,6 +114,13 @@ def get_agent(name: str) -> type["Agent"]:
             if isinstance(loaded, type):
                 return loaded
     raise ValueError(f"unknown agent {name!r}; known agents: {sorted(_AGENTS)}")
+
+
+def agent_names() -> list[str]:
+    """Every name :func:`get_agent` resolves without a module path: rladapt's own agents and the
+    entry points of the group ``rladapt.agents`` (lowercase, sorted)."""
+    _import_builtin_agents()
+    return sorted(set(_AGENTS) | {ep.name.lower() for ep in _entry_points()})
 
 
 def agents_accepting(*, observation: str | None = None, action: str | None = None) -> list[str]:

@@ -143,6 +143,25 @@ def test_help_everywhere(capsys):
         assert option in out
 
 
+def test_train_and_plan_help_list_every_registered_agent_and_tune_help_every_search_space(capsys):
+    import re
+
+    import rladapt.agents  # noqa: F401
+    from rladapt.registry import agent_names
+    from rladapt.tune import SEARCH_SPACES
+
+    def listed(command: str) -> set[str]:
+        _, out, _ = run_cli(capsys, command, "--help")
+        text = " ".join(out.split())  # argparse wraps the help over lines
+        return set(re.findall(r"[a-z0-9_]+", text[text.index("--agent AGENT"):text.index("(default: ppo)")]))
+
+    cli_names = {"randomagent": "random"}
+    every = {cli_names.get(name, name) for name in agent_names()}
+    assert {"ppo", "muzero", "alphazero", "td3", "random"} <= every
+    assert every <= listed("train") and every <= listed("plan")
+    assert set(SEARCH_SPACES) <= listed("tune")
+
+
 def test_entry_point_runs_as_a_module(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-m", "rladapt", "plan", "rladapt/Grid-v0", "--agent", "qlearning"],
