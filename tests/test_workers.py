@@ -368,3 +368,50 @@ def test_ppo_collects_atari_in_workers_with_the_fast_path():
     assert data["observation"].dtype == torch.uint8 and data["observation"].shape == (32, 4, 4, 84, 84)
     assert bool((data["observation"][-1].flatten(1).float().std(1) > 0).all())  # every env's frames arrived
     assert bool(data["valid"].all())  # no episode ended within 64 steps
+
+
+UNGUARDED_SCRIPTS = {
+    "top_level_call": """
+        from rladapt.agents import PPO
+        PPO(seed=0).learn("CartPole-v1", 256, workers=2, progress=False, run_dir=False)
+    """,
+    "main_called_without_guard": """
+        from rladapt.agents import PPO
+
+        def main():
+            PPO(seed=0).learn("CartPole-v1", 256, workers=2, progress=False, run_dir=False)
+
+        main()
+    """,
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNGUARDED_SCRIPTS))
+def test_a_script_starting_workers_without_a_main_guard_gets_one_error_naming_the_fix_before_any_process(tmp_path, name):
+    script = tmp_path / f"{name}.py"
+    script.write_text(textwrap.dedent(UNGUARDED_SCRIPTS[name]))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("rladapt.collect.guard.MainGuardError: learn(..., workers=2) starts worker processes")
+    assert str(script) in last and 'if __name__ == "__main__":' in last
+    assert "WorkerError" not in done.stderr and "restart" not in done.stderr  # no worker was started
+
+
+def test_a_guarded_script_starts_its_workers(tmp_path):
+    script = tmp_path / "guarded.py"
+    script.write_text(textwrap.dedent("""
+        from rladapt.agents import PPO
+
+        def main():
+            agent = PPO(seed=0).learn("CartPole-v1", 256, workers=2, progress=False, run_dir=False)
+            print("trained", agent.num_timesteps)
+
+        if __name__ == "__main__":
+            main()
+    """))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith("trained")

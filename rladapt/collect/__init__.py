@@ -20,6 +20,7 @@ from typing import Any
 from rladapt.collect.base import Collector, EpisodeStats
 from rladapt.collect.batch import BatchLayout, BatchStorage, observation_tensors
 from rladapt.collect.envs import AdaptedFactory, EnvError, EnvRebuildError, EnvSource, adapt_for, make_vector_env
+from rladapt.collect.guard import MainGuardError
 from rladapt.collect.remote import WorkerError
 from rladapt.collect.vector import VectorCollector
 from rladapt.collect.workers import WorkerCollector, Workers
@@ -27,7 +28,7 @@ from rladapt.spaces import mask_size
 
 __all__ = [
     "AdaptedFactory", "BatchLayout", "BatchStorage", "Collector", "EnvRebuildError", "EnvSource", "EpisodeStats",
-    "EnvError", "VectorCollector", "WorkerCollector", "WorkerError", "Workers", "adapt_for", "make_collector", "make_vector_env",
+    "EnvError", "MainGuardError", "VectorCollector", "WorkerCollector", "WorkerError", "Workers", "adapt_for", "make_collector", "make_vector_env",
     "observation_tensors",
 ]
 

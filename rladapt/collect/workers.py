@@ -62,6 +62,7 @@ import torch
 from tensordict import TensorDictBase
 
 from rladapt.protocols import CollectingAgent
+from rladapt.collect.guard import require_main_guard
 from rladapt.collect.base import EpisodeStats
 from rladapt.collect.batch import BatchLayout, BatchStorage
 from rladapt.collect.remote import (
@@ -334,6 +335,7 @@ class WorkerCollector(EpisodeStats):
     def __init__(self, agent: Any, source: Any, num_envs: int, workers: Workers, stats_window: int = 100,
                  role: Any = None) -> None:
         super().__init__(stats_window)
+        require_main_guard(f"learn(..., workers={workers.count})")
         self.agent, self.settings, self.role = agent, workers, role
         self._role_running = False
         self.num_envs = num_envs

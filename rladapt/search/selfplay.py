@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 
+from rladapt.collect.guard import require_main_guard
 from rladapt.collect.base import EpisodeStats
 from rladapt.collect.remote import AgentBlueprint, WorkerError, agent_state, derived_seed
 from rladapt.collect.workers import SharedWeights, Workers
@@ -99,6 +100,7 @@ class SelfPlayCollector(EpisodeStats):
 
     def _start(self, agent: Any) -> None:
         settings = self.settings
+        require_main_guard(f"self-play with workers={settings.count}")
         context = torch.multiprocessing.get_context(settings.start_method)
         self.weights = SharedWeights(agent)
         blueprint = AgentBlueprint.of(agent)
