@@ -66,6 +66,22 @@ class NaNObservation(Line):
         return np.array([0.0, np.nan if self.t == 5 else 0.0], np.float32)
 
 
+class NaNInNestedObservation(Line):
+    """A Dict observation that AutoAdapt flattens for an MLP: the NaN must be named by its key."""
+
+    observation_space = gym.spaces.Dict({
+        "pos": gym.spaces.Box(-1, 1, (2,), np.float32),
+        "mode": gym.spaces.Discrete(3),
+        "vel": gym.spaces.Box(-np.inf, np.inf, (2, 3), np.float32),
+    })
+
+    def observe(self):
+        vel = np.zeros((2, 3), np.float32)
+        if self.t == 4:
+            vel[1, 2] = np.inf
+        return {"pos": np.zeros(2, np.float32), "mode": 1, "vel": vel}
+
+
 class NaNReward(Line):
     def reward(self):
         return float("nan") if self.t == 3 else 0.0
@@ -203,6 +219,10 @@ CASES = [
      ["ObservationError", "observation is 1.5", "Discrete(4)"]),
     ("missing key of a nested observation", lambda: learn_on(MissingKey), EnvError, ["observation['goal']", "missing"]),
     ("NaN observation", lambda: learn_on(NaNObservation), NonFiniteError, ["env 0", "observation[1] = nan", "step 5", "check_finite=False"]),
+    ("inf in a nested observation, flattened for the agent", lambda: learn_on(NaNInNestedObservation), NonFiniteError,
+     ["env 0", "returned observation['vel'][1, 2] = inf", "step 4"]),
+    ("inf in a nested observation, in a worker", lambda: learn_on(NaNInNestedObservation, workers=Workers(1, max_restarts=0)),
+     rladapt.collect.WorkerError, ["NonFiniteError", "observation['vel'][1, 2] = inf"]),
     ("NaN reward", lambda: learn_on(NaNReward, DQN(seed=0, learning_starts=0, num_envs=2)), NonFiniteError, ["reward = nan", "step 3"]),
     ("infinite reward", lambda: learn_on(InfReward), NonFiniteError, ["reward = inf", "step 4"]),
     ("env raising in step", lambda: learn_on(RaisesAtStep7), EnvError,

@@ -33,6 +33,7 @@ from rladapt.collect.batch import CARRIED_KEYS, BatchLayout, BatchStorage, obser
 from rladapt.errors import ActionMaskError, NonFiniteError
 from rladapt.opponents import bind_learner
 from rladapt.spaces import path_str
+from rladapt.wrappers.observations import VectorObservation
 
 __all__ = ["VectorCollector"]
 
@@ -350,7 +351,7 @@ class VectorCollector(EpisodeStats):
             element = int(bad[row, env].nonzero()[0])
             value = tensor.reshape(tensor.shape[0], tensor.shape[1], -1)[row, env, element].item()
             step = first_step + row + offset  # the env's own step count since collection began
-            index = f"{name}[{element}]" if tensor[0, 0].numel() > 1 else name
+            index = self._entry_name(name, env, element) if tensor[0, 0].numel() > 1 else name
             when = "after its reset" if step == 0 else f"at its step {step} since collection began"
             env_name = f"env {self.first_index + env}"
             if what == "action":
@@ -362,6 +363,16 @@ class VectorCollector(EpisodeStats):
                 f"{env_name} returned {index} = {value} {when}. rladapt checks every batch for NaN and inf "
                 f"(they would poison the networks); fix the env, or turn the check off with check_finite=False"
             )
+
+    def _entry_name(self, name: str, env: int, element: int) -> str:
+        """``observation[3]`` as the env's own observation names it (``observation['vel'][1]``)
+        where AutoAdapt flattened a nested observation into the vector the agent sees."""
+        chain = getattr(self.envs, "envs", [None] * (env + 1))[env]  # in-process vector envs hold their envs
+        while name == "observation" and chain is not None:
+            if isinstance(chain, VectorObservation):
+                return chain.describe_index(element)
+            chain = getattr(chain, "env", None)
+        return f"{name}[{element}]"
 
     def _read_mask(self, info: dict, done: np.ndarray) -> np.ndarray:
         mask = info.get("action_mask")

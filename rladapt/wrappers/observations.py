@@ -26,6 +26,7 @@ from rladapt.spaces import (
     is_image,
     leaves,
     nvec,
+    path_str,
     vector_size,
 )
 
@@ -86,11 +87,13 @@ class VectorObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
             raise ValueError("VectorObservation: no leaf left to convert")
         self._nested = kept[0][0] != () or len(kept) > 1
         self._paths: list[Path] = []
+        self._leaves: list[spaces.Space] = []
         self._writers: list[tuple[slice, Callable[[Any, np.ndarray], None]]] = []
         lows, highs, offset = [], [], 0
         for path, leaf in kept:
             size = vector_size(leaf)
             self._paths.append(path)
+            self._leaves.append(leaf)
             self._writers.append((slice(offset, offset + size), _vector_writer(leaf)))
             low, high = _bounds(leaf)
             lows.append(low)
@@ -102,6 +105,26 @@ class VectorObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
         self._plain_box = not self._nested and isinstance(leaf, spaces.Box)
         self._one_hot_start = int(leaf.start) if not self._nested and isinstance(leaf, spaces.Discrete) else None
         self.observation_space = spaces.Box(np.concatenate(lows), np.concatenate(highs), dtype=np.float32)
+
+    def describe_index(self, index: int, root: str = "observation") -> str:
+        """Where entry ``index`` of the vector comes from in the wrapped env's observation, as
+        its own keys name it: ``observation['vel'][1]`` (a Box leaf's element, in the leaf's shape),
+        ``observation['mode'] (one-hot entry 2)`` (a discrete leaf).
+
+        :param index: an index into this wrapper's observation vector.
+        :param root: what to call the observation.
+        :raises IndexError: ``index`` is outside the vector.
+        """
+        if not 0 <= index < self._size:
+            raise IndexError(f"index {index} is outside the observation vector of size {self._size}")
+        for path, leaf, (where, _) in zip(self._paths, self._leaves, self._writers):
+            if where.start <= index < where.stop:
+                name, offset = path_str(path, root), index - where.start
+                if not isinstance(leaf, spaces.Box):
+                    return f"{name} (one-hot entry {offset})"
+                element = np.unravel_index(offset, leaf.shape) if leaf.shape else ()
+                return name + (f"[{', '.join(str(int(i)) for i in element)}]" if element else "")
+        raise AssertionError("the writers cover the whole vector")  # pragma: no cover
 
     def observation(self, observation: Any) -> np.ndarray:
         if self._plain_box:
