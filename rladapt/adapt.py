@@ -64,7 +64,9 @@ from rladapt.wrappers import (
 )
 from rladapt.wrappers.chain import find_wrapper
 from rladapt.wrappers.masks import SOURCES as MASK_SOURCES
-from rladapt.wrappers.multiplayer import TURN_KEYS, NextPlayerTurns, OpponentSeats, PettingZooTurns, has_attribute, is_aec_env
+from rladapt.wrappers.multiplayer import (
+    TURN_KEYS, NextPlayerTurns, OpponentSeats, PettingZooTurns, RememberPositions, aec_in, has_attribute, is_aec_env,
+)
 from rladapt.opponents import resolve_opponent
 from rladapt.wrappers.observations import image_target_shape
 from rladapt.wrappers.state import FACILITIES as STATE_FACILITIES, EnvState, get_state, restore_problem, set_state, state_facility
@@ -581,6 +583,10 @@ class _Builder:
         facility = state_facility(self.env)
         self.note("env_state", f"env state saved by {STATE_FACILITIES[facility]}, with every wrapper's state",
                   f"{self.agent_name} searches from saved states (env.get_state() / env.set_state(state))")
+        if aec_in(self.env) is not None:
+            self.wrap("remember_positions", RememberPositions, "each observation -> the game position behind it remembered",
+                      f"{self.agent_name} starts its search at the position an observation shows, which a game's "
+                      f"observation need not say (history planes, OpenSpiel tensors)")
 
     # -- actions -----------------------------------------------------------------------------
     def actions(self) -> None:

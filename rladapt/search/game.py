@@ -18,15 +18,24 @@ observation shows (the search starts there when the agent acts in an env).
 
 from __future__ import annotations
 
+import ast
+import copy
+import importlib
+import inspect
+import sys
 from abc import ABC, abstractmethod
 from typing import Any, Hashable
 
 import numpy as np
 
 from rladapt.envs.tictactoe import LINES, TicTacToeEnv
+from rladapt.wrappers.multiplayer import recall_position
 from rladapt.wrappers.state import get_state, set_state
 
-__all__ = ["GAMES", "GameError", "PettingZooGame", "TicTacToeGame", "TurnBasedGame", "game_for", "game_name", "make_game", "register_game"]
+__all__ = [
+    "GAMES", "GameError", "PettingZooGame", "TicTacToeGame", "TurnBasedGame", "build_from_spec", "copy_aec", "game_for", "game_name", "game_spec",
+    "make_game", "register_game",
+]
 
 
 class GameError(TypeError):
@@ -221,64 +230,99 @@ _PETTINGZOO_BOARDS = {
 
 
 class PettingZooGame(TurnBasedGame):
-    """A PettingZoo AEC game (``tictactoe_v3``, ``connect_four_v3`` ...) as a :class:`TurnBasedGame`.
+    """A PettingZoo AEC game as a :class:`TurnBasedGame`: PettingZoo's classic games (go, chess,
+    connect four, tic-tac-toe, ...), OpenSpiel's games through shimmy's
+    ``OpenSpielCompatibilityV0``, and any AEC env whose agents share one discrete action space.
 
-    The player to move is ``agent_selection``; its observation and legal moves are
-    ``observe(agent)["observation"]`` and ``["action_mask"]``; the outcome is each agent's
-    cumulative reward. Positions are saved with :func:`rladapt.wrappers.state.get_state` (every
-    PettingZoo wrapper's state too). :meth:`from_observation` knows the boards of the classic
-    games in :data:`_PETTINGZOO_BOARDS` (the observation's two planes are the mover's and the
-    other's pieces).
+    The player to move is ``agent_selection``; its observation is ``observe(agent)["observation"]``
+    (or the whole observation when it is not a dict) and its legal moves the ``action_mask`` of
+    the observation or of ``infos[agent]`` (all moves when neither has one); the outcome is each
+    agent's cumulative reward. Positions are saved with :func:`rladapt.wrappers.state.get_state`
+    (every PettingZoo wrapper's state too). :attr:`spec` says how to build the game again
+    (worker processes, checkpoints): the env's constructor and its arguments, read from the env.
 
-    :param env: an AEC env (``connect_four_v3.env()``); it is reset here.
+    :meth:`from_observation` rebuilds a position from its observation for the boards of
+    :data:`_PETTINGZOO_BOARDS` (the observation's two planes are the mover's and the other's
+    pieces); for every other game it starts from the position an adapted env remembered with the
+    observation (:class:`rladapt.wrappers.multiplayer.RememberPositions`, which AutoAdapt inserts
+    for search agents).
+
+    :param env: an AEC env (``go_v5.env(board_size=5)``); it is reset here.
     :param seed: seed of the first reset.
+    :param spec: how to build the game again (default: read from ``env``, see :func:`game_spec`).
     """
 
-    def __init__(self, env: Any, seed: int | None = None) -> None:
+    def __init__(self, env: Any, seed: int | None = None, spec: str | None = None) -> None:
         for name in ("observe", "possible_agents", "last"):
             if not hasattr(env, name):
                 raise GameError(f"{type(env).__name__} is not a PettingZoo AEC env (it has no {name})")
         self.env = env
+        # Reads go to the base env: PettingZoo's wrappers forward every attribute through
+        # __getattr__, which cost a search on go 5x5 a fifth of its time.
+        self._raw = env.unwrapped
         self.name = env.metadata.get("name", type(env.unwrapped).__name__)
         self.agents = list(env.possible_agents)
         self.num_players = len(self.agents)
-        self.num_actions = int(env.action_space(self.agents[0]).n)
-        self.observation_shape = tuple(env.observation_space(self.agents[0])["observation"].shape)
+        action_space = env.action_space(self.agents[0])
+        if not hasattr(action_space, "n"):
+            raise GameError(f"{self.name}: search needs a Discrete action space, got {action_space}")
+        self.num_actions = int(action_space.n)
+        space = env.observation_space(self.agents[0])
+        inner = space["observation"] if hasattr(space, "spaces") and "observation" in space.spaces else space
+        self.observation_shape = tuple(inner.shape)
+        self.spec = spec if spec is not None else (self.name if self.name in _PETTINGZOO_BOARDS else game_spec(env))
         self.reset(seed)
 
     def reset(self, seed: int | None = None) -> None:
         self.env.reset(seed=seed)
-        self._cached: dict[str, Any] | None = None
+        self._cached: Any = None
 
-    def _observed(self) -> dict[str, Any]:
+    def spawn(self) -> "PettingZooGame":
+        return PettingZooGame(copy_aec(self.env), spec=self.spec)
+
+    def _observed(self) -> Any:
         if self._cached is None:
-            self._cached = self.env.observe(self.env.agent_selection)
+            self._cached = self.env.observe(self._raw.agent_selection)
         return self._cached
 
     def current_player(self) -> int:
-        return self.agents.index(self.env.agent_selection)
+        return self.agents.index(self._raw.agent_selection)
 
     def legal_actions(self) -> np.ndarray:
         if self.is_terminal():
             return np.zeros(self.num_actions, dtype=bool)
-        return np.asarray(self._observed()["action_mask"], dtype=bool)
+        observed = self._observed()
+        mask = observed.get("action_mask") if isinstance(observed, dict) else None
+        if mask is None:
+            mask = self._raw.infos.get(self._raw.agent_selection, {}).get("action_mask")
+        if mask is None:
+            return np.ones(self.num_actions, dtype=bool)
+        return np.asarray(mask, dtype=bool)
 
     def step(self, action: int) -> None:
         if not self.legal_actions()[int(action)]:
             raise ValueError(f"action {action} is not legal for {self.env.agent_selection} in {self.name}")
         self.env.step(int(action))
+        # Agents done but still selected take their None step (PettingZoo's dead steps).
+        while not self.is_terminal() and self._done(self._raw.agent_selection):
+            self.env.step(None)
         self._cached = None
 
+    def _done(self, agent: str) -> bool:
+        raw = self._raw
+        return bool(raw.terminations.get(agent, True) or raw.truncations.get(agent, True))
+
     def is_terminal(self) -> bool:
-        env = self.env
-        return not env.agents or all(env.terminations[a] or env.truncations[a] for a in env.agents)
+        agents = self._raw.agents
+        return not agents or all(self._done(a) for a in agents)
 
     def outcome(self) -> np.ndarray:
-        rewards = self.env._cumulative_rewards
+        rewards = self._raw._cumulative_rewards
         return np.array([float(rewards.get(a, 0.0)) for a in self.agents])
 
     def observation(self) -> np.ndarray:
-        return np.asarray(self._observed()["observation"])
+        observed = self._observed()
+        return np.asarray(observed["observation"] if isinstance(observed, dict) else observed)
 
     def clone(self) -> Any:
         return get_state(self.env)
@@ -288,9 +332,6 @@ class PettingZooGame(TurnBasedGame):
         self._cached = None
 
     def _cells(self) -> tuple[list[int], Any, str]:
-        if self.name not in _PETTINGZOO_BOARDS:
-            raise GameError(f"rladapt does not know how {self.name} stores its board: search works in self-play, but "
-                            f"acting from an observation needs one of {sorted(_PETTINGZOO_BOARDS)}")
         path, _ = _PETTINGZOO_BOARDS[self.name]
         holder: Any = self.env.unwrapped
         parts = path.split(".")
@@ -299,10 +340,14 @@ class PettingZooGame(TurnBasedGame):
         return getattr(holder, parts[-1]), holder, parts[-1]
 
     def key(self) -> Hashable:
-        cells, _, _ = self._cells()
-        return tuple(cells)
+        if self.name in _PETTINGZOO_BOARDS:
+            cells, _, _ = self._cells()
+            return tuple(cells)
+        return self.current_player(), np.ascontiguousarray(self.observation()).tobytes()
 
     def from_observation(self, observation: np.ndarray) -> "PettingZooGame":
+        if self.name not in _PETTINGZOO_BOARDS:
+            return self._remembered(observation)
         cells_now, _, _ = self._cells()
         _, shape = _PETTINGZOO_BOARDS[self.name]
         planes = np.asarray(observation).reshape(*shape, 2)
@@ -314,11 +359,10 @@ class PettingZooGame(TurnBasedGame):
         board = np.zeros(shape, dtype=np.int64)
         board[mine] = mover + 1
         board[theirs] = 2 - mover
-        import copy
-
         game = PettingZooGame.__new__(PettingZooGame)
         game.__dict__.update({k: v for k, v in self.__dict__.items() if k != "env"})
         game.env = copy.deepcopy(self.env)
+        game._raw = game.env.unwrapped
         game.reset()
         cells, holder, attribute = game._cells()
         if not isinstance(cells, list):
@@ -329,6 +373,147 @@ class PettingZooGame(TurnBasedGame):
             raw.agent_selection = raw._agent_selector.next()
         game._cached = None
         return game
+
+    def _remembered(self, observation: np.ndarray) -> "PettingZooGame":
+        state = recall_position(observation)
+        if state is None:
+            raise GameError(
+                f"{self.name}'s observation does not say its position, and no adapted env of this process returned this "
+                f"observation: search agents act on envs adapted for them (AutoAdapt(env, agent) remembers the position "
+                f"behind each observation), or search from a game (agent.search_root(game))"
+            )
+        game = self.spawn()
+        try:
+            game.restore(state)
+        except (TypeError, ValueError) as error:
+            raise GameError(f"the position remembered for this observation is not one of {self.spec}: {error}") from None
+        return game
+
+
+#: Modules a game spec may import when the process has not imported them (the registry's rule:
+#: rladapt never imports a module only because a file names it; these are the game libraries').
+SPEC_MODULE_PREFIXES = ("pettingzoo.", "shimmy.", "shimmy")
+
+
+def _literal(value: Any) -> Any:
+    """A constructor argument as a literal a spec can hold (a pyspiel game as its string)."""
+    if type(value).__module__ == "pyspiel":
+        return str(value)
+    try:
+        if ast.literal_eval(repr(value)) == value:
+            return value
+    except (ValueError, SyntaxError):
+        pass
+    raise GameError(f"the argument {value!r} ({type(value).__name__}) cannot be written into a game spec")
+
+
+def game_spec(env: Any) -> str:
+    """How to build a PettingZoo AEC env again, as ``"module:factory(key=value, ...)"``: PettingZoo's
+    ``pettingzoo.classic.go_v5:env(board_size=5)``, shimmy's
+    ``shimmy.openspiel_compatibility:OpenSpielCompatibilityV0(game_name='hex(board_size=5)')``.
+    The arguments are read from the env's ``EzPickle`` record of its constructor call (PettingZoo's
+    and shimmy's envs keep one); those equal to their defaults and ``render_mode`` are left out.
+
+    :param env: the AEC env (wrapped or not).
+    :raises GameError: the env keeps no record of its constructor arguments, or one is not a literal.
+    """
+    raw = env.unwrapped
+    args, kwargs = getattr(raw, "_ezpickle_args", None), getattr(raw, "_ezpickle_kwargs", None)
+    if args is None or kwargs is None:
+        raise GameError(f"{type(raw).__name__} does not record its constructor arguments (gymnasium.utils.EzPickle), so rladapt "
+                        f"cannot build it again in worker processes and checkpoints: register it with "
+                        f"rladapt.search.game.register_game(name, factory) and pass game=name")
+    parameters = [p for p in inspect.signature(type(raw).__init__).parameters.values() if p.name != "self"]
+    given = {**dict(zip((p.name for p in parameters), args)), **kwargs}
+    for p in parameters:  # an argument the record lacks but the env keeps (shimmy's OpenSpiel config)
+        if p.name not in given and p.name != "render_mode" and hasattr(raw, p.name):
+            given[p.name] = getattr(raw, p.name)
+    defaults = {p.name: p.default for p in parameters}
+    arguments: dict[str, Any] = {}
+    for key, value in given.items():
+        if key == "render_mode" or (key in defaults and defaults[key] is not inspect.Parameter.empty and _same(value, defaults[key])):
+            continue
+        if key == "env" and type(value).__module__ == "pyspiel":  # shimmy: a loaded OpenSpiel game -> its name
+            key = "game_name"
+        arguments[key] = _literal(value)
+    module = type(raw).__module__
+    parts, name = module.split("."), raw.metadata.get("name", "")
+    versioned = ".".join(parts[:2] + [name]) if parts[0] == "pettingzoo" and len(parts) > 2 and name else None
+    if versioned and hasattr(_import(versioned), "env"):
+        factory = f"{versioned}:env"
+    else:
+        factory = f"{module}:{type(raw).__qualname__}"
+    return f"{factory}({', '.join(f'{k}={v!r}' for k, v in arguments.items())})"
+
+
+def _same(value: Any, default: Any) -> bool:
+    try:
+        return bool(value == default) and type(value) is type(default)
+    except Exception:  # an array's == is no truth value
+        return False
+
+
+def _import(module: str) -> Any:
+    if module not in sys.modules and not module.startswith(SPEC_MODULE_PREFIXES):
+        raise GameError(f"the game spec names module {module!r}, which this process has not imported: import it first "
+                        f"(rladapt imports only the game libraries' modules by name: {', '.join(SPEC_MODULE_PREFIXES[:2])})")
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise GameError(f"the game spec names module {module!r}, which cannot be imported ({error})") from None
+
+
+def build_from_spec(spec: str) -> "PettingZooGame":
+    """The game a :func:`game_spec` string describes, at its start.
+
+    :raises GameError: the spec is malformed, names an unimportable module, or builds no AEC env.
+    """
+    module, _, call = spec.partition(":")
+    try:
+        node = ast.parse(call, mode="eval").body
+        if not isinstance(node, ast.Call) or node.args:
+            raise ValueError("expected factory(key=value, ...)")
+        path, func = [], node.func
+        while isinstance(func, ast.Attribute):
+            path.append(func.attr)
+            func = func.value
+        if not isinstance(func, ast.Name):
+            raise ValueError("the factory must be a name")
+        path.append(func.id)
+        kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords}
+    except (SyntaxError, ValueError) as error:
+        raise GameError(f"game spec {spec!r} is not 'module:factory(key=value, ...)' with literal values ({error})") from None
+    factory: Any = _import(module)
+    for name in reversed(path):
+        factory = getattr(factory, name)
+    return PettingZooGame(factory(**kwargs), spec=spec)
+
+
+def copy_aec(env: Any) -> Any:
+    """An independent copy of a PettingZoo AEC env, wrappers included (to be reset by its user).
+
+    ``copy.deepcopy`` of an env that pickles by its constructor arguments (``EzPickle``:
+    PettingZoo's and shimmy's) builds a fresh env from the arguments it recorded, which may miss
+    some (shimmy records no OpenSpiel ``config``: a 5x5 breakthrough would come back 8x8); the
+    copy then takes every attribute of ``env`` (:func:`~rladapt.wrappers.state.set_state`), so it
+    is the same game.
+    """
+    clone = copy.deepcopy(env)
+    try:
+        spec = game_spec(env)
+    except GameError:
+        spec = None
+    if spec is not None and game_spec(clone) != spec:  # the pickled copy lost an argument: build the base from the spec
+        chain = [clone]
+        while chain[-1] is not chain[-1].unwrapped:
+            chain.append(chain[-1].env)
+        base = build_from_spec(spec).env
+        if len(chain) == 1:
+            clone = base
+        else:
+            chain[-2].env = base
+    set_state(clone, get_state(env))
+    return clone
 
 
 def game_for(env: Any) -> TurnBasedGame:
@@ -348,14 +533,10 @@ def game_for(env: Any) -> TurnBasedGame:
     if isinstance(game, TurnBasedGame):
         return game.spawn()
     if hasattr(env, "possible_agents") and hasattr(env, "observe"):
-        import copy
-
-        return PettingZooGame(copy.deepcopy(env))
+        return PettingZooGame(copy_aec(env))
     for value in vars(base).values():  # a gymnasium view of an AEC game holds the AEC env
         if hasattr(value, "observe") and hasattr(value, "possible_agents"):
-            import copy
-
-            return PettingZooGame(copy.deepcopy(value))
+            return PettingZooGame(copy_aec(value))
     raise GameError(
         f"search needs a turn-based game, and {type(base).__name__} is none rladapt knows: use rladapt/TicTacToe-v0, "
         f"a PettingZoo AEC game (rladapt.search.GameEnv.pettingzoo(connect_four_v3.env())), or a "
@@ -364,8 +545,6 @@ def game_for(env: Any) -> TurnBasedGame:
 
 
 def _pettingzoo(name: str) -> TurnBasedGame:
-    import importlib
-
     module = importlib.import_module(f"pettingzoo.classic.{name}")
     return PettingZooGame(module.env())
 
@@ -388,25 +567,30 @@ def register_game(name: str, factory: Any) -> None:
 
 
 def make_game(name: str) -> TurnBasedGame:
-    """The game registered as ``name`` (:data:`GAMES`), at its starting position.
+    """The game ``name`` names, at its starting position: a name of :data:`GAMES`, or a game
+    spec (:func:`game_spec`: ``"pettingzoo.classic.go_v5:env(board_size=5)"``).
 
     :raises ValueError: an unknown name (the message lists the known ones).
+    :raises GameError: a spec that cannot be built (the message says why).
     """
-    if name not in GAMES:
-        raise ValueError(f"unknown game {name!r}; known games: {sorted(GAMES)} (rladapt.search.game.register_game adds one)")
-    return GAMES[name]()
+    if name in GAMES:
+        return GAMES[name]()
+    if ":" in name:
+        return build_from_spec(name)
+    raise ValueError(f"unknown game {name!r}; known games: {sorted(GAMES)}, or a game spec 'module:factory(key=value, ...)' "
+                     f"(rladapt.search.game.register_game adds a name)")
 
 
 def game_name(game: TurnBasedGame) -> str:
-    """The registered name of ``game``'s kind (what the agents' ``game`` setting records).
+    """What the agents' ``game`` setting records of ``game``'s kind: its registered name, or for a
+    PettingZoo/OpenSpiel game its spec (how to build it again, :func:`game_spec`).
 
-    :raises GameError: the game's kind is not registered.
+    :raises GameError: the game's kind is neither registered nor rebuildable from a spec.
     """
     if isinstance(game, TicTacToeGame):
         return "tictactoe"
-    name = getattr(game, "name", None)
-    if isinstance(game, PettingZooGame) and name in GAMES:
-        return name
+    if isinstance(game, PettingZooGame):
+        return game.spec
     for key, factory in GAMES.items():
         if factory is type(game):
             return key
