@@ -124,6 +124,9 @@ class BatchStorage:
     :param share_memory: allocate them in shared memory (worker processes write into them).
     """
 
+    td: TensorDictBase
+    """The ``[T, N]`` batch every consumer reads (views of the base tensors ``plus`` and ``rows``)."""
+
     def __init__(self, layout: BatchLayout, steps: int, num_envs: int, device: torch.device | str = "cpu",
                  share_memory: bool = False) -> None:
         T, N = steps, num_envs
@@ -170,7 +173,6 @@ class BatchStorage:
                 td.set(key, head.get(key))
                 if key != "is_init":
                     td.set(("next", key), tail.get(key))
-        #: The ``[T, N]`` batch (views of the base tensors).
         self.td = td
 
     @property
