@@ -738,9 +738,10 @@ class AutoAdapt(gym.Wrapper):
         >>> from rladapt.agents import DQN
         >>> env = AutoAdapt("Taxi-v4", DQN())
         >>> print(env.plan)
-        1. episode return and length -> info['episode'] (raw score for logging, ...)
-        2. info['action_mask'] (gymnasium Taxi convention) -> info['action_mask'] (bool) (agent uses action masks)
-        3. Discrete(500) observation -> one-hot float32[500] (DQN needs float vectors)
+        1. observations checked against the declared space, rewards -> float (...)  [EnforceSpaces]
+        2. episode return and length -> info['episode'] (raw score for logging, ...)  [EpisodeStatistics]
+        3. info['action_mask'] (gymnasium Taxi convention) -> info['action_mask'] (bool) (agent uses action masks)  [ActionMask]
+        4. Discrete(500) observation -> one-hot float32[500] (DQN needs float vectors)  [VectorObservation]
 
     :param env: an env instance, or a registered env id (made with ``env_kwargs``; Atari ids are
         made with ``frameskip=1`` so the standard pipeline can skip with max-pooling).

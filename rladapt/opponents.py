@@ -10,10 +10,12 @@ whose weights the learner publishes, in worker processes), so self-play works wi
 
 Example:
     >>> from pettingzoo.classic import tictactoe_v3
+    >>> from rladapt import AutoAdapt
+    >>> from rladapt.agents import DQN
     >>> agent = DQN(seed=0)
     >>> env = AutoAdapt(tictactoe_v3.env(), agent, opponent=SnapshotPool(every=5_000, latest=0.5))
-    >>> agent.learn(env, 40_000)
-    >>> agent.evaluate(env, episodes=200, opponent="random", seed=123).rates()
+    >>> agent.learn(env, 40_000)                                                # doctest: +SKIP
+    >>> agent.evaluate(env, episodes=200, opponent="random", seed=123).rates()  # doctest: +SKIP
     {'win': 0.925, 'draw': 0.065, 'loss': 0.01}
 """
 

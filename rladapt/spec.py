@@ -30,6 +30,15 @@ class AgentSpec:
     :param plays_every_seat: in a turn-based game the agent moves for every player (self-play
         search: MCTS, AlphaZero), so AutoAdapt seats no opponents unless ``opponent=`` or ``seat=``
         asks for them.
+
+    Example:
+        >>> spec = AgentSpec(observations={"vector", "image"}, actions={"discrete"}, masks=True)
+        >>> sorted(spec.observations)
+        ['image', 'vector']
+        >>> AgentSpec(actions={"joystick"})
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown kinds ['joystick'] in AgentSpec; observation kinds are [...], action kinds [...]
     """
 
     observations: frozenset[str] = frozenset({"vector"})

@@ -129,7 +129,19 @@ def _inverse_transform(y: torch.Tensor) -> torch.Tensor:
 
 
 def scalar_to_support(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Two-hot encoding of ``h(x)`` over ``-size..size``: ``[..., 2 * size + 1]``, rows sum to 1."""
+    """Two-hot encoding of ``h(x)`` over ``-size..size``: ``[..., 2 * size + 1]``, rows sum to 1.
+
+    ``h(x) = sign(x) (sqrt(|x| + 1) - 1) + 0.001 x`` squashes large values (MuZero's value
+    transform), so a small support covers large returns.
+
+    Example:
+        >>> scalar_to_support(torch.tensor([0.0, 3.0]), size=2)   # h(3) = 1.003
+        tensor([[0.0000, 0.0000, 1.0000, 0.0000, 0.0000],
+                [0.0000, 0.0000, 0.0000, 0.9970, 0.0030]])
+
+    :param x: scalars (any shape).
+    :param size: the support is the integers ``-size..size``.
+    """
     y = _transform(x).clamp(-size, size)
     low = y.floor()
     high_weight = y - low
@@ -141,7 +153,16 @@ def scalar_to_support(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def support_to_scalar(logits: torch.Tensor, size: int) -> torch.Tensor:
-    """The scalar a categorical over ``-size..size`` (logits) stands for: ``h^-1`` of its mean."""
+    """The scalar a categorical over ``-size..size`` (logits) stands for: ``h^-1`` of its mean.
+
+    Example:
+        >>> probabilities = scalar_to_support(torch.tensor([-7.5, 3.0]), size=5)
+        >>> support_to_scalar(probabilities.log(), size=5).round(decimals=3)   # the inverse
+        tensor([-7.5000,  3.0000])
+
+    :param logits: ``[..., 2 * size + 1]`` logits over the support.
+    :param size: the support is the integers ``-size..size``.
+    """
     support = torch.arange(-size, size + 1, dtype=torch.float32, device=logits.device)
     return _inverse_transform((torch.softmax(logits, -1) * support).sum(-1))
 

@@ -56,6 +56,7 @@ class RandomAgent(Agent):
     """Acts uniformly at random among the valid actions. Accepts every observation and action kind.
 
     Example:
+        >>> from rladapt import AutoAdapt
         >>> agent = RandomAgent(seed=0)
         >>> env = AutoAdapt("Taxi-v4", agent)
         >>> agent.evaluate(env, episodes=5).mean  # doctest: +SKIP

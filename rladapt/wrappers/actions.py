@@ -55,8 +55,10 @@ class FlattenMultiDiscreteAction(_JointIndexAction, gym.utils.RecordConstructorA
     product mask of the joint actions.
 
     Example:
-        >>> env.action_space          # MultiDiscrete([3 2])
-        >>> FlattenMultiDiscreteAction(env).action_space
+        >>> class Switches(gym.Env):      # a dial with 3 settings and a 2-way switch
+        ...     action_space = spaces.MultiDiscrete([3, 2])
+        ...     observation_space = spaces.Discrete(1)
+        >>> FlattenMultiDiscreteAction(Switches()).action_space
         Discrete(6)
 
     :param env: the env to wrap.
@@ -183,7 +185,9 @@ class FlattenCompositeAction(_JointIndexAction, gym.utils.RecordConstructorArgs)
     masked. gymnasium has no wrapper for this.
 
     Example:
-        >>> env.action_space    # Dict('direction': Discrete(4), 'strength': Box(0.0, 1.0, (1,), float32))
+        >>> env = gym.make("rladapt/HybridReach-v0")
+        >>> env.action_space
+        Dict('direction': Discrete(4), 'strength': Box(0.0, 1.0, (1,), float32))
         >>> FlattenCompositeAction(env, bins=7).action_space
         Discrete(28)
 
@@ -253,7 +257,9 @@ class FlattenBoxAction(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
     would need the function as an argument; this class rebuilds from the env's spec.
 
     Example:
-        >>> env.action_space    # Dict('heading': Box(-1.0, 1.0, (2,), float32), 'strength': Box(0.0, 1.0, (1,), float32))
+        >>> env = gym.make("rladapt/Reach-v0")
+        >>> env.action_space
+        Dict('heading': Box(-1.0, 1.0, (2,), float32), 'strength': Box(0.0, 1.0, (1,), float32))
         >>> FlattenBoxAction(env).action_space
         Box([-1. -1.  0.], 1.0, (3,), float32)
 

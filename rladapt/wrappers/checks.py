@@ -29,7 +29,8 @@ class EnforceSpaces(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     Example:
         >>> env = EnforceSpaces(gym.make("BipedalWalker-v3"))
-        >>> env.reset(seed=0); type(env.step(env.action_space.sample())[1])
+        >>> _ = env.reset(seed=0)
+        >>> type(env.step(env.action_space.sample())[1])
         <class 'float'>
 
     :param env: the env to wrap (the base env: innermost in an adapted chain).

@@ -163,8 +163,8 @@ class NextPlayerTurns(gym.Wrapper, gym.utils.RecordConstructorArgs):
     and the mover's reward as the scalar one (gymnasium rewards are floats).
 
     Example:
-        >>> env = NextPlayerTurns(MySrlGame())        # step returns ([r0, r1], ...)
-        >>> obs, info = env.reset(seed=0); info["current_player"]
+        >>> env = NextPlayerTurns(MySrlGame())        # doctest: +SKIP
+        >>> obs, info = env.reset(seed=0); info["current_player"]  # doctest: +SKIP
         0
 
     :param env: the env.
@@ -224,6 +224,9 @@ class OpponentSeats(gym.Wrapper, gym.utils.RecordConstructorArgs):
     ``"loss"`` for the learner; every info carries ``info["seat"]``.
 
     Example:
+        >>> from pettingzoo.classic import tictactoe_v3
+        >>> from rladapt.opponents import RandomOpponent
+        >>> from rladapt.wrappers import ActionMask
         >>> env = OpponentSeats(ActionMask(PettingZooTurns(tictactoe_v3.env()), "observation"), [RandomOpponent()])
         >>> obs, info = env.reset(seed=0); info["seat"]
         0

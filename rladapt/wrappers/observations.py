@@ -227,8 +227,11 @@ class NestedObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
     concatenated into one float32 ``"vector"`` entry. Leaves in ``drop`` are left out.
 
     Example:
-        >>> env.observation_space  # Dict(pixels: uint8[64,64,3] image, pos: float32[2], mode: Discrete(3))
-        >>> NestedObservation(env).observation_space
+        >>> class Camera(gym.Env):
+        ...     observation_space = spaces.Dict({"pixels": spaces.Box(0, 255, (64, 64, 3), np.uint8),
+        ...                                      "pos": spaces.Box(-1, 1, (2,)), "mode": spaces.Discrete(3)})
+        ...     action_space = spaces.Discrete(2)
+        >>> NestedObservation(Camera()).observation_space
         Dict('pixels': Box(0, 255, (3, 64, 64), uint8), 'vector': Box(..., (5,), float32))
 
     :param env: the env to wrap.

@@ -26,7 +26,7 @@ after a restore; a state can be restored any number of times.
 
 Example:
     >>> env = gym.make("rladapt/Grid-v0")
-    >>> env.reset(seed=0)
+    >>> _ = env.reset(seed=0)
     >>> state = get_state(env)
     >>> first = env.step(1)
     >>> set_state(env, state)
@@ -172,6 +172,19 @@ def _mujoco_spec() -> Any:
 
 def get_state(env: Any) -> EnvState:
     """Save the state of ``env`` and of every wrapper around it.
+
+    Example:
+        >>> env = gym.make("CartPole-v1")
+        >>> _ = env.reset(seed=0)
+        >>> saved_position = env.unwrapped.state.copy()
+        >>> state = get_state(env)
+        >>> for _ in range(3):
+        ...     _ = env.step(1)
+        >>> set_state(env, state)
+        >>> bool((env.unwrapped.state == saved_position).all())
+        True
+        >>> env.get_wrapper_attr("_elapsed_steps")   # TimeLimit's step count is restored too
+        0
 
     :param env: an env (gymnasium or PettingZoo), wrapped or not.
     :return: the state, for :func:`set_state` (restorable any number of times).
