@@ -68,6 +68,7 @@ from rladapt.wrappers.multiplayer import (
     TURN_KEYS, NextPlayerTurns, OpponentSeats, PettingZooTurns, RememberPositions, aec_in, has_attribute, is_aec_env,
 )
 from rladapt.opponents import resolve_opponent
+from rladapt.wrappers.parallel import AdaptedParallelEnv, is_parallel_env
 from rladapt.wrappers.observations import image_target_shape
 from rladapt.wrappers.state import FACILITIES as STATE_FACILITIES, EnvState, get_state, restore_problem, set_state, state_facility
 
@@ -227,13 +228,18 @@ ENV_FAMILIES = (
     ("rladapt.envs.tictactoe", "board_game"),
     ("pettingzoo.classic", "board_game"),
     ("rladapt.envs", "toy_text"),
+    ("mpe2", "multi_agent"),
+    ("pettingzoo.mpe", "multi_agent"),
+    ("pettingzoo.butterfly", "multi_agent"),
+    ("pettingzoo.sisl", "multi_agent"),
 )
 
 
 def env_family(env: gym.Env) -> str:
     """The family of an env's base class (:data:`ENV_FAMILIES`): ``"classic_control"``,
-    ``"box2d"``, ``"mujoco"``, ``"toy_text"``, ``"atari"``, ``"board_game"``, or ``"other"``."""
-    base = env.unwrapped
+    ``"box2d"``, ``"mujoco"``, ``"toy_text"``, ``"atari"``, ``"board_game"``, ``"multi_agent"``
+    (PettingZoo parallel envs: MPE, butterfly, SISL), or ``"other"``."""
+    base = getattr(env, "unwrapped", env)
     if isinstance(base, PettingZooTurns):  # the game's own class says the family
         base = base.aec.unwrapped
     module = type(base).__module__
@@ -752,6 +758,14 @@ class AutoAdapt(gym.Wrapper):
         the agent accepts, and a fix.
     """
 
+    def __new__(cls, env: Any = None, agent: Any = None, **overrides: Any) -> Any:
+        # (no arguments: copy and pickle make the object before restoring its state)
+        if isinstance(env, str) and env.split(".")[0] in PARALLEL_MODULES:
+            env = _make_parallel(env, overrides.pop("env_kwargs", None) or {})
+        if is_parallel_env(env):  # every agent acts at once: one chain per agent (adapt_parallel)
+            return adapt_parallel(env, agent, **overrides)
+        return super().__new__(cls)
+
     def __init__(self, env: gym.Env | str, agent: Any, **overrides: Any):
         options = AdaptOptions.from_overrides(overrides)
         spec = _agent_spec(agent)
@@ -840,6 +854,91 @@ class AutoAdapt(gym.Wrapper):
     def spec(self) -> gym.envs.registration.EnvSpec | None:
         """The spec of the adapted chain: ``gym.make(env.spec)`` rebuilds it, None if the base env is unregistered."""
         return self.env.spec
+
+
+#: Top-level modules whose env ids (``mpe2.simple_spread_v3``) name PettingZoo parallel envs, made
+#: with the module's ``parallel_env(**env_kwargs)``.
+PARALLEL_MODULES = ("mpe2",)
+
+
+def _make_parallel(env_id: str, kwargs: dict[str, Any]) -> Any:
+    """The parallel env of a module named by ``env_id`` (``mpe2.simple_spread_v3``, or a
+    ``pettingzoo.butterfly`` / ``pettingzoo.sisl`` module)."""
+    import importlib
+
+    try:
+        module = importlib.import_module(env_id)
+    except ImportError as error:
+        raise AdaptError(f"cannot make env {env_id!r}: {error} (multi-agent envs need the extra: pip install 'rladapt[multiagent]')") from None
+    if not callable(getattr(module, "parallel_env", None)):
+        raise AdaptError(f"cannot make env {env_id!r}: the module has no parallel_env() constructor of a PettingZoo parallel env")
+    return module.parallel_env(**kwargs)
+
+
+def adapt_parallel(env: Any, agent: Any, *, agent_ids: bool = False, global_state: bool = False,
+                   **overrides: Any) -> AdaptedParallelEnv:
+    """A PettingZoo parallel env adapted agent by agent (``AutoAdapt(parallel_env, agent)`` calls
+    this): each agent's observation and action go through AutoAdapt's rules for ``agent`` (spaces,
+    masks, images, episode statistics), as one :class:`~rladapt.wrappers.parallel.AdaptedParallelEnv`.
+
+    Example:
+        >>> from mpe2 import simple_spread_v3
+        >>> from rladapt.agents import PPO
+        >>> env = AutoAdapt(simple_spread_v3.parallel_env(), PPO())
+        >>> env.groups, env.observation_space("agent_0")
+        ({'agent': ['agent_0', 'agent_1', 'agent_2']}, Box(-inf, inf, (18,), float32))
+
+    :param env: a PettingZoo ``ParallelEnv`` (an AEC env through ``pettingzoo.utils.aec_to_parallel``).
+    :param agent: the agent whose needs each agent's chain meets.
+    :param agent_ids: append a one-hot of each agent's index in its group to its observation, so a
+        policy shared by the group can tell its members apart.
+    :param global_state: observations become ``{"observation": ..., "state": ...}`` with the env's
+        ``state()`` (or all observations concatenated) for a centralised critic (MAPPO).
+    :param overrides: :class:`AdaptOptions` for every agent's chain. ``frame_skip`` > 1 is refused
+        (all agents step together; one agent's chain cannot repeat the joint step).
+    :raises AdaptError: an override that cannot apply to a parallel env, or an agent's space that
+        no conversion joins to ``agent`` (the message names the agent).
+    """
+    for name in ("opponent", "seat"):
+        if overrides.get(name) is not None:
+            raise AdaptError(f"{name}= applies to turn-based games; in a parallel env every agent acts at once "
+                             f"(train one policy per group instead: rladapt.multiagent.learn_groups)")
+    if (overrides.get("frame_skip") or 1) > 1:
+        raise AdaptError(f"frame_skip={overrides['frame_skip']} cannot apply to a parallel env: every agent steps "
+                         "together, so one agent's chain cannot repeat the joint step")
+    if overrides.get("env_kwargs"):
+        raise AdaptError("env_kwargs applies only when the env is given as an id")
+    base = getattr(env, "unwrapped", env)
+    family = next((f for prefix, f in ENV_FAMILIES if type(base).__module__.startswith(prefix)), "multi_agent")
+
+    def adapt_agent(seat: gym.Env) -> gym.Env:
+        try:
+            return AutoAdapt(seat, agent, frame_skip=1, **{k: v for k, v in overrides.items() if k != "frame_skip"})
+        except AdaptError as error:
+            raise AdaptError(f"agent {seat.agent!r}: {error}") from None
+
+    try:
+        adapted = AdaptedParallelEnv(env, adapt_agent, agent_ids=agent_ids, global_state=global_state, family=family)
+    except ValueError as error:
+        if isinstance(error, AdaptError):
+            raise
+        raise AdaptError(str(error)) from None
+    name = adapted.metadata.get("name") or type(base).__name__
+    groups = ", ".join(f"{group} x{len(members)}" for group, members in adapted.groups.items())
+    steps = [PlanStep("AdaptedParallelEnv", f"PettingZoo parallel {name} ({len(adapted.possible_agents)} agents; "
+                      f"groups {groups}) -> one chain per agent", "every agent acts at once", "parallel_agents")]
+    if agent_ids:
+        steps.append(PlanStep(None, "one-hot agent index within its group -> end of each observation",
+                              "agent_ids=True: a shared policy tells its members apart", "agent_ids"))
+    if global_state:
+        source = "the env's state()" if adapted._env_state else "every agent's observation concatenated"
+        steps.append(PlanStep(None, f"observation -> {{'observation': local, 'state': {source}}}",
+                              "global_state=True: a centralised critic reads the state", "global_state"))
+    for group, plan in adapted.plans.items():
+        steps += [dataclasses.replace(step, change=f"{group}: {step.change}") for step in plan or ()]
+    #: The plan: the parallel step, then each group's chain (its first agent's; every member's is the same).
+    adapted.plan = Plan(steps)
+    return adapted
 
 
 def _make(env_id: str, spec: AgentSpec, options: AdaptOptions) -> Any:

@@ -29,6 +29,10 @@ class EvalResult:
         learner; None for other envs.
     :param seats: turn-based games: the learner's seat per episode (0 moved first).
     :param opponent: turn-based games: who the learner played (the opponents' names).
+    :param agent_returns: parallel multi-agent envs: each agent's raw return per episode
+        (``{agent: returns}``); ``returns`` is then the mean over the agents of each episode.
+    :param group_returns: parallel multi-agent envs: the mean return of each group's agents per
+        episode (``{group: returns}``).
     """
 
     returns: np.ndarray
@@ -36,6 +40,8 @@ class EvalResult:
     outcomes: np.ndarray | None = None
     seats: np.ndarray | None = None
     opponent: str | None = None
+    agent_returns: dict[str, np.ndarray] | None = None
+    group_returns: dict[str, np.ndarray] | None = None
 
     def rates(self, seat: int | None = None) -> dict[str, float]:
         """The fractions of games won, drawn and lost (``{"win", "draw", "loss"}``), over every
@@ -69,6 +75,8 @@ class EvalResult:
         if self.outcomes is not None:
             r = self.rates()
             games = f", vs={self.opponent}, win={r['win']:.3f}, draw={r['draw']:.3f}, loss={r['loss']:.3f}"
+        if self.group_returns:
+            games += ", " + ", ".join(f"{group}={np.mean(r):.3f}" for group, r in self.group_returns.items())
         return f"EvalResult(mean={self.mean:.3f}, std={self.std:.3f}, episodes={len(self.returns)}{games})"
 
 

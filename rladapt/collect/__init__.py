@@ -66,6 +66,6 @@ def make_collector(agent: Any, source: EnvSource, num_envs: int, workers: int | 
             raise ValueError("workers rebuild the envs in their own processes: pass the env, its id or a factory, not a vector env")
         settings = workers if isinstance(workers, Workers) else Workers(int(workers))
         return WorkerCollector(agent, source, num_envs, settings)
-    envs = source.probe if source.kind == "vector" else make_vector_env(source.env_fns(num_envs), vectorization or "sync")
+    envs = source.vector_env(num_envs, vectorization or "sync")
     masks = bool(agent.use_masks)
     return VectorCollector(envs, masks=masks, mask_size=mask_size(agent.action_space) if masks else None, device=agent.device)

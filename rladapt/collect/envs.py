@@ -12,7 +12,10 @@ steps:
   instance itself is stepped (never closed by rladapt); with more, copies are made with
   ``copy.deepcopy`` (by pickling for worker processes), and the plan says so; an env that cannot be
   copied gets a clear error naming the fixes;
-- ``"vector"``: a vector env, taken as adapted and stepped as it is (not closed).
+- ``"vector"``: a vector env, taken as adapted and stepped as it is (not closed);
+- ``"parallel"``: a PettingZoo parallel env (adapted agent by agent): ``num_envs`` copies of it
+  (deep copies, or the user's factory) whose agents are the slots of one
+  :class:`~rladapt.collect.slots.AgentSlotsVectorEnv`, all sharing one policy.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
 from rladapt.adapt import AutoAdapt, env_family
+from rladapt.wrappers.parallel import AdaptedParallelEnv, is_parallel_env
 
 __all__ = ["AdaptedFactory", "EnvError", "EnvRebuildError", "EnvSource", "IndexedEnv", "adapt_for", "make_vector_env"]
 
@@ -36,7 +40,7 @@ class EnvRebuildError(ValueError):
 def adapt_for(agent: Any, env: Any) -> Any:
     """``env`` adapted for ``agent`` (an agent, agent class or ``AgentSpec``): an id or a plain env
     through ``AutoAdapt``; an ``AutoAdapt`` env or a vector env as it is."""
-    if isinstance(env, (AutoAdapt, gym.vector.VectorEnv)):
+    if isinstance(env, (AutoAdapt, gym.vector.VectorEnv, AdaptedParallelEnv)):
         return env
     return AutoAdapt(env, agent)
 
@@ -168,17 +172,26 @@ class EnvSource:
         self.factory: Callable[[], gym.Env] | None = None
         if isinstance(env, gym.vector.VectorEnv):
             self.kind, self.probe, self.owns_probe = "vector", env, False
+        elif isinstance(env, AdaptedParallelEnv) or is_parallel_env(env):
+            self.kind, self.probe, self.owns_probe = "parallel", adapt_for(agent, env), not isinstance(env, AdaptedParallelEnv)
         elif isinstance(env, (str, gym.Env)):
             self.probe = adapt_for(agent, env)
             self.owns_probe = isinstance(env, str)
-            self.kind = "spec" if _rebuildable(self.probe) else "instance"
+            if isinstance(self.probe, AdaptedParallelEnv):  # an id of a parallel env (mpe2.simple_spread_v3)
+                self.kind = "parallel"
+            else:
+                self.kind = "spec" if _rebuildable(self.probe) else "instance"
         elif callable(env):
             self.factory = AdaptedFactory(env, self.agent_class)
             self.kind, self.probe, self.owns_probe = "factory", self.factory(), True
+            if isinstance(self.probe, AdaptedParallelEnv):
+                self.kind = "parallel"
         else:
             raise TypeError(
                 f"expected an env, an env id, a vector env or a zero-argument env factory, got {type(env).__name__}"
             )
+        #: The agents one policy acts for (parallel envs: every agent, which must share spaces).
+        self.slot_agents = self.probe.group_agents(None) if self.kind == "parallel" else None
         #: Whether the vector env of a one-env run is the probe itself (an unregistered instance).
         self.steps_probe = False
         self._eval_copy: gym.Env | None = None
@@ -187,11 +200,15 @@ class EnvSource:
     @property
     def observation_space(self) -> gym.Space:
         """The adapted env's single observation space."""
+        if self.kind == "parallel":
+            return self.probe.observation_space(self.slot_agents[0])
         return self.probe.single_observation_space if self.kind == "vector" else self.probe.observation_space
 
     @property
     def action_space(self) -> gym.Space:
         """The adapted env's single action space."""
+        if self.kind == "parallel":
+            return self.probe.action_space(self.slot_agents[0])
         return self.probe.single_action_space if self.kind == "vector" else self.probe.action_space
 
     @property
@@ -210,6 +227,8 @@ class EnvSource:
     @property
     def name(self) -> str:
         """The env id, or the env class name."""
+        if self.kind == "parallel":
+            return self.probe.metadata.get("name") or type(self.probe.unwrapped).__name__
         spec = getattr(self.probe, "spec", None)
         base = getattr(self.probe, "unwrapped", self.probe)
         return getattr(spec, "id", None) or getattr(base, "env_id", None) or type(base).__name__
@@ -221,14 +240,28 @@ class EnvSource:
             raise EnvRebuildError("a vector env is stepped as it is: it cannot be copied")
         if self.kind == "spec":
             return [functools.partial(_make_from_spec, self.probe.spec) for _ in range(num_envs)]
-        if self.kind == "factory":
+        if self.kind == "factory" or (self.kind == "parallel" and self.factory is not None):
             return [self.factory] * num_envs
-        if num_envs == 1:  # the instance itself: nothing to copy
+        if num_envs == 1 and self.kind != "parallel":  # the instance itself: nothing to copy
             self.steps_probe = True
             probe = self.probe
             return [lambda: _Borrowed(probe)]
         copies = [self._deepcopy() for _ in range(num_envs)]
         return [lambda env=env: env for env in copies]
+
+    def vector_env(self, num_envs: int, mode: str = "sync") -> gym.vector.VectorEnv:
+        """The vector env a collector steps: ``num_envs`` adapted envs (``mode`` ``"sync"`` or
+        ``"async"``), or for a parallel env ``num_envs`` copies whose agents are the slots
+        (``num_envs * agents`` of them; in-process only)."""
+        if self.kind == "vector":
+            return self.probe
+        if self.kind == "parallel":
+            if mode != "sync":
+                raise ValueError(f"vectorization={mode!r}: the copies of a parallel env are stepped in-process (sync)")
+            from rladapt.collect.slots import AgentSlotsVectorEnv
+
+            return AgentSlotsVectorEnv(self.env_fns(num_envs), self.slot_agents)
+        return make_vector_env(self.env_fns(num_envs), mode)
 
     def _deepcopy(self) -> gym.Env:
         try:
@@ -253,6 +286,8 @@ class EnvSource:
             return functools.partial(_make_from_spec, self.probe.spec)
         if self.kind == "factory":
             return self.factory
+        if self.kind == "parallel":
+            raise EnvRebuildError("the copies of a parallel env are stepped in-process: train it with workers=0")
         if self.kind == "instance":
             import cloudpickle
 
@@ -265,6 +300,9 @@ class EnvSource:
 
     def copies_note(self, num_envs: int, remote: bool) -> str | None:
         """What the plan says about how the envs were made, when it is not from the spec or a factory."""
+        if self.kind == "parallel":
+            return (f"{num_envs} copies of the parallel env ({'the factory' if self.factory else 'copy.deepcopy'}), "
+                    f"{num_envs * len(self.slot_agents)} agent slots sharing one policy")
         if self.kind != "instance":
             return None
         if num_envs == 1 and not remote:

@@ -51,6 +51,16 @@ def evaluate(
     episodes = positive_int("episodes", episodes)
     source = EnvSource(env, agent)
     probe = source.probe
+    if source.kind == "parallel":
+        try:
+            if video_dir is not None or opponent is not None:
+                raise ValueError("video_dir= and opponent= apply to single-agent and turn-based envs; a parallel env "
+                                 "is evaluated with every agent acting through its group's policy")
+            bind_agent(agent, source.observation_space, source.action_space, source.family, env=probe)
+            return evaluate_parallel({group: agent for group in probe.groups}, probe, episodes, deterministic,
+                                     agent.config.seed if seed is None else seed)
+        finally:
+            source.close()
     recorder = None
     seats = None
     try:
@@ -109,3 +119,51 @@ def evaluate(
             recorder.close() if recorder.owns_env else recorder.finish()
         source.close()
     return EvalResult(np.asarray(returns, dtype=np.float64), np.asarray(lengths, dtype=np.int64))
+
+
+def evaluate_parallel(policies: dict[str, Any], env: Any, episodes: int = 10, deterministic: bool = True,
+                      seed: int | None = None) -> EvalResult:
+    """Play ``episodes`` episodes of an adapted parallel env, each agent acting through its group's
+    policy, and return every agent's and group's raw returns (:class:`EvalResult`'s
+    ``agent_returns`` and ``group_returns``; ``returns`` is the mean over the agents).
+
+    :param policies: ``{group: agent}`` for every group of ``env`` (agents bound to its spaces).
+    :param env: an :class:`~rladapt.wrappers.parallel.AdaptedParallelEnv`.
+    :param episodes: number of episodes.
+    :param deterministic: take the most likely action.
+    :param seed: seed of the first reset.
+    """
+    missing = sorted(set(env.groups) - set(policies))
+    if missing:
+        raise ValueError(f"no policy for the groups {missing} of this env (policies for {sorted(policies)})")
+    by_agent = {agent: policies[group] for agent, group in env.group_by_agent.items()}
+    agent_returns: dict[str, list[float]] = {agent: [] for agent in env.possible_agents}
+    lengths: list[int] = []
+    for episode in range(episodes):
+        obs, infos = env.reset(seed=None if seed is None else seed + episode)
+        totals = {agent: 0.0 for agent in env.possible_agents}
+        states: dict[str, Any] = {}
+        length = 0
+        while env.agents:
+            actions = {}
+            for name in env.agents:
+                policy = by_agent[name]
+                mask = infos.get(name, {}).get("action_mask") if policy.use_masks else None
+                if policy.state_specs():
+                    actions[name], states[name] = policy.act(obs[name], mask, deterministic, state=states.get(name))
+                else:
+                    actions[name] = policy.act(obs[name], mask, deterministic)
+            obs, rewards, terminations, truncations, infos = env.step(actions)
+            length += 1
+            for name, reward in rewards.items():
+                totals[name] += float(reward)
+                stats = infos.get(name, {}).get("episode")
+                if (terminations.get(name) or truncations.get(name)) and stats is not None:
+                    totals[name] = float(stats["r"])  # the raw return, before any reward change of the chain
+        lengths.append(length)
+        for name in env.possible_agents:
+            agent_returns[name].append(totals[name])
+    per_agent = {name: np.asarray(r, dtype=np.float64) for name, r in agent_returns.items()}
+    per_group = {group: np.mean([per_agent[a] for a in members], axis=0) for group, members in env.groups.items()}
+    return EvalResult(np.mean(list(per_agent.values()), axis=0), np.asarray(lengths, dtype=np.int64),
+                      agent_returns=per_agent, group_returns=per_group)

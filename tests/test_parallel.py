@@ -1,0 +1,118 @@
+"""PettingZoo parallel envs (every agent acts at once) through AutoAdapt, the agent-slot vector env
+and the usual loop: parameter-shared learners (IPPO), centralised critics (MAPPO), groups."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pettingzoo")
+mpe2 = pytest.importorskip("mpe2")
+
+from mpe2 import simple_adversary_v3, simple_spread_v3  # noqa: E402
+from pettingzoo.test import parallel_api_test  # noqa: E402
+
+from rladapt import AdaptError, AutoAdapt  # noqa: E402
+from rladapt.agents import DQN, PPO, RandomAgent  # noqa: E402
+from rladapt.collect.slots import AgentSlotsVectorEnv  # noqa: E402
+from rladapt.collect.vector import VectorCollector  # noqa: E402
+from rladapt.spec import bind_agent  # noqa: E402
+
+
+def test_parallel_api_test_passes_before_and_after_adaptation():
+    parallel_api_test(simple_spread_v3.parallel_env(), num_cycles=100)
+    adapted = AutoAdapt(simple_spread_v3.parallel_env(), PPO())
+    parallel_api_test(adapted, num_cycles=100)
+    assert adapted.groups == {"agent": ["agent_0", "agent_1", "agent_2"]}
+    assert adapted.plan.rules[0] == "parallel_agents"
+    with_state = AutoAdapt(simple_spread_v3.parallel_env(), PPO(), global_state=True, agent_ids=True)
+    parallel_api_test(with_state, num_cycles=100)
+    space = with_state.observation_space("agent_1")
+    assert space["observation"].shape == (18 + 3,) and space["state"].shape == (54,)
+    obs, _ = with_state.reset(seed=0)
+    np.testing.assert_array_equal(obs["agent_1"]["observation"][-3:], [0, 1, 0])  # its index in the group
+    np.testing.assert_allclose(obs["agent_0"]["state"], with_state.env.state())
+
+
+def test_each_agent_gets_the_single_agent_rules():
+    # DQN needs a Discrete action: the continuous MPE actions are discretised per agent.
+    env = AutoAdapt(simple_spread_v3.parallel_env(continuous_actions=True), DQN(), action_bins=3)
+    assert "DiscretizeAction" in env.plan.wrappers
+    assert all(env.action_space(agent).__class__.__name__ == "Discrete" for agent in env.possible_agents)
+    parallel_api_test(env, num_cycles=50)
+
+
+def test_mixed_groups_keep_their_own_spaces():
+    env = AutoAdapt(simple_adversary_v3.parallel_env(), PPO())
+    assert env.groups == {"adversary": ["adversary_0"], "agent": ["agent_0", "agent_1"]}
+    assert env.observation_space("adversary_0").shape == (8,) and env.observation_space("agent_0").shape == (10,)
+    with pytest.raises(ValueError, match="policies="):
+        PPO(seed=0).learn(env, steps=64, progress=False, run_dir=False)
+
+
+def test_overrides_that_cannot_apply_to_a_parallel_env_are_refused():
+    with pytest.raises(AdaptError, match="frame_skip=2"):
+        AutoAdapt(simple_spread_v3.parallel_env(), PPO(), frame_skip=2)
+    with pytest.raises(AdaptError, match="opponent="):
+        AutoAdapt(simple_spread_v3.parallel_env(), PPO(), opponent="random")
+
+
+def test_an_id_of_a_parallel_env_is_made_with_its_kwargs():
+    env = AutoAdapt("mpe2.simple_spread_v3", PPO(), env_kwargs={"N": 2})
+    assert env.possible_agents == ["agent_0", "agent_1"]
+
+
+def test_agents_leaving_mid_episode_become_dead_slots_that_are_not_transitions():
+    kaz = pytest.importorskip("pettingzoo.butterfly.knights_archers_zombies_v11")
+    adapted = AutoAdapt(kaz.parallel_env(spawn_delay=5), PPO())
+    slots = AgentSlotsVectorEnv([lambda: copy.deepcopy(adapted)])
+    assert slots.num_envs == 4
+    slots.reset(seed=3)
+    rng = np.random.default_rng(0)
+    env = slots.envs[0]
+    left = None
+    for _ in range(3000):
+        before = list(env.agents)
+        obs, reward, terminated, truncated, _ = slots.step(rng.integers(0, 6, size=4))
+        if env.agents and len(env.agents) < len(before):
+            left = sorted(set(before) - set(env.agents))[0]
+            break
+    assert left is not None, "no agent left mid-episode in 3000 random steps"
+    index = slots.agents.index(left)
+    assert terminated[index]  # its last step is a done
+    for _ in range(3):
+        if not env.agents:
+            break
+        obs, reward, terminated, truncated, _ = slots.step(rng.integers(0, 6, size=4))
+        assert terminated[index] and reward[index] == 0.0 and not obs[index].any()
+    # The collector keeps none of a dead slot's steps: each follows a done, so valid=False.
+    collector = VectorCollector(AgentSlotsVectorEnv([lambda: copy.deepcopy(adapted)]))
+    agent = PPO(seed=0)
+    bind_agent(agent, collector.observation_space, collector.action_space)
+    collector.reset(seed=3)
+    batch = collector.collect(agent, 400)
+    done = batch["next", "terminated"] | batch["next", "truncated"]
+    assert not bool((batch["valid"][1:] & done[:-1]).any())
+
+
+def test_ippo_trains_and_evaluates_per_agent_and_group():
+    agent = PPO(seed=0)
+    env = AutoAdapt(simple_spread_v3.parallel_env(max_cycles=10), agent)
+    agent.learn(env, steps=3_000, num_envs=2, progress=False, run_dir=False)
+    result = agent.evaluate(env, episodes=3)
+    assert set(result.agent_returns) == {"agent_0", "agent_1", "agent_2"}
+    assert set(result.group_returns) == {"agent"}
+    np.testing.assert_allclose(result.returns, np.mean([result.agent_returns[a] for a in env.possible_agents], axis=0))
+    assert (result.lengths == 10).all()
+
+
+@pytest.mark.slow
+def test_ippo_learns_simple_spread_above_random():
+    agent = PPO(seed=0)
+    env = AutoAdapt(simple_spread_v3.parallel_env(), agent)
+    agent.learn(env, steps=300_000, progress=False, run_dir=False)
+    trained = agent.evaluate(env, episodes=50, seed=1000)
+    random = RandomAgent(seed=0).evaluate(AutoAdapt(simple_spread_v3.parallel_env(), RandomAgent()), episodes=50, seed=1000)
+    assert trained.mean > random.mean + 4.0, (trained, random)
