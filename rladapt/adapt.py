@@ -68,7 +68,7 @@ from rladapt.wrappers.multiplayer import (
     TURN_KEYS, NextPlayerTurns, OpponentSeats, PettingZooTurns, RememberPositions, aec_in, has_attribute, is_aec_env,
 )
 from rladapt.opponents import resolve_opponent
-from rladapt.wrappers.parallel import AdaptedParallelEnv, is_parallel_env
+from rladapt.wrappers.parallel import AdaptedParallelEnv, group_of, is_parallel_env
 from rladapt.wrappers.observations import image_target_shape
 from rladapt.wrappers.state import FACILITIES as STATE_FACILITIES, EnvState, get_state, restore_problem, set_state, state_facility
 
@@ -764,6 +764,9 @@ class AutoAdapt(gym.Wrapper):
             env = _make_parallel(env, overrides.pop("env_kwargs", None) or {})
         if is_parallel_env(env):  # every agent acts at once: one chain per agent (adapt_parallel)
             return adapt_parallel(env, agent, **overrides)
+        if isinstance(agent, dict):
+            raise AdaptError("an agent per group ({group: agent}) applies to PettingZoo parallel envs; this env is "
+                             f"{type(env).__name__}")
         return super().__new__(cls)
 
     def __init__(self, env: gym.Env | str, agent: Any, **overrides: Any):
@@ -889,7 +892,8 @@ def adapt_parallel(env: Any, agent: Any, *, agent_ids: bool = False, global_stat
         ({'agent': ['agent_0', 'agent_1', 'agent_2']}, Box(-inf, inf, (18,), float32))
 
     :param env: a PettingZoo ``ParallelEnv`` (an AEC env through ``pettingzoo.utils.aec_to_parallel``).
-    :param agent: the agent whose needs each agent's chain meets.
+    :param agent: the agent whose needs each agent's chain meets, or ``{group: agent}`` to adapt
+        each group (:func:`~rladapt.wrappers.parallel.group_of`) for its own agent.
     :param agent_ids: append a one-hot of each agent's index in its group to its observation, so a
         policy shared by the group can tell its members apart.
     :param global_state: observations become ``{"observation": ..., "state": ...}`` with the env's
@@ -912,8 +916,14 @@ def adapt_parallel(env: Any, agent: Any, *, agent_ids: bool = False, global_stat
     family = next((f for prefix, f in ENV_FAMILIES if type(base).__module__.startswith(prefix)), "multi_agent")
 
     def adapt_agent(seat: gym.Env) -> gym.Env:
+        own = agent
+        if isinstance(agent, dict):  # one agent per group (rladapt.multiagent.learn_groups)
+            group = group_of(seat.agent)
+            if group not in agent:
+                raise AdaptError(f"agent {seat.agent!r} is in group {group!r}, which has no agent in {sorted(agent)}")
+            own = agent[group]
         try:
-            return AutoAdapt(seat, agent, frame_skip=1, **{k: v for k, v in overrides.items() if k != "frame_skip"})
+            return AutoAdapt(seat, own, frame_skip=1, **{k: v for k, v in overrides.items() if k != "frame_skip"})
         except AdaptError as error:
             raise AdaptError(f"agent {seat.agent!r}: {error}") from None
 

@@ -65,6 +65,25 @@ def image_layout(shape: tuple[int, ...]) -> str | None:
     return None
 
 
+#: The keys of an observation that carries a global state beside the agent's own observation
+#: (``AutoAdapt(parallel_env, agent, global_state=True)``): the actor reads the first, a
+#: centralised critic both.
+GLOBAL_STATE_KEYS = ("observation", "state")
+
+
+def has_global_state(space: spaces.Space) -> bool:
+    """``space`` is ``Dict(observation=vector, state=vector)``: an agent's own observation and the
+    global state for a centralised critic (MAPPO)."""
+    return (isinstance(space, spaces.Dict) and tuple(sorted(space.spaces)) == tuple(sorted(GLOBAL_STATE_KEYS))
+            and all(isinstance(space[k], spaces.Box) and not is_image(space[k]) for k in GLOBAL_STATE_KEYS))
+
+
+def defaults_kind(space: spaces.Space) -> str:
+    """The observation kind that per-kind defaults read: :func:`observation_kind`, except that an
+    observation with a global state (:func:`has_global_state`) is the kind of the agent's own."""
+    return observation_kind(space["observation"]) if has_global_state(space) else observation_kind(space)
+
+
 def observation_kind(space: spaces.Space) -> str:
     """``"nested"`` (a Dict), ``"image"`` (:func:`is_image`), ``"index"`` (Discrete) or
     ``"vector"`` (any other Box) for an adapted observation space (the kinds of ``AgentSpec``)."""

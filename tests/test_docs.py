@@ -44,6 +44,7 @@ DOCTEST_MODULES = [
     "rladapt.search.env",
     "rladapt.spec",
     "rladapt.tune",
+    "rladapt.multiagent",
     "rladapt.wrappers.actions",
     "rladapt.wrappers.checks",
     "rladapt.wrappers.masks",

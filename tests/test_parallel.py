@@ -116,3 +116,46 @@ def test_ippo_learns_simple_spread_above_random():
     trained = agent.evaluate(env, episodes=50, seed=1000)
     random = RandomAgent(seed=0).evaluate(AutoAdapt(simple_spread_v3.parallel_env(), RandomAgent()), episodes=50, seed=1000)
     assert trained.mean > random.mean + 4.0, (trained, random)
+
+
+def test_mappo_critic_reads_the_global_state_and_the_actor_only_its_own_observation():
+    from rladapt.agents.nets import GlobalStateEncoder
+    from tensordict import TensorDict
+    import torch
+
+    agent = PPO(seed=0)
+    env = AutoAdapt(simple_spread_v3.parallel_env(), agent, global_state=True)
+    agent.learn(env, steps=600, num_envs=2, progress=False, run_dir=False)
+    assert isinstance(agent.policy.encoder, GlobalStateEncoder)
+    obs, _ = env.reset(seed=0)
+    one = {k: torch.as_tensor(v).unsqueeze(0) for k, v in obs["agent_0"].items()}
+    changed = {**one, "state": one["state"] + 1.0}
+    with torch.no_grad():
+        a = agent.policy(TensorDict(observation=TensorDict(one, [1]), batch_size=[1]), deterministic=True)
+        b = agent.policy(TensorDict(observation=TensorDict(changed, [1]), batch_size=[1]), deterministic=True)
+        logits_a = agent.policy.head(agent.policy.features(TensorDict(one, [1]))[0])
+        logits_b = agent.policy.head(agent.policy.features(TensorDict(changed, [1]))[0])
+    assert not torch.allclose(a["value"], b["value"])
+    torch.testing.assert_close(logits_a, logits_b)
+
+
+def test_learn_groups_trains_one_agent_per_group_on_its_own_slots():
+    from rladapt.multiagent import evaluate_groups, learn_groups
+
+    policies = {"adversary": PPO(seed=0), "agent": DQN(seed=1)}
+    learn_groups(simple_adversary_v3.parallel_env(max_cycles=10), policies, steps=1_000, num_envs=2, run_dir=False)
+    assert policies["adversary"].num_timesteps >= 1_000 and policies["agent"].num_timesteps >= 1_000
+    assert policies["adversary"].observation_space.shape == (8,) and policies["agent"].observation_space.shape == (10,)
+    result = evaluate_groups(simple_adversary_v3.parallel_env(max_cycles=10), policies, episodes=2)
+    assert set(result.group_returns) == {"adversary", "agent"}
+    with pytest.raises(ValueError, match="group 'agent', which has no agent"):
+        learn_groups(simple_adversary_v3.parallel_env(), {"adversary": PPO()}, steps=100)
+
+
+def test_a_failing_group_stops_every_group_with_an_error_naming_it():
+    from rladapt.multiagent import learn_groups
+
+    broken = PPO(recurrent="lstm", n_steps=32, sequence_length=7)  # 7 does not divide 32: fails at build
+    with pytest.raises(RuntimeError, match="group 'adversary' failed: ValueError: .*sequence_length=7"):
+        learn_groups(simple_adversary_v3.parallel_env(max_cycles=10), {"adversary": broken, "agent": PPO(seed=0)},
+                     steps=500, num_envs=1, run_dir=False, timeout=60)

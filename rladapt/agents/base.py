@@ -45,7 +45,7 @@ from rladapt.checks import check_settings
 from rladapt.registry import register
 from rladapt.collect.batch import OutSpecs, action_spec
 from rladapt.errors import ActionMaskError, ObservationError
-from rladapt.spaces import action_kind, describe, env_action, mask_size, observation_kind, observation_mismatch
+from rladapt.spaces import action_kind, defaults_kind, describe, env_action, mask_size, observation_kind, observation_mismatch
 from rladapt.spaces import COMPOSITE_SPACES, action_at, flatten_mask
 from rladapt.spec import AgentSpec
 from rladapt.types import ActionValues, EvalResult
@@ -296,7 +296,7 @@ class Agent(nn.Module):
             return
         self.observation_space, self.action_space = observation_space, action_space
         self.obs_kind, self.act_kind = observation_kind(observation_space), action_kind(action_space)
-        defaults = self.default_settings(self.obs_kind, self.act_kind)
+        defaults = self.default_settings(defaults_kind(observation_space), self.act_kind)
         filled = {k: v for k, v in defaults.items() if getattr(self.config, k) is None}
         self.hp = dataclasses.replace(self.config, **filled)
         with torch.random.fork_rng(devices=[]), self.torch_threads():

@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from rladapt.agents.masks import MASKED_LOGIT, masked_log_probs, sample_categorical
-from rladapt.spaces import is_image, leaves, nvec, observation_kind
+from rladapt.spaces import has_global_state, is_image, leaves, nvec, observation_kind
 from rladapt.spaces import COMPOSITE_SPACES, DISCRETE_LEAVES, action_leaves, action_widths, mask_size, stored_action
 
 
@@ -479,6 +479,9 @@ class ObservationStats:
     @torch.no_grad()
     def update_obs_stats(self, obs: torch.Tensor | TensorDictBase) -> None:
         """Fold a batch of raw observations into the running observation statistics."""
+        if isinstance(self.encoder, GlobalStateEncoder):
+            self.encoder.update_stats(obs)
+            return
         norm = self.obs_norm
         if norm is None:
             return
@@ -487,11 +490,53 @@ class ObservationStats:
         norm.update(obs.reshape(obs.shape[0], -1).float())
 
 
+class GlobalStateEncoder(nn.Module):
+    """MAPPO's inputs (:func:`rladapt.spaces.has_global_state`): the agent's own observation for
+    the actor, the global state for the centralised critic, each flattened (and standardised when
+    asked). The forward returns both."""
+
+    def __init__(self, space: spaces.Dict, normalize: bool = False) -> None:
+        super().__init__()
+        self.local = FlattenVector(space["observation"], normalize)
+        self.state = FlattenVector(space["state"], normalize)
+
+    def forward(self, obs: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.local(obs.get("observation")), self.state(obs.get("state"))
+
+    @torch.no_grad()
+    def update_stats(self, obs: TensorDictBase) -> None:
+        """Fold a batch of raw observations into both running statistics."""
+        for part, key in ((self.local, "observation"), (self.state, "state")):
+            if part.norm is not None:
+                x = obs.get(key)
+                part.norm.update(x.reshape(x.shape[0], -1).float())
+
+
+class SplitMLP(nn.Module):
+    """An actor MLP and a critic MLP over different inputs (MAPPO: the agent's observation and the
+    global state).
+
+    :param actor_in: actor input features.
+    :param critic_in: critic input features.
+    :param hidden: hidden layer sizes of both.
+    """
+
+    def __init__(self, actor_in: int, critic_in: int, hidden: tuple[int, ...]) -> None:
+        super().__init__()
+        self.actor = mlp([actor_in, *hidden], nn.Tanh)
+        self.critic = mlp([critic_in, *hidden], nn.Tanh)
+
+    def forward(self, x: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.actor(x[0]), self.critic(x[1])
+
+
 class ActorCritic(ObservationStats, nn.Module):
     """Policy and value networks for PPO/A2C, chosen from the spaces.
 
-    Vector observations get separate actor and critic MLPs (a :class:`DualMLP`); images and nested observations share
-    one encoder (a CNN) between two linear heads. A custom ``encoder`` (any module mapping a batch
+    Vector observations get separate actor and critic MLPs (a :class:`DualMLP`); an observation
+    with a global state (``{"observation", "state"}``, :func:`rladapt.spaces.has_global_state`)
+    an actor MLP on the agent's own observation and a centralised critic MLP on the state (MAPPO);
+    images and nested observations share one encoder (a CNN) between two linear heads. A custom ``encoder`` (any module mapping a batch
     of observations to ``[B, F]`` features) replaces the built-in one and is shared.
 
     The forward follows DESIGN.md principle 3: it takes a TensorDict with ``observation`` (and
@@ -516,7 +561,11 @@ class ActorCritic(ObservationStats, nn.Module):
     ) -> None:
         super().__init__()
         kind = observation_kind(observation_space) if encoder is None else "custom"
-        if kind == "vector":
+        if kind == "nested" and has_global_state(observation_space):  # MAPPO: the critic reads the global state
+            self.encoder = GlobalStateEncoder(observation_space, normalize_observations)
+            self.body = SplitMLP(self.encoder.local.out_dim, self.encoder.state.out_dim, hidden)
+            features = hidden[-1]
+        elif kind == "vector":
             self.encoder = FlattenVector(observation_space, normalize_observations)
             self.body = DualMLP(self.encoder.out_dim, hidden)  # separate actor and critic MLPs
             features = hidden[-1]
