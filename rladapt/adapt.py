@@ -760,10 +760,16 @@ class AutoAdapt(gym.Wrapper):
 
     def __new__(cls, env: Any = None, agent: Any = None, **overrides: Any) -> Any:
         # (no arguments: copy and pickle make the object before restoring its state)
+        env_id, env_kwargs = None, None
         if isinstance(env, str) and env.split(".")[0] in PARALLEL_MODULES:
-            env = _make_parallel(env, overrides.pop("env_kwargs", None) or {})
+            env_kwargs = overrides.pop("env_kwargs", None) or {}
+            env_id, env = env, _make_parallel(env, env_kwargs)
         if is_parallel_env(env):  # every agent acts at once: one chain per agent (adapt_parallel)
-            return adapt_parallel(env, agent, **overrides)
+            adapted = adapt_parallel(env, agent, **overrides)
+            # what run directories record, so that eval and resume rebuild it
+            adapted.env_id = env_id
+            adapted.options = ParallelAdaptOptions.from_overrides({**overrides, "env_kwargs": env_kwargs or None})
+            return adapted
         if isinstance(agent, dict):
             raise AdaptError("an agent per group ({group: agent}) applies to PettingZoo parallel envs; this env is "
                              f"{type(env).__name__}")
@@ -858,6 +864,21 @@ class AutoAdapt(gym.Wrapper):
         """The spec of the adapted chain: ``gym.make(env.spec)`` rebuilds it, None if the base env is unregistered."""
         return self.env.spec
 
+
+@dataclass(frozen=True)
+class ParallelAdaptOptions(AdaptOptions):
+    """:class:`AdaptOptions` of a PettingZoo parallel env (:func:`adapt_parallel`), with its own two.
+
+    :param agent_ids: append each agent's one-hot index in its group to its observation.
+    :param global_state: add the global state to each observation for a centralised critic.
+    """
+
+    agent_ids: bool = False
+    global_state: bool = False
+
+
+#: AutoAdapt options that only PettingZoo parallel envs take (:func:`adapt_parallel`).
+PARALLEL_OPTIONS = ("agent_ids", "global_state")
 
 #: Top-level modules whose env ids (``mpe2.simple_spread_v3``) name PettingZoo parallel envs, made
 #: with the module's ``parallel_env(**env_kwargs)``.

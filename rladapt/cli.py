@@ -171,9 +171,9 @@ def _adapt(env_id: str, agent: Any, overrides: dict[str, Any], env_kwargs: dict[
 
 
 def _adapt_fields() -> list[str]:
-    from rladapt.adapt import AdaptOptions
+    from rladapt.adapt import PARALLEL_OPTIONS, AdaptOptions
 
-    return [f.name for f in dataclasses.fields(AdaptOptions)]
+    return [f.name for f in dataclasses.fields(AdaptOptions)] + list(PARALLEL_OPTIONS)
 
 
 # -------------------------------------------------------------------------------------------

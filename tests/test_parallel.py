@@ -159,3 +159,15 @@ def test_a_failing_group_stops_every_group_with_an_error_naming_it():
     with pytest.raises(RuntimeError, match="group 'adversary' failed: ValueError: .*sequence_length=7"):
         learn_groups(simple_adversary_v3.parallel_env(max_cycles=10), {"adversary": broken, "agent": PPO(seed=0)},
                      steps=500, num_envs=1, run_dir=False, timeout=60)
+
+
+def test_cli_trains_mappo_on_a_parallel_env_id_and_evaluates_the_run(tmp_path, capsys):
+    from rladapt.cli import main
+
+    run_dir = tmp_path / "run"
+    code = main(["train", "mpe2.simple_spread_v3", "--agent", "ppo", "--steps", "600", "--num-envs", "2", "--seed", "0",
+                 "--set", "global_state=True", "--run-dir", str(run_dir), "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0 and "global_state=True" in out and "trained" in out
+    assert main(["eval", str(run_dir), "--episodes", "2"]) == 0
+    assert "return" in capsys.readouterr().out

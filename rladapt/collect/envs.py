@@ -227,8 +227,8 @@ class EnvSource:
     @property
     def name(self) -> str:
         """The env id, or the env class name."""
-        if self.kind == "parallel":
-            return self.probe.metadata.get("name") or type(self.probe.unwrapped).__name__
+        if self.kind == "parallel":  # the id it was made from (mpe2.simple_spread_v3), else its own name
+            return self.probe.env_id or self.probe.metadata.get("name") or type(self.probe.unwrapped).__name__
         spec = getattr(self.probe, "spec", None)
         base = getattr(self.probe, "unwrapped", self.probe)
         return getattr(spec, "id", None) or getattr(base, "env_id", None) or type(base).__name__

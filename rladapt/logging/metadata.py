@@ -88,7 +88,7 @@ def run_metadata(env: Any, run_dir: str | Path | None) -> dict[str, Any]:
         out["plan"] = [str(step) for step in plan]
         out["adapt"] = adapt_overrides(env)
     spec = getattr(env, "spec", None)
-    kwargs = getattr(spec, "kwargs", None)
+    kwargs = getattr(spec, "kwargs", None) or getattr(getattr(env, "options", None), "env_kwargs", None)
     if kwargs:
         out["env_kwargs"] = redact(_json_only({k: v for k, v in kwargs.items() if k != "render_mode"}))
     return out

@@ -144,6 +144,10 @@ class AdaptedParallelEnv:
         self.plans = {name: getattr(self.chains[members[0]], "plan", None) for name, members in self.groups.items()}
         #: AutoAdapt's plan for this env (set by :func:`rladapt.adapt.adapt_parallel`).
         self.plan: Any = None
+        #: The id the env was made from (``mpe2.simple_spread_v3``), None for an instance.
+        self.env_id: str | None = None
+        #: AutoAdapt's options for this env (set by AutoAdapt).
+        self.options: Any = None
         self.agents: list[str] = []
         self._last_local: dict[str, np.ndarray] = {}
 
