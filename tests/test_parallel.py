@@ -171,3 +171,21 @@ def test_cli_trains_mappo_on_a_parallel_env_id_and_evaluates_the_run(tmp_path, c
     assert code == 0 and "global_state=True" in out and "trained" in out
     assert main(["eval", str(run_dir), "--episodes", "2"]) == 0
     assert "return" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("make_agent, continuous", [
+    (lambda: PPO(seed=0, recurrent="lstm"), False),
+    (lambda: DQN(seed=0), False),
+    (lambda: __import__("rladapt.agents", fromlist=["SAC"]).SAC(seed=0, learning_starts=100), True),
+], ids=["recurrent-ppo", "dqn", "sac"])
+def test_any_single_agent_agent_learns_on_the_agent_slots(make_agent, continuous, tmp_path):
+    from rladapt import load
+
+    agent = make_agent()
+    env = AutoAdapt(simple_spread_v3.parallel_env(max_cycles=10, continuous_actions=continuous), agent)
+    agent.learn(env, 600, num_envs=2, progress=False, run_dir=False)
+    assert agent.num_timesteps >= 600
+    agent.save(tmp_path / "agent.pt")
+    loaded = load(tmp_path / "agent.pt")
+    first = agent.evaluate(env, episodes=2, seed=5)
+    np.testing.assert_allclose(loaded.evaluate(env, episodes=2, seed=5).returns, first.returns)
