@@ -189,3 +189,11 @@ def test_any_single_agent_agent_learns_on_the_agent_slots(make_agent, continuous
     loaded = load(tmp_path / "agent.pt")
     first = agent.evaluate(env, episodes=2, seed=5)
     np.testing.assert_allclose(loaded.evaluate(env, episodes=2, seed=5).returns, first.returns)
+
+
+def test_worker_processes_collect_whole_copies_of_a_parallel_env():
+    agent = PPO(seed=0, n_steps=16)
+    env = AutoAdapt(simple_spread_v3.parallel_env(max_cycles=10), agent)
+    agent.learn(env, 960, num_envs=2, workers=2, progress=False, run_dir=False)
+    assert agent.num_timesteps == 960  # 2 copies x 3 agents x 16 steps x 10 iterations
+    assert agent.evaluate(env, episodes=1).agent_returns.keys() == {"agent_0", "agent_1", "agent_2"}

@@ -54,6 +54,9 @@ def make_collector(agent: Any, source: EnvSource, num_envs: int, workers: int | 
         if collector is not None:
             return collector
     if workers == "distributed":
+        if source.kind == "parallel":
+            raise ValueError("workers='distributed' does not take a PettingZoo parallel env yet; use workers=N "
+                             "(processes on this machine) or in-process collection")
         from rladapt.collect.distributed import DistributedCollector
 
         return DistributedCollector(agent, num_envs)

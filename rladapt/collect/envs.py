@@ -284,11 +284,9 @@ class EnvSource:
         instance, a copy unpickled from this one's bytes."""
         if self.kind == "spec":
             return functools.partial(_make_from_spec, self.probe.spec)
-        if self.kind == "factory":
+        if self.kind == "factory" or (self.kind == "parallel" and self.factory is not None):
             return self.factory
-        if self.kind == "parallel":
-            raise EnvRebuildError("the copies of a parallel env are stepped in-process: train it with workers=0")
-        if self.kind == "instance":
+        if self.kind in ("instance", "parallel"):
             import cloudpickle
 
             try:

@@ -100,19 +100,23 @@ class EnvBlueprint:
         Atari path applies, else None.
     :param masks: collect ``info["action_mask"]``.
     :param mask_size: length of one mask.
+    :param slot_agents: a PettingZoo parallel env: the agents of each copy that are slots
+        (``make_env`` makes one adapted parallel env; a process's envs are its agent slots).
     """
 
     make_env: Callable[[], gym.Env]
     atari: dict[str, Any] | None
     masks: bool
     mask_size: int | None
+    slot_agents: list[str] | None = None
 
     @classmethod
     def of(cls, source: Any, agent: Any, fast_atari: bool) -> "EnvBlueprint":
         """From a run's :class:`~rladapt.collect.envs.EnvSource` and the learner's agent."""
         atari = atari_fast_path(source.probe) if fast_atari and source.kind == "spec" and not agent.use_masks else None
         masks = bool(agent.use_masks)
-        return cls(source.remote_maker(), atari, masks, mask_size(agent.action_space) if masks else None)
+        return cls(source.remote_maker(), atari, masks, mask_size(agent.action_space) if masks else None,
+                   getattr(source, "slot_agents", None))
 
     def __getstate__(self) -> dict[str, Any]:
         import cloudpickle
@@ -130,6 +134,10 @@ class EnvBlueprint:
             from rladapt.collect.atari import AtariPipelineVectorEnv
 
             return AtariPipelineVectorEnv(len(env_indices), num_threads=1, **self.atari)
+        if self.slot_agents is not None:  # env indices are agent slots, whole copies of the parallel env
+            from rladapt.collect.slots import AgentSlotsVectorEnv
+
+            return AgentSlotsVectorEnv([self.make_env] * (len(env_indices) // len(self.slot_agents)), self.slot_agents)
         return make_vector_env([self.make_env] * len(env_indices), "sync", first_index=env_indices.start)
 
 

@@ -338,9 +338,12 @@ class WorkerCollector(EpisodeStats):
         require_main_guard(f"learn(..., workers={workers.count})")
         self.agent, self.settings, self.role = agent, workers, role
         self._role_running = False
-        self.num_envs = num_envs
+        # A parallel env's copies are split between the workers whole; the columns are their agent slots.
+        per_env = len(source.slot_agents) if getattr(source, "slot_agents", None) else 1
+        self.num_envs = num_envs * per_env
         self.observation_space, self.action_space = agent.observation_space, agent.action_space
-        self.workers = [_Worker(i, r) for i, r in enumerate(split_envs(num_envs, workers.count))]
+        self.workers = [_Worker(i, range(r.start * per_env, r.stop * per_env))
+                        for i, r in enumerate(split_envs(num_envs, workers.count))]
         self.agent_blueprint = AgentBlueprint.of(agent)
         self.env_blueprint = EnvBlueprint.of(source, agent, workers.fast_atari)
         self.layout = BatchLayout.of(agent)
