@@ -115,7 +115,7 @@ def test_ippo_learns_simple_spread_above_random():
     agent.learn(env, steps=300_000, progress=False, run_dir=False)
     trained = agent.evaluate(env, episodes=50, seed=1000)
     random = RandomAgent(seed=0).evaluate(AutoAdapt(simple_spread_v3.parallel_env(), RandomAgent()), episodes=50, seed=1000)
-    assert trained.mean > random.mean + 4.0, (trained, random)
+    assert trained.mean > random.mean + 3.0, (trained, random)
 
 
 def test_mappo_critic_reads_the_global_state_and_the_actor_only_its_own_observation():

@@ -286,3 +286,44 @@ def test_alphazero_self_play_in_worker_processes_trains_through_the_loop(tmp_pat
     split = collector.episode_lengths[0]  # worker 0's game, then worker 1's
     first, second = batch["observation"][:split], batch["observation"][split:]
     assert collector.episodes == 2 and not (len(first) == len(second) and bool((first == second).all()))
+
+
+def test_a_hung_or_killed_self_play_worker_is_restarted_and_its_games_played_again():
+    import os
+    import signal
+    import threading
+    import time
+
+    from pettingzoo.classic import tictactoe_v3
+    from rladapt.collect import Workers
+    from rladapt.collect.remote import WorkerError
+    from rladapt.search.selfplay import SelfPlayCollector
+
+    agent = AlphaZero(seed=0, simulations=16, games_per_iteration=4, gradient_steps=2, batch_size=16)
+    env = AutoAdapt(GameEnv.pettingzoo(tictactoe_v3.env()), agent)
+    agent.learn(env, 1, progress=False, run_dir=False)  # bound to the game
+    collector = SelfPlayCollector(agent, workers=Workers(2, stall_timeout=3.0, max_restarts=1))
+    try:
+        hung = collector.processes[1].pid
+        os.kill(hung, signal.SIGSTOP)  # a process that stops moving: alive, but no heartbeat
+        batch = collector.collect(agent, 4)
+        assert collector.episodes == 4 and len(batch) == sum(collector.episode_lengths)
+        assert collector.restarts == [0, 1] and collector.processes[1].pid != hung
+        assert collector.metrics()["selfplay/worker_restarts"] == 1.0
+        # Killed mid-game: worker 0 dies, is restarted once, and the games still come back.
+        def kill_once_it_moves(start: int = int(collector.heartbeat[0])) -> None:
+            while int(collector.heartbeat[0]) == start:
+                time.sleep(0.005)
+            os.kill(collector.processes[0].pid, signal.SIGKILL)
+
+        killer = threading.Thread(target=kill_once_it_moves)
+        killer.start()
+        collector.collect(agent, 8)
+        killer.join()
+        assert collector.episodes == 12 and collector.restarts[0] == 1
+        # A second failure of one worker is more than max_restarts=1: a clear error, not a hang.
+        os.kill(collector.processes[1].pid, signal.SIGKILL)
+        with pytest.raises(WorkerError, match="self-play worker 1 died .* restarted 1 times"):
+            collector.collect(agent, 4)
+    finally:
+        collector.close()

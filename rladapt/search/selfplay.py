@@ -14,7 +14,11 @@ With ``workers=N`` the games are split over N processes (``torch.multiprocessing
 :class:`~rladapt.collect.remote.AgentBlueprint` (its ``game`` setting names the game) and reads
 the learner's weights from :class:`~rladapt.collect.workers.SharedWeights` when their version
 changed, as the other worker collectors do; the positions come back over the pipe (a game's
-positions are a few kilobytes). A worker that fails is reported with its traceback.
+positions are a few kilobytes). A worker whose code raises is reported with its traceback. A
+worker that dies, or that makes no move for ``Workers.stall_timeout`` seconds while it has games to
+play (a hung process: each move it plays ticks a shared heartbeat), is killed and restarted with a
+new seed, and its share of the games is played again; after ``Workers.max_restarts`` restarts of
+one worker the run stops with a :class:`~rladapt.collect.remote.WorkerError` that says why.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import contextlib
 import os
 import time
 import traceback
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from typing import Any
 
 import numpy as np
@@ -48,7 +52,22 @@ def positions_batch(games: list[dict[str, np.ndarray]], keys: tuple[str, ...] = 
     return TensorDict(data, batch_size=[len(data[keys[0]]), 1])
 
 
-def _worker_main(index: int, blueprint: AgentBlueprint, seed: int | None, weights: SharedWeights, conn: Connection) -> None:
+class _Heartbeat:
+    """A game whose every move ticks a shared counter, so the learner can tell a slow worker from a hung one."""
+
+    def __init__(self, game: Any, beat: torch.Tensor) -> None:
+        self._game, self._beat = game, beat
+
+    def step(self, *args: Any, **kwargs: Any) -> Any:
+        self._beat += 1
+        return self._game.step(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._game, name)
+
+
+def _worker_main(index: int, blueprint: AgentBlueprint, seed: int | None, weights: SharedWeights, conn: Connection,
+                 heartbeat: torch.Tensor) -> None:
     torch.set_num_threads(1)
     try:
         agent = blueprint.build(seed)
@@ -63,7 +82,8 @@ def _worker_main(index: int, blueprint: AgentBlueprint, seed: int | None, weight
             if weights.version != version:
                 version, _ = weights.read(agent, tensors)
                 agent.weights_changed()
-            conn.send(("games", [agent.self_play_game(agent.game.spawn()) for _ in range(message[1])]))
+            beat = heartbeat[index:index + 1]
+            conn.send(("games", [agent.self_play_game(_Heartbeat(agent.game.spawn(), beat)) for _ in range(message[1])]))
     except (EOFError, BrokenPipeError, ConnectionResetError):
         pass
     except BaseException as error:  # report, then exit non-zero
@@ -95,25 +115,49 @@ class SelfPlayCollector(EpisodeStats):
         self.processes: list[Any] = []
         self.conns: list[Connection] = []
         self.weights: SharedWeights | None = None
+        self.restarts: list[int] = []
         if self.settings is not None:
             self._start(agent)
 
     def _start(self, agent: Any) -> None:
         settings = self.settings
         require_main_guard(f"self-play with workers={settings.count}")
-        context = torch.multiprocessing.get_context(settings.start_method)
+        self.context = torch.multiprocessing.get_context(settings.start_method)
         self.weights = SharedWeights(agent)
-        blueprint = AgentBlueprint.of(agent)
+        self.blueprint = AgentBlueprint.of(agent)
+        self.seed = agent.config.seed
+        self.heartbeat = torch.zeros(settings.count, dtype=torch.int64).share_memory_()
+        self.restarts = [0] * settings.count
         for index in range(settings.count):
-            parent, child = context.Pipe()
-            seed = derived_seed(agent.config.seed, index)
-            process = context.Process(target=_worker_main, args=(index, blueprint, seed, self.weights, child), daemon=True)
-            process.start()
-            child.close()
+            process, conn = self._spawn(index)
             self.processes.append(process)
-            self.conns.append(parent)
+            self.conns.append(conn)
         for index, conn in enumerate(self.conns):
             self._receive(index, conn, "ready", settings.start_timeout)
+
+    def _spawn(self, index: int) -> tuple[Any, Connection]:
+        parent, child = self.context.Pipe()
+        seed = derived_seed(self.seed, index, self.restarts[index]) if self.restarts[index] else derived_seed(self.seed, index)
+        process = self.context.Process(target=_worker_main, args=(index, self.blueprint, seed, self.weights, child,
+                                                                   self.heartbeat), daemon=True)
+        process.start()
+        child.close()
+        return process, parent
+
+    def _restart(self, index: int, why: str) -> None:
+        """Kill worker ``index`` (dead or hung) and start a new one, within ``max_restarts``."""
+        self.restarts[index] += 1
+        if self.restarts[index] > self.settings.max_restarts:
+            self.close()
+            raise WorkerError(f"self-play worker {index} {why}, and was restarted {self.settings.max_restarts} times "
+                              f"already (Workers(max_restarts=...))", worker=index)
+        process, conn = self.processes[index], self.conns[index]
+        with contextlib.suppress(Exception):
+            process.kill()
+            process.join(timeout=5)
+            conn.close()
+        self.processes[index], self.conns[index] = self._spawn(index)
+        self._receive(index, self.conns[index], "ready", self.settings.start_timeout)
 
     def _receive(self, index: int, conn: Connection, expected: str, timeout: float | None = None) -> Any:
         if timeout is not None and not conn.poll(timeout):
@@ -125,12 +169,55 @@ class SelfPlayCollector(EpisodeStats):
             code = self.processes[index].exitcode
             self.close()
             raise WorkerError(f"self-play worker {index} died (exit code {code})", worker=index) from None
+        return self._check(index, message, expected)
+
+    def _check(self, index: int, message: tuple[Any, ...], expected: str) -> Any:
         if message[0] == "error":
             self.close()
             raise WorkerError(f"self-play worker {index} raised {message[1]}", worker=index, worker_traceback=message[2])
         if message[0] != expected:
             raise WorkerError(f"self-play worker {index} sent {message[0]!r}, expected {expected!r}", worker=index)
         return message[1:] if len(message) > 1 else None
+
+    def _play_in_workers(self, games: int) -> list[dict[str, np.ndarray]]:
+        """Each worker's share of ``games``; a worker that dies or hangs is restarted and plays its share again."""
+        count = len(self.conns)
+        pending = {i: games // count + (i < games % count) for i in range(count)}
+        pending = {i: share for i, share in pending.items() if share}
+        progress: dict[int, tuple[int, float]] = {}
+
+        def send(index: int) -> None:
+            self.conns[index].send(("play", pending[index]))
+            progress[index] = (int(self.heartbeat[index]), time.monotonic())
+
+        for index in pending:
+            send(index)
+        played: dict[int, list] = {}
+        while pending:
+            ready = wait([self.conns[i] for i in pending], timeout=0.5)
+            for index in list(pending):
+                conn = self.conns[index]
+                if conn in ready:
+                    try:
+                        message = conn.recv()
+                    except (EOFError, OSError):
+                        self._restart(index, f"died (exit code {self.processes[index].exitcode})")
+                        send(index)
+                        continue
+                    played[index] = self._check(index, message, "games")[0]
+                    del pending[index]
+                    continue
+                beat, since = progress[index]
+                now = time.monotonic()
+                if int(self.heartbeat[index]) != beat:
+                    progress[index] = (int(self.heartbeat[index]), now)
+                elif not self.processes[index].is_alive():
+                    self._restart(index, f"died (exit code {self.processes[index].exitcode})")
+                    send(index)
+                elif now - since > self.settings.stall_timeout:
+                    self._restart(index, f"made no move for {self.settings.stall_timeout:.0f} s (hung)")
+                    send(index)
+        return [game for index in sorted(played) for game in played[index]]
 
     def reset(self, seed: int | None = None) -> None:
         """Nothing to reset: every game starts from the game's starting position."""
@@ -142,12 +229,7 @@ class SelfPlayCollector(EpisodeStats):
             played = [agent.self_play_game(agent.game.spawn()) for _ in range(games)]
         else:
             self.weights.publish(agent, agent.progress)
-            shares = [games // len(self.conns) + (i < games % len(self.conns)) for i in range(len(self.conns))]
-            for conn, share in zip(self.conns, shares):
-                conn.send(("play", share))
-            played = []
-            for index, (conn, share) in enumerate(zip(self.conns, shares)):
-                played.extend(self._receive(index, conn, "games")[0])
+            played = self._play_in_workers(games)
         self.seconds_per_game = (time.perf_counter() - start) / max(1, games)
         lengths = [len(g[self.keys[0]]) for g in played]
         self.steps += sum(lengths)
@@ -155,9 +237,10 @@ class SelfPlayCollector(EpisodeStats):
         return positions_batch(played, self.keys)
 
     def metrics(self) -> dict[str, float]:
-        if self.seconds_per_game is None:
-            return {}
-        return {"selfplay/seconds_per_game": self.seconds_per_game}
+        out = {} if self.seconds_per_game is None else {"selfplay/seconds_per_game": self.seconds_per_game}
+        if self.settings is not None:
+            out["selfplay/worker_restarts"] = float(sum(self.restarts))
+        return out
 
     def close(self) -> None:
         for conn in self.conns:
