@@ -7,11 +7,13 @@ the env's ``state()``). A random policy is the floor. Every ``--eval-every`` env
 three per joint step) each run is evaluated on 30 deterministic episodes with fixed seeds; the
 return is the mean over the agents of their episode returns (``EvalResult.returns``).
 
-Also measured: steps/s of collection with PPO in-process.
+``--throughput``: agent steps/s of PPO's whole learning loop on the same env in-process and with
+``workers=2`` (``--repeats`` runs of each, interleaved), no evaluation.
 
 Usage::
 
     python benchmarks/multiagent_spread.py [--seeds 0 1 2] [--steps 300000] [--eval-every 50000]
+    python benchmarks/multiagent_spread.py --throughput [--steps 100000] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -56,14 +58,34 @@ def run(mode: str, seed: int, steps: int, every: int) -> dict:
             "steps_per_s": agent.num_timesteps / seconds}
 
 
+def throughput(steps: int, repeats: int) -> None:
+    rates: dict[int, list[float]] = {0: [], 2: []}
+    for repeat in range(repeats):
+        for workers in (0, 2):
+            agent = PPO(seed=repeat)
+            env = AutoAdapt(simple_spread_v3.parallel_env(), agent)
+            start = time.perf_counter()
+            agent.learn(env, steps=steps, workers=workers, progress=False, run_dir=False)
+            rates[workers].append(agent.num_timesteps / (time.perf_counter() - start))
+            print(json.dumps({"workers": workers, "repeat": repeat, "steps_per_s": rates[workers][-1]}), flush=True)
+    for workers, values in rates.items():
+        print(f"workers={workers}: {statistics.mean(values):,.0f} agent steps/s (median {statistics.median(values):,.0f}, {len(values)} runs)")
+    print(f"workers=2 / in-process: {statistics.median(rates[2]) / statistics.median(rates[0]):.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=300_000)
     parser.add_argument("--eval-every", type=int, default=50_000)
     parser.add_argument("--json", default=None, help="write every run's row here")
+    parser.add_argument("--throughput", action="store_true", help="steps/s in-process vs workers=2 instead")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.throughput:
+        throughput(args.steps, args.repeats)
+        return
     random = RandomAgent(seed=0)
     floor = random.evaluate(AutoAdapt(simple_spread_v3.parallel_env(), random), episodes=100, seed=10_000).mean
     print(f"random policy: {floor:.2f}")
