@@ -197,3 +197,13 @@ def test_worker_processes_collect_whole_copies_of_a_parallel_env():
     agent.learn(env, 960, num_envs=2, workers=2, progress=False, run_dir=False)
     assert agent.num_timesteps == 960  # 2 copies x 3 agents x 16 steps x 10 iterations
     assert agent.evaluate(env, episodes=1).agent_returns.keys() == {"agent_0", "agent_1", "agent_2"}
+
+
+def test_image_observations_of_a_parallel_env_get_the_image_pipeline_per_agent():
+    pistonball = pytest.importorskip("pettingzoo.butterfly.pistonball_v6")
+    agent = PPO(seed=0, n_steps=8, batch_size=40, n_epochs=1)
+    env = AutoAdapt(pistonball.parallel_env(n_pistons=5, continuous=False, max_cycles=10), agent)
+    assert {"ResizeObservation", "ChannelFirstObservation"} <= set(env.plan.wrappers)
+    agent.learn(env, 80, num_envs=1, progress=False, run_dir=False)
+    assert agent.observation_space.shape == (3, 84, 84) and agent.observation_space.dtype == np.uint8
+    assert len(agent.evaluate(env, episodes=1).agent_returns) == 5
