@@ -39,7 +39,8 @@ class A2CConfig(OnPolicyConfig):
 
     :param lr: learning rate.
     :param ent_coef: entropy bonus coefficient.
-    :param vf_coef: value loss coefficient.
+    :param vf_coef: coefficient of the value loss ``0.5 * mean((V - R)^2)``, the same form as in PPO
+        and IMPALA (1.0 here is SB3's ``vf_coef=0.5`` on the plain MSE, its A2C default).
     :param max_grad_norm: global gradient norm clip.
     :param anneal_lr: anneal the learning rate linearly to 0 over each ``learn`` call (None: the
         per-kind default: on for Box2D envs).
@@ -51,7 +52,7 @@ class A2CConfig(OnPolicyConfig):
 
     lr: float | None = None
     ent_coef: float | None = None
-    vf_coef: float = 0.5
+    vf_coef: float = 1.0
     max_grad_norm: float = 0.5
     anneal_lr: bool | None = None
     normalize_advantage: bool = False

@@ -9,7 +9,7 @@ processes, :class:`~rladapt.collect.remote.EnvRunner` and restart logic as every
     local weights <- shared weights                      (pull; note the shared update count)
     collect n_steps (5) vector steps with the local copy
     advantages: n-step returns bootstrapped from V      (OnPolicyAgent.store, as A2C)
-    loss = -(A * log pi) + vf_coef * (R - V)^2 - ent_coef * entropy  (A2C's actor_critic_loss)
+    loss = -(A * log pi) + vf_coef * (R - V)^2 / 2 - ent_coef * entropy  (A2C's actor_critic_loss)
     its gradient on the local copy (actor_critic_gradient), clipped
     if the shared weights moved more than max_update_lag updates since the pull: drop it (counted)
     else: shared optimiser step with that gradient       (Hogwild: no lock; lock=True: one at a time)
@@ -68,7 +68,8 @@ class A3CConfig(OnPolicyConfig):
 
     :param lr: learning rate of the shared optimiser.
     :param ent_coef: entropy bonus coefficient.
-    :param vf_coef: value loss coefficient.
+    :param vf_coef: coefficient of the value loss ``0.5 * mean((V - R)^2)``, the same form as in PPO
+        and IMPALA (1.0 here is SB3's ``vf_coef=0.5`` on the plain MSE, its A2C default).
     :param max_grad_norm: global gradient norm clip of each worker's gradient.
     :param anneal_lr: anneal the learning rate linearly to 0 over each ``learn`` call.
     :param normalize_advantage: standardise advantages over each worker's rollout.
@@ -84,7 +85,7 @@ class A3CConfig(OnPolicyConfig):
 
     lr: float | None = None
     ent_coef: float | None = None
-    vf_coef: float = 0.5
+    vf_coef: float = 1.0
     max_grad_norm: float = 0.5
     anneal_lr: bool = False
     normalize_advantage: bool = False

@@ -62,7 +62,7 @@ class IMPALAConfig(OnPolicyConfig):
 
     :param lr: learning rate.
     :param ent_coef: entropy bonus coefficient.
-    :param vf_coef: value loss coefficient.
+    :param vf_coef: coefficient of the value loss ``0.5 * mean((vs - V)^2)``, the same form as in PPO, A2C and A3C.
     :param max_grad_norm: global gradient norm clip.
     :param rho_bar: clip of V-trace's importance weights (the paper's rho-bar; None: unclipped).
     :param c_bar: clip of V-trace's trace weights (the paper's c-bar; None: unclipped).

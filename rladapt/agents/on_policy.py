@@ -45,7 +45,8 @@ ACTOR_CRITIC_SPEC = AgentSpec(
 def default_kind(observation_kind: str, action_kind: str, family: str = "other", rows: Any = None) -> str:
     """Which row of an on-policy agent's per-kind defaults applies: images (and nested
     observations) first; then the env family's row for its action kind where the table has one
-    (``"box2d"``, ``"box2d_continuous"``, ``"mujoco"``: longer horizons than classic control);
+    (``"box2d"``, ``"box2d_continuous"``, ``"mujoco"``: longer horizons than classic control;
+    ``"multi_agent"``: PettingZoo parallel envs with discrete actions);
     else ``"continuous"`` or ``"vector"`` (classic control, and every other family).
 
     :param observation_kind: the adapted observation kind.
@@ -57,7 +58,7 @@ def default_kind(observation_kind: str, action_kind: str, family: str = "other",
         return "image"
     generic = "continuous" if action_kind == "continuous" else "vector"
     specific = {("box2d", "vector"): "box2d", ("box2d", "continuous"): "box2d_continuous",
-                ("mujoco", "continuous"): "mujoco"}.get((family, generic))
+                ("mujoco", "continuous"): "mujoco", ("multi_agent", "vector"): "multi_agent"}.get((family, generic))
     return specific if rows is not None and specific in rows else generic
 
 
@@ -82,8 +83,9 @@ def actor_critic_optimizer(agent: Any) -> torch.optim.Optimizer:
 
 def actor_critic_loss(agent: Any, rollout: RolloutBuffer) -> tuple[torch.Tensor, dict[str, float]]:
     """The advantage actor-critic loss (Mnih et al. 2016) over a rollout's valid transitions, and
-    its parts as metrics: ``-(advantage * log_prob) + vf_coef * (value_target - V)^2 - ent_coef *
-    entropy``, with the advantages standardised when ``agent.hp.normalize_advantage``. A2C takes one
+    its parts as metrics: ``-(advantage * log_prob) + vf_coef * 0.5 * (value_target - V)^2 - ent_coef *
+    entropy`` (the value loss has the same ``0.5 * MSE`` form in every actor-critic: PPO, A2C, A3C,
+    IMPALA, so ``vf_coef`` means the same in each), with the advantages standardised when ``agent.hp.normalize_advantage``. A2C takes one
     step of it per rollout; A3C's workers push its gradient into the shared parameters.
 
     :param agent: an on-policy agent with its actor-critic built (``policy.evaluate_actions``).
@@ -101,7 +103,7 @@ def actor_critic_loss(agent: Any, rollout: RolloutBuffer) -> tuple[torch.Tensor,
     log_prob, entropy, value = agent.policy.evaluate_actions(observation, action, mask)
     advantages = normalize(batch.get("advantage")) if hp.normalize_advantage else batch.get("advantage")
     policy_loss = -(advantages * log_prob).mean()
-    value_loss = F.mse_loss(value, batch.get("value_target"))
+    value_loss = 0.5 * F.mse_loss(value, batch.get("value_target"))
     entropy_loss = entropy.mean()
     loss = policy_loss - hp.ent_coef * entropy_loss + hp.vf_coef * value_loss
     return loss, {
@@ -116,8 +118,7 @@ def actor_critic_gradient(agent: Any, rollout: RolloutBuffer) -> dict[str, float
     first); returns the loss's metrics. Where the fast path's hand-written gradient applies
     (:mod:`rladapt.agents.fast`: the built-in vector actor-critic, Discrete actions) it is that
     one: PPO's clipped loss at importance ratio 1 (the rollout's ``log_prob`` came from these very
-    weights) with no clip is the advantage actor-critic loss, and its value loss ``0.5 * MSE``
-    at twice ``vf_coef`` is the ``MSE`` here; autograd otherwise.
+    weights) with no clip is the advantage actor-critic loss; autograd otherwise.
 
     :param agent: an on-policy agent with its actor-critic built, acting with its current weights.
     :param rollout: the rollout its current weights collected, advantages computed.
@@ -134,11 +135,11 @@ def actor_critic_gradient(agent: Any, rollout: RolloutBuffer) -> dict[str, float
     advantages = normalize(batch.get("advantage")) if hp.normalize_advantage else batch.get("advantage")
     log_prob = batch.get("log_prob")
     stats = fast.loss_and_grad(batch.get("observation"), batch.get("action"), log_prob, advantages,
-                               batch.get("value_target"), batch.get("action_mask", None), math.inf, 2.0 * hp.vf_coef,
+                               batch.get("value_target"), batch.get("action_mask", None), math.inf, hp.vf_coef,
                                hp.ent_coef, track=True)
     return {
         "train/policy_loss": float(-(advantages * log_prob).mean()),
-        "train/value_loss": 2.0 * float(stats[1]),
+        "train/value_loss": float(stats[1]),
         "train/entropy": float(stats[2]),
     }
 
