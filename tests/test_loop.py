@@ -479,3 +479,10 @@ def test_the_built_in_agents_and_a_custom_family_agent_satisfy_the_collecting_ag
     for cls in (PPO, A2C, A3C, IMPALA, DQN, SAC, QLearning, RandomAgent, Custom):
         assert isinstance(cls(), CollectingAgent), cls.__name__
     assert not isinstance(object(), CollectingAgent)
+
+
+def test_fast_true_refuses_a_fast_path_that_applies_only_in_part():
+    # normalize_observations: the gradient applies, numpy acting does not; fast=True wants both.
+    with pytest.raises(ValueError, match=r"fast=True.*act: numpy acting does not normalise observations"):
+        PPO(seed=0, fast=True, normalize_observations=True).learn("CartPole-v1", 64, progress=False, run_dir=False)
+    PPO(seed=0, fast=None, normalize_observations=True).learn("CartPole-v1", 64, progress=False, run_dir=False)

@@ -253,14 +253,15 @@ def fast_path_for(agent: Any, fast: bool | None) -> FastActorCritic | None:
     """The one switch point: the agent's fast path, or None for the torch path.
 
     :param agent: an on-policy agent with its actor-critic built.
-    :param fast: None: wherever it applies; True: required (a ``ValueError`` says why it does not
-        apply); False: never.
+    :param fast: None: each part (numpy acting, the hand-written gradient) wherever it applies; True:
+        required whole (a ``ValueError`` names each part that does not apply, and why); False: never.
     """
     if fast is False:
         return None
     parts = exclusions(agent)
-    if fast is True and all(parts.values()):
-        raise ValueError(f"{type(agent).__name__}(fast=True): the fast path does not apply: {parts['act']}")
+    if fast is True and any(parts.values()):
+        missing = "; ".join(f"{part}: {why}" for part, why in parts.items() if why)
+        raise ValueError(f"{type(agent).__name__}(fast=True): the fast path does not apply ({missing})")
     if all(parts.values()):
         return None
     return FastActorCritic(agent, parts)

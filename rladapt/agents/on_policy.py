@@ -160,8 +160,9 @@ class OnPolicyConfig(AgentConfig):
     :param log_std_init: Box actions: the initial log standard deviation of the built-in
         Gaussian policy (0: std 1; None: the per-kind default).
     :param fast: the hand-written fast path of the built-in vector actor-critic
-        (:mod:`rladapt.agents.fast`): None uses it where it applies, True requires it (an error
-        says why it does not apply), False never.
+        (:mod:`rladapt.agents.fast`): None uses each part (numpy acting, the hand-written gradient)
+        where it applies, True requires both (an error names each part that does not apply, and
+        why), False never.
     :param recurrent: ``"lstm"`` or ``"gru"``: a recurrent policy (:mod:`rladapt.agents.recurrent`:
         the encoder, then an actor and a critic core of ``recurrent_hidden`` units, then the
         ``hidden`` MLPs), its hidden state carried with the envs and reset at every episode
