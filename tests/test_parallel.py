@@ -207,3 +207,11 @@ def test_image_observations_of_a_parallel_env_get_the_image_pipeline_per_agent()
     agent.learn(env, 80, num_envs=1, progress=False, run_dir=False)
     assert agent.observation_space.shape == (3, 84, 84) and agent.observation_space.dtype == np.uint8
     assert len(agent.evaluate(env, episodes=1).agent_returns) == 5
+
+
+def test_an_aec_env_turned_parallel_is_adapted_as_a_parallel_env():
+    from pettingzoo.utils.conversions import aec_to_parallel
+
+    env = AutoAdapt(aec_to_parallel(simple_spread_v3.env(max_cycles=20)), PPO())
+    assert env.plan.rules[0] == "parallel_agents"
+    parallel_api_test(env, num_cycles=40)
