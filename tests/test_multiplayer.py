@@ -303,3 +303,14 @@ def test_a_recurrent_learner_plays_itself_with_its_state_threaded_through_each_g
     agent.learn(env, 512, progress=False, run_dir=False)
     result = agent.evaluate(env, episodes=4, opponent="random")
     assert len(result.outcomes) == 4 and set(result.by_seat()) == {0, 1}
+
+
+def test_learn_and_evaluate_take_a_pettingzoo_aec_game_instance_as_it_is():
+    from pettingzoo.classic import tictactoe_v3
+
+    from rladapt.agents import DQN
+
+    agent = DQN(seed=0, learning_starts=50)
+    agent.learn(tictactoe_v3.env(), 200, progress=False, run_dir=False)
+    result = agent.evaluate(tictactoe_v3.env(), episodes=4, opponent="random")
+    assert len(result.outcomes) == 4

@@ -28,6 +28,7 @@ import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
 from rladapt.adapt import AutoAdapt, env_family
+from rladapt.wrappers.multiplayer import is_aec_env
 from rladapt.wrappers.parallel import AdaptedParallelEnv, is_parallel_env
 
 __all__ = ["AdaptedFactory", "EnvError", "EnvRebuildError", "EnvSource", "IndexedEnv", "adapt_for", "make_vector_env"]
@@ -174,7 +175,7 @@ class EnvSource:
             self.kind, self.probe, self.owns_probe = "vector", env, False
         elif isinstance(env, AdaptedParallelEnv) or is_parallel_env(env):
             self.kind, self.probe, self.owns_probe = "parallel", adapt_for(agent, env), not isinstance(env, AdaptedParallelEnv)
-        elif isinstance(env, (str, gym.Env)):
+        elif isinstance(env, (str, gym.Env)) or is_aec_env(env):  # a PettingZoo AEC game is adapted as a turn-based env
             self.probe = adapt_for(agent, env)
             self.owns_probe = isinstance(env, str)
             if isinstance(self.probe, AdaptedParallelEnv):  # an id of a parallel env (mpe2.simple_spread_v3)
