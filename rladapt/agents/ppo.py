@@ -57,13 +57,6 @@ PPO_DEFAULTS: dict[str, dict[str, Any]] = {
     # seeds learned to run on their back (1,894 and 1,768 at 1M); with log -1 6,190-6,548, Hopper
     # still above the zoo (benchmarks/README.md, published rows). The zoo's own rows use -2 to -2.2,
     # which collapsed a Hopper seed here (410) with this row's learning rate.
-    # PettingZoo parallel envs (MPE, butterfly, SISL; num_envs counts env copies, each agent a slot):
-    # the MAPPO paper's MPE settings (Yu et al. 2022: lr 7e-4, 10 epochs, gamma 0.99, GAE 0.95,
-    # entropy 0.01, rollouts of one 25-step episode over many envs). simple_spread_v3 at 300k agent
-    # steps, 10 seeds: -19.3 (IPPO) against -20.9 with the "vector" row (benchmarks/README.md).
-    "multi_agent": dict(num_envs=32, n_steps=25, batch_size=800, n_epochs=10, lr=7e-4, gamma=0.99, gae_lambda=0.95,
-                        clip_range=0.2, anneal_clip=False, ent_coef=0.01, vf_coef=1.0, normalize_observations=False,
-                        normalize_rewards=False),
     "mujoco": dict(num_envs=8, n_steps=256, batch_size=64, n_epochs=10, lr=3e-4, gamma=0.99, gae_lambda=0.95,
                    clip_range=0.2, anneal_clip=False, ent_coef=0.0, vf_coef=0.5, normalize_observations=True,
                    normalize_rewards=True, noise_beta=0.0, log_std_init=-1.0),
