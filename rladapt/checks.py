@@ -111,6 +111,12 @@ SETTING_RULES: dict[str, Rule] = {
     "v_min": Rule("float"), "v_max": Rule("float"), "kappa": _POSITIVE, "noisy": _SWITCH, "noisy_std": _POSITIVE,
     "policy_delay": _COUNT, "critics": _COUNT, "action_noise": _NON_NEGATIVE, "target_policy_noise": _NON_NEGATIVE,
     "target_noise_clip": _NON_NEGATIVE,
+    # Dreamer
+    "deter": _COUNT, "stoch": _COUNT, "classes": Rule("int", 2), "units": _COUNT, "layers": _COUNT,
+    "unimix": Rule("float", 0.0, 1.0, low_open=False), "free_bits": _NON_NEGATIVE, "dyn_scale": _NON_NEGATIVE,
+    "rep_scale": _NON_NEGATIVE, "bins": Rule("int", 2), "horizon": _COUNT, "return_lambda": _FRACTION,
+    "actor_entropy": _NON_NEGATIVE, "model_lr": _POSITIVE, "actor_lr": _POSITIVE, "critic_lr": _POSITIVE,
+    "slow_critic_decay": _FRACTION, "slow_critic_weight": _NON_NEGATIVE, "return_norm_decay": _FRACTION,
 }
 
 

@@ -243,6 +243,23 @@ def _muzero_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
     }
 
 
+def _dreamer_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
+    """Dreamer's search space (around DreamerV3's settings, scaled to CPU-sized networks)."""
+    return {
+        "model_lr": trial.suggest_float("model_lr", 1e-4, 1e-3, log=True),
+        "actor_lr": trial.suggest_float("actor_lr", 3e-5, 3e-4, log=True),
+        "critic_lr": trial.suggest_float("critic_lr", 3e-5, 3e-4, log=True),
+        "gamma": trial.suggest_categorical("gamma", (0.98, 0.985, 0.99, 0.997)),
+        "horizon": trial.suggest_categorical("horizon", (10, 15, 20)),
+        "sequence_length": trial.suggest_categorical("sequence_length", (16, 32, 64)),
+        "train_freq": trial.suggest_categorical("train_freq", (2, 4, 8)),
+        "learning_starts": trial.suggest_categorical("learning_starts", budget.warmups((500, 1_000, 5_000))),
+        "actor_entropy": trial.suggest_categorical("actor_entropy", (1e-4, 3e-4, 1e-3)),
+        "deter": trial.suggest_categorical("deter", (64, 128, 256)),
+        "units": trial.suggest_categorical("units", (64, 128, 256)),
+    }
+
+
 #: A search space: ``space(trial, budget) -> settings`` (keyword arguments of the agent, JSON-friendly
 #: values), sampling with ``trial.suggest_*``. Keyed by the agent class's lowercase name.
 SearchSpace = Callable[["optuna.Trial", SearchBudget], dict[str, Any]]
@@ -250,7 +267,7 @@ SEARCH_SPACES: dict[str, SearchSpace] = {
     "ppo": _ppo_space, "a2c": _a2c_space, "dqn": _dqn_space, "sac": _sac_space, "qlearning": _qlearning_space,
     "td3": _td3_space, "ddpg": _td3_space, "impala": _impala_space, "qrdqn": _qrdqn_space, "c51": _dqn_space,
     "rainbow": _rainbow_space,
-    "muzero": _muzero_space,
+    "muzero": _muzero_space, "dreamer": _dreamer_space,
 }
 
 

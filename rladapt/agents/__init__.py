@@ -10,6 +10,7 @@ from rladapt.agents.a3c import A3C
 from rladapt.agents.alphazero import AlphaZero
 from rladapt.agents.base import Agent, AgentConfig
 from rladapt.agents.dqn import C51, DQN, QRDQN, Rainbow
+from rladapt.agents.dreamer import Dreamer
 from rladapt.agents.impala import IMPALA
 from rladapt.agents.mcts import MCTS
 from rladapt.agents.muzero import MuZero
@@ -26,5 +27,5 @@ __all__ = [
     "Agent", "AgentConfig", "ActionValues", "EvalResult", "OnPolicyAgent", "OnPolicyConfig", "OffPolicyAgent",
     "OffPolicyConfig", "EpsilonGreedyAgent", "PPO", "A2C", "DQN", "SAC", "QLearning", "RandomAgent",
     "A3C", "IMPALA", "TD3", "DDPG", "QRDQN", "C51", "Rainbow", "MCTS", "AlphaZero",
-    "MuZero",
+    "MuZero", "Dreamer",
 ]
