@@ -303,3 +303,18 @@ def test_a_recurrent_learner_plays_itself_with_its_state_threaded_through_each_g
     agent.learn(env, 512, progress=False, run_dir=False)
     result = agent.evaluate(env, episodes=4, opponent="random")
     assert len(result.outcomes) == 4 and set(result.by_seat()) == {0, 1}
+
+
+@pytest.mark.parametrize("make_agent", [lambda: __import__("rladapt.agents", fromlist=["MCTS"]).MCTS(seed=0, simulations=16),
+                                        lambda: PPO(seed=0)], ids=["mcts", "ppo"])
+def test_a_person_plays_one_seat_of_three_player_nim_and_the_agent_the_other_two(make_agent):
+    from rladapt.envs.nim import NimEnv
+
+    agent = make_agent()
+    env = AutoAdapt(NimEnv(num_players=3, render_mode="ansi"), agent)
+    out = io.StringIO()
+    result = agent.play(env, human_seat=1, input=io.StringIO("7\n" + "take 1\n" * 10), file=out)
+    text = out.getvalue()
+    assert "'7' is not a move" in text and "your move (seat 1)" in text
+    assert "moves (seat 0):" in text and "moves (seat 2):" in text and "returns by seat: 0" in text
+    assert result.seats.tolist() == [0] and result.outcomes[0] in ("win", "loss")
