@@ -589,7 +589,11 @@ class _Builder:
         facility = state_facility(self.env)
         self.note("env_state", f"env state saved by {STATE_FACILITIES[facility]}, with every wrapper's state",
                   f"{self.agent_name} searches from saved states (env.get_state() / env.set_state(state))")
-        if aec_in(self.env) is not None:
+
+    def remember_positions(self) -> None:
+        """Inside the seats, so that the positions of every seat's observations are remembered: the
+        learner's, and those of opponents that search (the agent itself at a game's other seats)."""
+        if self.spec.needs_env_state and aec_in(self.env) is not None:
             self.wrap("remember_positions", RememberPositions, "each observation -> the game position behind it remembered",
                       f"{self.agent_name} starts its search at the position an observation shows, which a game's "
                       f"observation need not say (history planes, OpenSpiel tensors)")
@@ -830,6 +834,7 @@ class AutoAdapt(gym.Wrapper):
             builder.flatten_images()
         builder.rewards(use_atari)
         builder.actions()
+        builder.remember_positions()
         if builder.turn_based:
             builder.seats(agent)
             builder.episode_statistics()

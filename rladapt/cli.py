@@ -378,11 +378,16 @@ def cmd_play(args: argparse.Namespace) -> int:
         agent = rladapt.load(checkpoint)
     except CheckpointError as e:
         raise CliError(str(e)) from None
+    if args.human and args.opponent is not None:
+        raise CliError(f"--opponent {args.opponent} does not apply with --human: you take one seat (--seat) and the agent "
+                       f"plays all the others; drop --opponent")
     overrides: dict[str, Any] = {}
     if args.opponent is not None:
         overrides["opponent"] = args.opponent
     if args.seat is not None and not args.human:
         overrides["seat"] = args.seat
+    # With --human the env is the agent's own (seats or not: search agents move for every player);
+    # play seats you and the agent in it.
     env = _adapt(args.env, agent, overrides)
     try:
         human_seat = (args.seat if args.seat is not None else 0) if args.human else None
@@ -502,9 +507,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--human lets you play a seat against it (moves by number or name, read from standard input)."))
     play.add_argument("env", metavar="ENV", help="env id, e.g. rladapt/TicTacToe-v0 or pettingzoo.classic.tictactoe_v3")
     play.add_argument("--agent", required=True, metavar="CKPT", help="agent.pt, a checkpoint file, or a run directory")
-    play.add_argument("--human", action="store_true", help="turn-based games: you play a seat against the agent")
+    play.add_argument("--human", action="store_true", help=(
+        "turn-based games: you play one seat (--seat) and the agent every other one, any agent, any number of seats"))
     play.add_argument("--seat", type=int, default=None, help="with --human your seat (default 0: you move first); else the agent's")
-    play.add_argument("--opponent", default=None, help="turn-based games without --human: the agent's opponent (default: random)")
+    play.add_argument("--opponent", default=None, help=(
+        "turn-based games without --human: the agent's opponent (default: random; search agents: itself at every seat)"))
     play.add_argument("--episodes", type=_positive_int, default=1, help="episodes (games) to play (default: 1)")
     play.add_argument("--seed", type=int, default=None, help="seed of the first reset")
     play.add_argument("--stochastic", action="store_true", help="the agent samples its moves instead of taking the most likely")

@@ -34,7 +34,7 @@ from rladapt.spec import bind_agent
 
 __all__ = [
     "AgentOpponent", "HumanOpponent", "Opponent", "RandomOpponent", "SelfPlay", "SnapshotPool",
-    "bind_learner", "opponent_seats", "resolve_opponent",
+    "bind_learner", "human_table", "opponent_seats", "resolve_opponent", "shown_move",
 ]
 
 OPPONENT_NAMES = ("random", "human", "self", "pool")
@@ -54,13 +54,22 @@ class Opponent:
         self.rng = rng
         self.carried_state = None  # a recurrent agent's state starts again with the episode
 
-    def agent_move(self, agent: Any, obs: Any, mask: np.ndarray | None, deterministic: bool) -> Any:
+    def agent_move(self, agent: Any, obs: Any, mask: np.ndarray | None, deterministic: bool,
+                   shown: tuple[gym.Env, TextIO] | None = None) -> Any:
         """``agent``'s move: masks passed when it uses them, a recurrent agent's state threaded through
-        the episode (it starts again at :meth:`reset`)."""
+        the episode (it starts again at :meth:`reset`).
+
+        :param shown: ``(env, output)`` to print the agent's view of every move it chose from
+            (:func:`shown_move`), or None.
+        """
+        state = getattr(self, "carried_state", None)
+        if shown is not None:
+            action, self.carried_state = shown_move(agent, obs, mask, deterministic, state, *shown)
+            return action
         mask = mask if agent.spec.masks else None
         if not agent.state_specs():
             return agent.act(obs, mask, deterministic)
-        action, self.carried_state = agent.act(obs, mask, deterministic, state=getattr(self, "carried_state", None))
+        action, self.carried_state = agent.act(obs, mask, deterministic, state=state)
         return action
 
     def act(self, obs: Any, mask: np.ndarray | None, seats: gym.Env) -> Any:
@@ -77,6 +86,35 @@ class Opponent:
 
     def __repr__(self) -> str:
         return self.name
+
+
+def shown_move(agent: Any, obs: Any, mask: np.ndarray | None, deterministic: bool, state: Any, env: gym.Env,
+               output: TextIO) -> tuple[Any, Any]:
+    """``(action, state)``: ``agent``'s move for ``obs``, with its view of every move printed to
+    ``output`` (one line per move, the one it plays marked ``->``). The view is the one the move
+    was chosen from (``agent.act_and_values``: a search agent's one search), not a second look.
+
+    :param agent: the agent (bound to ``env``'s spaces).
+    :param obs: an observation of the adapted env.
+    :param mask: ``info["action_mask"]`` (shown as ``masked``; passed on when the agent uses masks), or None.
+    :param deterministic: the most likely move instead of a sample.
+    :param state: a recurrent agent's state from its previous move of the episode (None: the first), else None.
+    :param env: the adapted env (its action space and move names).
+    :param output: where the view goes.
+    """
+    from rladapt.logging.terminal import action_names, format_action_values
+
+    action, view, state = agent.act_and_values(obs, mask if agent.spec.masks else None, deterministic, state=state)
+    space = env.action_space
+    if isinstance(space, gym.spaces.Discrete):
+        names, chosen = action_names(env, int(space.n)), int(action) - int(space.start)
+        if view is not None:
+            print(format_action_values(view[0], view[1], chosen, names, mask), file=output)
+        else:
+            print(f"  -> action {names[chosen]}", file=output)
+    else:
+        print(f"  -> action {np.asarray(action).round(3)}", file=output)
+    return action, state
 
 
 def _legal(mask: np.ndarray | None, space: gym.Space) -> np.ndarray | None:
@@ -110,9 +148,12 @@ class AgentOpponent(Opponent):
         directory: its ``agent.pt``).
     :param deterministic: play its most likely move (False: sample).
     :param name: what evaluations call it (default: the agent class or the file name).
+    :param output: where to print the board and its view of every move it plays (a person
+        watching, as in ``agent.play(env, human_seat=...)`` of a game of more than two seats);
+        None: it plays silently.
     """
 
-    def __init__(self, agent: Any, deterministic: bool = True, name: str | None = None) -> None:
+    def __init__(self, agent: Any, deterministic: bool = True, name: str | None = None, output: TextIO | None = None) -> None:
         self.path = Path(agent) if isinstance(agent, (str, Path)) else None
         if self.path is not None and self.path.is_dir():
             self.path = self.path / "agent.pt"
@@ -123,6 +164,7 @@ class AgentOpponent(Opponent):
         self.agent = agent if self.path is None else None
         self.deterministic = deterministic
         self.name = name or (self.path.name if self.path is not None else type(agent).__name__)
+        self.output = output
         self.rng = np.random.default_rng()
 
     def act(self, obs: Any, mask: np.ndarray | None, seats: gym.Env) -> Any:
@@ -135,12 +177,19 @@ class AgentOpponent(Opponent):
                     self.agent = load(self.path)
                 if getattr(self.agent, "observation_space", None) is None:
                     bind_agent(self.agent, seats.observation_space, seats.action_space, seats.family)
-        return self.agent_move(self.agent, obs, mask, self.deterministic)
+        if self.output is None:
+            return self.agent_move(self.agent, obs, mask, self.deterministic)
+        from rladapt.logging.terminal import board_text
+
+        print(board_text(seats, obs), file=self.output)
+        print(f"{self.name} moves (seat {seats.to_move}):", file=self.output)
+        return self.agent_move(self.agent, obs, mask, self.deterministic, shown=(seats, self.output))
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         if self.path is not None:
             state["agent"] = None  # each process loads the checkpoint itself
+        state["output"] = None  # a terminal stays with its process
         return state
 
 
@@ -200,6 +249,34 @@ class HumanOpponent(Opponent):
                       + ", ".join(str(i + start) for i in legal), file=out)
             else:
                 return choice
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "input": None, "output": None}  # a terminal stays with its process
+
+
+def human_table(agent: Any, human_seat: int, num_players: int, input: TextIO | None = None, output: TextIO | None = None,
+                deterministic: bool = True) -> tuple[int, list[Opponent]]:
+    """Who sits where when a person plays ``agent``: the person at ``human_seat``, the agent at
+    every other seat. ``(seat, opponents)`` for :class:`~rladapt.wrappers.OpponentSeats`: the
+    agent's own seat (the lowest that is not the person's) and the players of the others in seat
+    order (a :class:`HumanOpponent`, and the agent again, showing its view of each move it plays,
+    at the seats beyond two).
+
+    :param agent: the agent played against.
+    :param human_seat: the person's seat (0 moves first).
+    :param num_players: the game's seats.
+    :param input: where the person's moves are read (default: standard input).
+    :param output: where the boards, the agent's views and the prompts go (default: standard output).
+    :param deterministic: the agent plays its most likely moves.
+    :raises ValueError: for a seat the game does not have.
+    """
+    if isinstance(human_seat, bool) or not isinstance(human_seat, (int, np.integer)) or not 0 <= human_seat < num_players:
+        raise ValueError(f"human_seat must be a seat of this {num_players}-player game (0 to {num_players - 1}), got {human_seat!r}")
+    seat = 1 if human_seat == 0 else 0
+    shown = output if output is not None else sys.stdout
+    opponents = [HumanOpponent(input, output, advisor=agent) if s == human_seat else AgentOpponent(agent, deterministic, output=shown)
+                 for s in range(num_players) if s != seat]
+    return seat, opponents
 
 
 def _parse_move(text: str, names: list[str], start: int) -> int | None:

@@ -171,3 +171,24 @@ def test_entry_point_runs_as_a_module(tmp_path):
                           capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.startswith("rladapt train: error: observation: float32[4] is continuous, but QLearning accepts")
+
+
+def test_play_human_against_an_alphazero_run_plays_a_whole_game_without_an_opponent(tmp_path, capsys, monkeypatch):
+    """AlphaZero moves for every player in its own env (no seats): ``play --human`` seats you and
+    it there; bad input is refused with the reason and asked again, the game is played out."""
+    import io
+
+    run = tmp_path / "az"
+    code, _, err = run_cli(capsys, "train", "pettingzoo.classic.tictactoe_v3", "--agent", "alphazero", "--steps", "40",
+                           "--seed", "0", "--set", "simulations=4", "--set", "games_per_iteration=2", "--set", "batch_size=16",
+                           "--set", "hidden=[32]", "--run-dir", str(run), "--no-progress")
+    assert code == 0, err
+    # your moves: junk, a cell off the board, then the cells in order (those taken are refused)
+    monkeypatch.setattr("sys.stdin", io.StringIO("centre\n9\n" + "".join(f"{cell}\n" for cell in range(9)) * 2))
+    code, out, err = run_cli(capsys, "play", "pettingzoo.classic.tictactoe_v3", "--agent", str(run), "--human", "--seat", "0")
+    assert code == 0, err
+    assert "'centre' is not a move" in out and "'9' is not a move: type a move's number (0..8)" in out
+    assert "your move (seat 0)" in out and "AlphaZero moves (seat 1):" in out and "AlphaZero's view of your moves" in out
+    assert "episode 1 ended after" in out and "vs human, seat 1:" in out  # the game was played to its end
+    code, _, err = run_cli(capsys, "play", "pettingzoo.classic.tictactoe_v3", "--agent", str(run), "--human", "--opponent", "random")
+    assert code == 1 and "--opponent random does not apply with --human" in err

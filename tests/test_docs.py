@@ -47,6 +47,7 @@ DOCTEST_MODULES = [
     "rladapt.spec",
     "rladapt.tune",
     "rladapt.multiagent",
+    "rladapt.envs.nim",
     "rladapt.wrappers.actions",
     "rladapt.wrappers.checks",
     "rladapt.wrappers.masks",

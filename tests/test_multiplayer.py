@@ -314,3 +314,17 @@ def test_learn_and_evaluate_take_a_pettingzoo_aec_game_instance_as_it_is():
     agent.learn(tictactoe_v3.env(), 200, progress=False, run_dir=False)
     result = agent.evaluate(tictactoe_v3.env(), episodes=4, opponent="random")
     assert len(result.outcomes) == 4
+
+@pytest.mark.parametrize("make_agent", [lambda: __import__("rladapt.agents", fromlist=["MCTS"]).MCTS(seed=0, simulations=16),
+                                        lambda: PPO(seed=0)], ids=["mcts", "ppo"])
+def test_a_person_plays_one_seat_of_three_player_nim_and_the_agent_the_other_two(make_agent):
+    from rladapt.envs.nim import NimEnv
+
+    agent = make_agent()
+    env = AutoAdapt(NimEnv(num_players=3, render_mode="ansi"), agent)
+    out = io.StringIO()
+    result = agent.play(env, human_seat=1, input=io.StringIO("7\n" + "take 1\n" * 10), file=out)
+    text = out.getvalue()
+    assert "'7' is not a move" in text and "your move (seat 1)" in text
+    assert "moves (seat 0):" in text and "moves (seat 2):" in text and "returns by seat: 0" in text
+    assert result.seats.tolist() == [0] and result.outcomes[0] in ("win", "loss")

@@ -381,6 +381,27 @@ class Agent(nn.Module):
             return action, TensorDict({key: td.get(("next", key))[0] for key in carried}, batch_size=[])
         return action
 
+    def act_and_values(self, obs: Any, mask: np.ndarray | None = None, deterministic: bool = True,
+                       state: Any = None) -> tuple[Any, ActionValues | None, Any]:
+        """``(action, view, state)``: the action for one observation and the view of every action
+        it was chosen from (what the terminal shows when the agent moves). Here the view is
+        :meth:`action_values` and the action :meth:`act`'s, both from the same weights and state;
+        agents whose every decision is a fresh computation (a search) override it to decide once.
+
+        :param obs: one observation of the adapted env.
+        :param mask: the valid-action mask, or None.
+        :param deterministic: the most likely action instead of a sample.
+        :param state: agents with a carried state: the state the previous call of this episode
+            returned (None at its first step); others: None.
+        :return: the action, the view (None when the agent has no per-action view) and the state
+            to pass with the episode's next observation (None for agents that carry none).
+        """
+        if self.state_specs():
+            view = self.action_values(obs, mask, state=state)
+            action, state = self.act(obs, mask, deterministic, state=state)
+            return action, view, state
+        return self.act(obs, mask, deterministic, state=state), self.action_values(obs, mask), None
+
     def _initial_or_given_state(self, key: str, shape: tuple[int, ...], dtype: torch.dtype, state: Any) -> torch.Tensor:
         """``state[key]`` as a batch of one (zeros when ``state`` is None), its shape checked."""
         if state is None:

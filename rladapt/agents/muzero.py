@@ -512,20 +512,17 @@ class MuZero(GameBinding, Agent):
             mask = None if masks is None else masks[i]
             if mask is not None and not mask.any():
                 raise ValueError("MuZero got an action mask that allows no move")
-            root = self.search_observation(obs[i], mask)
-            if deterministic:
-                actions.append(best_move(root))
-            else:
-                actions.append(int(self.np_random.choice(self.num_actions, p=visit_policy(root, self.num_actions))))
+            actions.append(self.pick(self.search_observation(obs[i], mask), deterministic))
         td.set("action", torch.as_tensor(actions, dtype=torch.int64, device=td.device))
         return td
 
     def explore(self, td: TensorDictBase) -> TensorDictBase:
         return self.act_batch(td, deterministic=False)
 
-    def action_values(self, obs: Any, mask: np.ndarray | None = None) -> ActionValues:
-        """The share of the search's visits of every move (the terminal view of ``play``)."""
-        return ActionValues(visit_policy(self.search_observation(obs, mask), self.num_actions), "prob")
+    def search_observation_root(self, obs: Any, mask: np.ndarray | None = None) -> LatentNode:
+        """The root of a search in the model from ``obs`` (no game needed: single-player envs too);
+        what :class:`GameBinding`'s ``action_values`` and ``act_and_values`` search from."""
+        return self.search_observation(obs, None if mask is None else np.asarray(mask, dtype=bool))
 
     # -- learning --------------------------------------------------------------------------
     def build_replay(self, num_envs: int) -> GameReplay:

@@ -90,16 +90,34 @@ class GameBinding:
                     raise GameError(f"{type(self).__name__} got the observation of a finished game: there is no move to search for")
                 actions.append(0 if mask is None or not mask.any() else int(np.flatnonzero(mask)[0]))
                 continue
-            root = self.search_root(game, mask)
-            if deterministic:
-                actions.append(best_move(root))
-            else:
-                policy = visit_policy(root, self.game.num_actions)
-                actions.append(int(self.np_random.choice(len(policy), p=policy)))
+            actions.append(self.pick(self.search_root(game, mask), deterministic))
         td.set("action", torch.as_tensor(actions, dtype=torch.int64, device=td.device))
         return td
 
+    def pick(self, root: Any, deterministic: bool) -> int:
+        """The move a search's root says: the most visited (:func:`best_move`, ``deterministic``),
+        else one drawn in proportion to the visits."""
+        if deterministic:
+            return best_move(root)
+        policy = visit_policy(root, int(self.action_space.n))
+        return int(self.np_random.choice(len(policy), p=policy))
+
+    def search_observation_root(self, obs: Any, mask: np.ndarray | None = None) -> Any:
+        """The root of a search from the position ``obs`` shows (the mask's moves at the root)."""
+        return self.search_root(self.position(obs), mask)
+
     def action_values(self, obs: Any, mask: np.ndarray | None = None) -> ActionValues:
         """The share of the search's visits of every move (the terminal view of ``play``)."""
-        root = self.search_root(self.position(obs), mask)
-        return ActionValues(visit_policy(root, self.game.num_actions), "prob")
+        root = self.search_observation_root(obs, mask)
+        return ActionValues(visit_policy(root, int(self.action_space.n)), "prob")
+
+    def act_and_values(self, obs: Any, mask: np.ndarray | None = None, deterministic: bool = True,
+                       state: Any = None) -> tuple[int, ActionValues, None]:
+        """One search from ``obs``: the move it picks and its share of visits of every move, so the
+        view shown is the search the move came from (two calls would search twice, and a search
+        with random playouts or ties can differ between runs)."""
+        if state is not None:
+            raise TypeError(f"{type(self).__name__} carries no state between moves; got one")
+        root = self.search_observation_root(obs, mask)
+        move = self.pick(root, deterministic)
+        return int(self.env_action(np.asarray([move]))[0]), ActionValues(visit_policy(root, int(self.action_space.n)), "prob"), None

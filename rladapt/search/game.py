@@ -392,7 +392,7 @@ class PettingZooGame(TurnBasedGame):
 
 #: Modules a game spec may import when the process has not imported them (the registry's rule:
 #: rladapt never imports a module only because a file names it; these are the game libraries').
-SPEC_MODULE_PREFIXES = ("pettingzoo.", "shimmy.", "shimmy")
+SPEC_MODULE_PREFIXES = ("pettingzoo.", "shimmy.", "shimmy", "rladapt.envs.")
 
 
 def _literal(value: Any) -> Any:

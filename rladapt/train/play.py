@@ -12,8 +12,9 @@ import numpy as np
 
 from rladapt.spec import bind_agent
 from rladapt.collect.envs import adapt_for
-from rladapt.logging.terminal import action_names, board_text, describe_observation, format_action_values
-from rladapt.opponents import HumanOpponent, bind_learner, opponent_seats
+from rladapt.logging.terminal import board_text, describe_observation
+from rladapt.opponents import bind_learner, human_table, opponent_seats, shown_move
+from rladapt.wrappers.multiplayer import TURN_KEYS, OpponentSeats
 from rladapt.types import EvalResult
 
 __all__ = ["play"]
@@ -62,44 +63,63 @@ def play(
     :param delay: seconds to wait after each step (to watch at a human pace).
     :param max_steps: stop an episode after this many steps (None: play to the end).
     :param file: where to print (default: standard output).
-    :param human_seat: turn-based games of two players: you play this seat (0 moves first) at
-        the terminal against the agent: the board, your legal moves by number and name and the
-        agent's view of each of them, then your move read from ``input`` (a number or a name;
-        anything else is refused with the reason and asked again).
+    :param human_seat: turn-based games (PettingZoo AEC games, OpenSpiel games through shimmy,
+        envs with ``info["current_player"]``): you play this seat (0 moves first) at the terminal and
+        the agent plays every other one, whether its env has opponents' seats or the agent moves
+        for every player (search agents). Each of your turns shows the board, your legal moves by
+        number and name and the agent's view of each, then reads your move from ``input`` (a
+        number or a name; anything else is refused with the reason and asked again); each of the
+        agent's moves shows the view it chose from (a search agent's one search).
     :param input: where a human's moves are read (default: standard input).
     :return: the raw returns and lengths of the episodes (the agent's; with outcomes and seats
-        in turn-based games).
+        in turn-based games: with ``human_seat``, the agent's lowest seat).
     """
     out = file if file is not None else sys.stdout
     view, made_here = _viewing_env(agent, env, render)
     bind_agent(agent, view.observation_space, view.action_space, getattr(view, "family", None), env=view)
     seats = opponent_seats(view)
+    previous = None
     if human_seat is not None:
-        if seats is None:
-            raise ValueError("human_seat applies to turn-based games; AutoAdapt found no seats in this env")
-        if seats.num_players != 2 or human_seat not in (0, 1):
-            raise ValueError(f"human_seat is 0 or 1 in a two-player game; this one has {seats.num_players} seats, got {human_seat!r}")
-        own = (seats.opponents, seats.fixed_seat)
-        seats.opponents, seats.fixed_seat = [HumanOpponent(input, out, advisor=agent)], 1 - human_seat
+        if seats is None:  # the agent moves for every player (search agents): seat it, and the person, here
+            view, seats = _seat_every_player(agent, view, human_seat, input, out, deterministic, seed)
+        else:  # the env's opponents make way for the person and the agent
+            previous = seats.seat_players(*_reversed(human_table(agent, human_seat, seats.num_players, input, out, deterministic)))
     if seats is not None:
         bind_learner(seats, agent)
     try:
-        return _play(agent, view, made_here, episodes, render, deterministic, seed, delay, max_steps, out, seats)
+        return _play(agent, view, made_here, episodes, render, deterministic, seed, delay, max_steps, out, seats, human_seat)
     finally:
-        if human_seat is not None:
-            seats.opponents, seats.fixed_seat = own
+        if previous is not None:
+            seats.seat_players(*previous)
+
+
+def _reversed(pair: tuple[Any, Any]) -> tuple[Any, Any]:
+    """``(seat, opponents)`` -> ``(opponents, seat)``, the order :meth:`OpponentSeats.seat_players` takes."""
+    return pair[1], pair[0]
+
+
+def _seat_every_player(agent: Any, view: gym.Env, human_seat: int, input: TextIO | None, out: TextIO,
+                       deterministic: bool, seed: int | None) -> tuple[gym.Env, Any]:
+    """``(env, seats)``: a chain in which the caller moves for every player, inside an
+    :class:`~rladapt.wrappers.OpponentSeats` that seats the person at ``human_seat`` and the agent
+    at the others (outermost, so a search agent's remembered positions cover every seat's moves)."""
+    _, info = view.reset(seed=agent.config.seed if seed is None else seed)
+    if not any(key in info for key in TURN_KEYS):
+        raise ValueError(f"human_seat applies to turn-based games; this env's info has none of {list(TURN_KEYS)}, "
+                         f"so nothing says whose turn it is")
+    num_players = int(view.metadata.get("num_players") or info.get("num_players") or 2)
+    seat, opponents = human_table(agent, human_seat, num_players, input, out, deterministic)
+    seats = OpponentSeats(view, opponents, seat=seat, num_players=num_players, family=getattr(view, "family", "other"))
+    return seats, seats
 
 
 def _play(agent: Any, view: gym.Env, made_here: bool, episodes: int, render: str | None, deterministic: bool,
-          seed: int | None, delay: float, max_steps: int | None, out: TextIO, seats: Any) -> EvalResult:
+          seed: int | None, delay: float, max_steps: int | None, out: TextIO, seats: Any, human_seat: int | None) -> EvalResult:
     masks = bool(view.metadata.get("action_mask"))
-    n = int(view.action_space.n) if isinstance(view.action_space, gym.spaces.Discrete) else None
-    names = action_names(view, n) if n is not None else []
     shows_text = render == "ansi" and view.render_mode == "ansi"
     returns, lengths = [], []
     outcomes: list[str] = []
     played: list[int] = []
-    stateful = bool(agent.state_specs())  # a recurrent agent: its state threads through the episode
     try:
         obs, info = view.reset(seed=agent.config.seed if seed is None else seed)
         for episode in range(1, episodes + 1):
@@ -114,19 +134,9 @@ def _play(agent: Any, view: gym.Env, made_here: bool, episodes: int, render: str
                 elif render != "human":
                     print(f"observation {describe_observation(obs)}", file=out)
                 mask = np.asarray(info["action_mask"], dtype=bool) if masks and "action_mask" in info else None
-                agent_mask = mask if agent.spec.masks else None
-                if stateful:  # the view of the state this step acts from, then the step
-                    view_values = agent.action_values(obs, agent_mask, state=state)
-                    action, state = agent.act(obs, agent_mask, deterministic, state=state)
-                else:
-                    action = agent.act(obs, agent_mask, deterministic)
-                    view_values = agent.action_values(obs, agent_mask)
-                if view_values is not None and n is not None:
-                    values, kind = view_values
-                    print(format_action_values(values, kind, int(action) - int(view.action_space.start), names, mask), file=out)
-                else:
-                    label = names[int(action) - int(view.action_space.start)] if n is not None else np.asarray(action).round(3)
-                    print(f"  -> action {label}", file=out)
+                if human_seat is not None:
+                    print(f"{type(agent).__name__} moves (seat {seats.to_move}):", file=out)
+                action, state = shown_move(agent, obs, mask, deterministic, state, view, out)
                 obs, reward, terminated, truncated, info = view.step(action)
                 total += float(reward)
                 done = bool(terminated or truncated) or (max_steps is not None and length >= max_steps)
@@ -139,7 +149,10 @@ def _play(agent: Any, view: gym.Env, made_here: bool, episodes: int, render: str
                     out.flush()
                     time.sleep(delay)
             stats = info.get("episode")
-            raw = float(stats["r"]) if stats is not None and (terminated or truncated) else total
+            if seats is not None and "returns" in info:  # the seat's own raw return (seated by play or by AutoAdapt)
+                raw = float(info["returns"][info["seat"]])
+            else:
+                raw = float(stats["r"]) if stats is not None and (terminated or truncated) else total
             returns.append(raw)
             lengths.append(length)
             if shows_text:
@@ -151,6 +164,9 @@ def _play(agent: Any, view: gym.Env, made_here: bool, episodes: int, render: str
                 outcomes.append(info["outcome"])
                 played.append(int(info["seat"]))
                 result = f", {type(agent).__name__} (seat {info['seat']}) {dict(win='won', draw='drew', loss='lost')[info['outcome']]}"
+            if human_seat is not None and "returns" in info:
+                result += "; returns by seat: " + ", ".join(
+                    f"{s} ({'you' if s == human_seat else type(agent).__name__}) {r:+.3f}" for s, r in enumerate(info["returns"]))
             print(f"episode {episode} ended after {length} steps: return {raw:+.3f}{result}\n", file=out)
             if episode < episodes:
                 obs, info = view.reset()

@@ -102,6 +102,9 @@ class PettingZooTurns(gym.Env):
         self.env_id = ".".join(module[:2] + [name]) if name and module[0] == "pettingzoo" and len(module) > 2 else None
         #: Whose observation ``step`` returns once the game is over.
         self.final_observer = 0
+        names = getattr(env.unwrapped, "action_names", None)  # the game's move names, where it has some
+        if names is not None:
+            self.action_names = tuple(str(name) for name in names)
         self._rewards = np.zeros(self.num_players, dtype=np.float64)
 
     def _seat(self, agent: str) -> int:
@@ -221,7 +224,8 @@ class OpponentSeats(gym.Wrapper, gym.utils.RecordConstructorArgs):
     It sits outside the observation, mask and action conversions, so an opponent sees what the
     learner would see from its seat (``info["action_mask"]`` its legal moves) and answers in the
     adapted action space. At the end of a game ``info["outcome"]`` is ``"win"``, ``"draw"`` or
-    ``"loss"`` for the learner; every info carries ``info["seat"]``.
+    ``"loss"`` for the learner and ``info["returns"]`` every seat's total reward; every info
+    carries ``info["seat"]``.
 
     Example:
         >>> from pettingzoo.classic import tictactoe_v3
@@ -243,15 +247,9 @@ class OpponentSeats(gym.Wrapper, gym.utils.RecordConstructorArgs):
         gym.utils.RecordConstructorArgs.__init__(self, opponents=opponents, seat=seat, num_players=num_players, family=family)
         gym.Wrapper.__init__(self, env)
         self.num_players = int(num_players or env.metadata.get("num_players") or 2)
-        if seat is not None and not (isinstance(seat, (int, np.integer)) and 0 <= seat < self.num_players):
-            raise AdaptError(f"seat must be None (alternate) or a seat in [0, {self.num_players}), got {seat!r}")
-        opponents = list(opponents)
-        if len(opponents) == 1:
-            opponents = opponents * (self.num_players - 1)
-        if len(opponents) != self.num_players - 1:
-            raise AdaptError(f"{self.num_players} seats need {self.num_players - 1} opponents (or one for all), got {len(opponents)}")
-        self.opponents = opponents
-        self.fixed_seat = None if seat is None else int(seat)
+        self.opponents: list[Any] = []
+        self.fixed_seat: int | None = None
+        self.seat_players(opponents, seat)
         self.family = family
         self.seat = self.fixed_seat or 0
         self._episode = 0
@@ -259,6 +257,24 @@ class OpponentSeats(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._returns = np.zeros(self.num_players, dtype=np.float64)
         self._to_move = 0
         self._can_set_observer = has_attribute(env, "final_observer")
+
+    def seat_players(self, opponents: Sequence[Any], seat: int | None) -> tuple[list[Any], int | None]:
+        """Seat new players from the next reset on (``agent.play`` seats a person this way);
+        returns the previous ``(opponents, seat)``, to put them back.
+
+        :param opponents: one opponent per other seat (in seat order), or one for all of them.
+        :param seat: the learner's seat; None: alternate between episodes.
+        """
+        if seat is not None and not (isinstance(seat, (int, np.integer)) and 0 <= seat < self.num_players):
+            raise AdaptError(f"seat must be None (alternate) or a seat in [0, {self.num_players}), got {seat!r}")
+        opponents = list(opponents)
+        if len(opponents) == 1:
+            opponents = opponents * (self.num_players - 1)
+        if len(opponents) != self.num_players - 1:
+            raise AdaptError(f"{self.num_players} seats need {self.num_players - 1} opponents (or one for all), got {len(opponents)}")
+        previous = (self.opponents, self.fixed_seat)
+        self.opponents, self.fixed_seat = opponents, None if seat is None else int(seat)
+        return previous
 
     @property
     def needs_learner(self) -> bool:
@@ -318,6 +334,7 @@ class OpponentSeats(gym.Wrapper, gym.utils.RecordConstructorArgs):
         info["seat"] = self.seat
         if done:
             info["outcome"] = outcome_of(self._returns, self.seat)
+            info["returns"] = self._returns.copy()
         return info
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
@@ -390,7 +407,8 @@ class RememberPositions(gym.Wrapper, gym.utils.RecordConstructorArgs):
     A search agent starts its search from the position an observation shows. Where a game's
     observation does not say the position (go's and chess's planes hold history; OpenSpiel's
     tensors are the game's own), the agent asks :func:`recall_position` instead: this wrapper,
-    outermost in the chain, saves the state of the AEC game inside (``get_state``, every
+    after the conversions and inside :class:`OpponentSeats` (so that opponents' observations count
+    too), saves the state of the AEC game inside (``get_state``, every
     PettingZoo wrapper included) with each observation it returns. Costs one state copy per step
     (0.2 ms for go 5x5); AutoAdapt inserts it only for agents that search from saved states.
 
