@@ -404,6 +404,13 @@ class _Builder:
         if not self.spec.masks and source != "observation" and not self.turn_based:
             self.note("mask_unused", f"{MASK_SOURCES[source]} left unused", f"{self.agent_name} does not use action masks")
             return
+        skip = self.options.frame_skip or 1
+        if skip > 1 and self.spec.masks:
+            raise AdaptError(
+                f"frame_skip={skip} with action masks ({MASK_SOURCES[source]}): a skipped frame repeats the action "
+                f"chosen under the first frame's mask, which may be invalid in the frames after it. Fix: "
+                f"frame_skip=1, or mask=False to ignore the masks"
+            )
         why = "agent uses action masks" if self.spec.masks else (
             f"{self.agent_name} ignores masks; opponents read the legal moves" if self.turn_based
             else f"{self.agent_name} ignores masks; the key leaves the observation")
@@ -639,6 +646,13 @@ class _Builder:
         if isinstance(space, spaces.Box):
             finite = bool(np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high)))
             unit = finite and bool(np.all(space.low == -1) and np.all(space.high == 1))
+            if "continuous" in accepted and not finite:
+                unbounded = [int(i) for i in np.flatnonzero(~(np.isfinite(space.low) & np.isfinite(space.high)).reshape(-1))]
+                raise AdaptError(
+                    f"action: {describe(space)} has infinite bounds in dimension(s) {unbounded}; {name}'s Gaussian "
+                    f"policy scales and clips its actions to the action bounds, which must be finite. Fix: bound the action space "
+                    f"(gymnasium.wrappers.ClipAction keeps infinite bounds; declare the env's real limits)"
+                )
             if "continuous" in accepted or ("unit_continuous" in accepted and unit):
                 return
             if "unit_continuous" in accepted:

@@ -397,7 +397,8 @@ def out_of_bounds(space: spaces.Space, obs: Any, root: str = "observation") -> s
         elif isinstance(leaf, spaces.Discrete):
             outside = np.asarray(not (leaf.start <= int(value) < leaf.start + leaf.n))
         elif isinstance(leaf, (spaces.MultiBinary, spaces.MultiDiscrete)):
-            outside = ~((value >= 0) & (value < nvec(leaf).reshape(leaf.shape)))
+            start = dimension_starts(leaf).reshape(leaf.shape)  # MultiDiscrete(start=...) shifts every dimension
+            outside = ~((value >= start) & (value < start + nvec(leaf).reshape(leaf.shape)))
         else:
             continue
         if outside.any():

@@ -338,3 +338,77 @@ def test_adapted_envs_keep_gymnasium_promises():
     obs, _ = cast.reset(seed=0)
     assert obs.dtype == np.float32 and cast.step(0)[0].dtype == np.float32
     check_env(cast, skip_render_check=True)
+
+
+class _SampledEnv(gym.Env):
+    """A real gymnasium env over given spaces: observations sampled (seeded), actions checked."""
+
+    def __init__(self, observation_space, action_space):
+        self.observation_space, self.action_space = observation_space, action_space
+        self.actions = []
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.observation_space.seed(seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        assert self.action_space.contains(action), action
+        self.actions.append(action)
+        return self.observation_space.sample(), 0.0, False, False, {}
+
+
+def test_multidiscrete_observations_with_start_are_inside_their_bounds():
+    from gymnasium import spaces
+
+    from rladapt.spaces import out_of_bounds
+
+    space = spaces.MultiDiscrete([3, 3], start=[5, -2])
+    assert out_of_bounds(space, np.array([7, 0])) is None
+    assert "is not a value of" in out_of_bounds(space, np.array([4, 0]))
+    env = AutoAdapt(_SampledEnv(space, spaces.Discrete(2)), PPO())
+    env.reset(seed=0)
+    for _ in range(20):
+        env.step(env.action_space.sample())  # EnforceSpaces no longer calls start-shifted values out of bounds
+
+
+def test_an_integer_box_action_gets_a_float_unit_box_and_integer_actions():
+    from gymnasium import spaces
+
+    from rladapt.agents import SAC
+
+    raw = _SampledEnv(spaces.Box(-1, 1, (3,)), spaces.Box(0, 5, (2,), dtype=np.int64))
+    env = AutoAdapt(raw, SAC())
+    assert env.action_space == spaces.Box(-1.0, 1.0, (2,), np.float32)
+    env.reset(seed=0)
+    for unit in ([-1.0, 1.0], [0.0, 0.3], [2.0, -3.0]):
+        env.step(np.array(unit, dtype=np.float32))
+    assert [a.tolist() for a in raw.actions] == [[0, 5], [2, 3], [5, 0]]  # rounded into [0, 5]
+    assert all(a.dtype == np.int64 for a in raw.actions)
+
+
+def test_an_unbounded_box_action_is_refused_for_continuous_agents_naming_the_dimensions():
+    from gymnasium import spaces
+
+    space = spaces.Box(np.array([-1.0, -np.inf]), np.array([1.0, np.inf]), dtype=np.float32)
+    with pytest.raises(AdaptError, match=r"infinite bounds in dimension\(s\) \[1\]"):
+        AutoAdapt(_SampledEnv(spaces.Box(-1, 1, (3,)), space), PPO())
+
+
+def test_random_agent_acts_on_a_zero_dimensional_box_and_refuses_to_learn():
+    from gymnasium import spaces
+
+    from rladapt.agents import RandomAgent
+
+    agent = RandomAgent(seed=0)
+    agent.setup(spaces.Box(-1, 1, (3,)), spaces.Box(-1.0, 1.0, shape=()))
+    action = agent.act(np.zeros(3, np.float32))
+    assert action.shape == () and agent.action_space.contains(action)
+    with pytest.raises(TypeError, match="nothing to learn"):
+        agent.learn("CartPole-v1", 10)
+
+
+def test_frame_skip_with_action_masks_is_refused_naming_both():
+    with pytest.raises(AdaptError, match=r"frame_skip=2 with action masks .*Taxi"):
+        AutoAdapt("Taxi-v4", DQN(), frame_skip=2)
+    assert "RepeatAction" in AutoAdapt("Taxi-v4", DQN(), frame_skip=2, mask=False).plan.wrappers

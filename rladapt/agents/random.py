@@ -48,7 +48,7 @@ def sample_action(space: gym.Space, rng: np.random.Generator, mask: np.ndarray |
     if isinstance(space, spaces.Box):
         low = np.where(np.isfinite(space.low), space.low, -1.0)
         high = np.where(np.isfinite(space.high), space.high, 1.0)
-        return rng.uniform(low, high).astype(space.dtype)
+        return np.asarray(rng.uniform(low, high), dtype=space.dtype)  # an array for a 0-d Box too
     raise TypeError(f"RandomAgent cannot sample from {space}")
 
 
@@ -71,6 +71,16 @@ class RandomAgent(Agent):
     def setup(self, observation_space: gym.Space, action_space: gym.Space) -> None:
         """Bind the agent to the adapted env's spaces (called by learn/evaluate on first use)."""
         self.observation_space, self.action_space = observation_space, action_space
+
+    def learn(self, env: Any, steps: int, **kwargs: Any) -> "RandomAgent":
+        """RandomAgent has nothing to learn: a clear error instead of a run that trains nothing.
+
+        :param env: the env (unused).
+        :param steps: env steps (unused).
+        :param kwargs: ``learn``'s other arguments (unused).
+        :raises TypeError: always; evaluate or play it instead.
+        """
+        raise TypeError("RandomAgent has nothing to learn: it is a baseline; call agent.evaluate(env) or use it as an opponent")
 
     def act(self, obs: Any, mask: np.ndarray | None = None, deterministic: bool = True) -> Any:
         """A uniformly random valid action (``obs`` and ``deterministic`` are ignored)."""

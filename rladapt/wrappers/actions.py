@@ -92,7 +92,8 @@ class UnitBoxAction(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
         >>> env.action_space
         Box(-1.0, 1.0, (1,), float32)
 
-    :param env: the env to wrap; its action space must be a Box with finite bounds.
+    :param env: the env to wrap; its action space must be a Box with finite bounds (an integer
+        Box gets a float32 unit box, and the env the nearest integer inside its bounds).
     """
 
     def __init__(self, env: gym.Env):
@@ -101,13 +102,21 @@ class UnitBoxAction(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
         inner = env.action_space
         if not isinstance(inner, spaces.Box) or not (np.all(np.isfinite(inner.low)) and np.all(np.isfinite(inner.high))):
             raise ValueError(f"UnitBoxAction needs a Box action space with finite bounds, got {inner}")
-        self._center = ((inner.high + inner.low) / 2).astype(inner.dtype)
-        self._half = ((inner.high - inner.low) / 2).astype(inner.dtype)
-        self.action_space = spaces.Box(-1.0, 1.0, shape=inner.shape, dtype=inner.dtype)
+        # An integer Box gets a float unit box (an int64 Box(-1, 1) holds only -1, 0, 1); its
+        # actions are mapped in float, then rounded and clipped to the integer bounds.
+        self._integer = np.issubdtype(inner.dtype, np.integer)
+        unit_dtype = np.float32 if self._integer else inner.dtype
+        self._low, self._high = inner.low, inner.high
+        self._center = ((inner.high.astype(np.float64) + inner.low) / 2).astype(unit_dtype)
+        self._half = ((inner.high.astype(np.float64) - inner.low) / 2).astype(unit_dtype)
+        self.action_space = spaces.Box(-1.0, 1.0, shape=inner.shape, dtype=unit_dtype)
 
     def action(self, action: Any) -> np.ndarray:
         unit = np.clip(np.asarray(action, dtype=self._center.dtype), -1.0, 1.0)
-        return self._center + self._half * unit
+        value = self._center + self._half * unit
+        if self._integer:
+            return np.clip(np.rint(value), self._low, self._high).astype(self.env.action_space.dtype)
+        return value
 
 
 class ArgmaxAction(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
