@@ -400,7 +400,8 @@ class Agent(nn.Module):
             view = self.action_values(obs, mask, state=state)
             action, state = self.act(obs, mask, deterministic, state=state)
             return action, view, state
-        return self.act(obs, mask, deterministic, state=state), self.action_values(obs, mask), None
+        # a feed-forward agent's act has no state (a user's act(obs, mask, deterministic) need not take one)
+        return self.act(obs, mask, deterministic), self.action_values(obs, mask), None
 
     def _initial_or_given_state(self, key: str, shape: tuple[int, ...], dtype: torch.dtype, state: Any) -> torch.Tensor:
         """``state[key]`` as a batch of one (zeros when ``state`` is None), its shape checked."""
