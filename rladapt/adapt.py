@@ -781,7 +781,7 @@ class AutoAdapt(gym.Wrapper):
         env_id, env_kwargs = None, None
         if isinstance(env, str) and env.split(".")[0] in PARALLEL_MODULES:
             env_kwargs = overrides.pop("env_kwargs", None) or {}
-            env_id, env = env, _make_parallel(env, env_kwargs)
+            env_id, env = env, _module_env(env, "parallel_env", env_kwargs, "PettingZoo parallel env", "multiagent")
         if is_parallel_env(env):  # every agent acts at once: one chain per agent (adapt_parallel)
             adapted = adapt_parallel(env, agent, **overrides)
             # what run directories record, so that eval and resume rebuild it
@@ -904,18 +904,23 @@ PARALLEL_OPTIONS = ("agent_ids", "global_state")
 PARALLEL_MODULES = ("mpe2",)
 
 
-def _make_parallel(env_id: str, kwargs: dict[str, Any]) -> Any:
-    """The parallel env of a module named by ``env_id`` (``mpe2.simple_spread_v3``, or a
-    ``pettingzoo.butterfly`` / ``pettingzoo.sisl`` module)."""
+def _module_env(env_id: str, constructor: str, kwargs: dict[str, Any], what: str, extra: str) -> Any:
+    """``module.<constructor>(**kwargs)`` of the module named by ``env_id``: PettingZoo AEC games
+    (``pettingzoo.classic.connect_four_v3``, ``env()``) and parallel envs (``mpe2.simple_spread_v3``,
+    ``parallel_env()``).
+
+    :param what: what the constructor makes, for the error (``"PettingZoo AEC env"``).
+    :param extra: the rladapt extra that installs such modules.
+    """
     import importlib
 
     try:
         module = importlib.import_module(env_id)
     except ImportError as error:
-        raise AdaptError(f"cannot make env {env_id!r}: {error} (multi-agent envs need the extra: pip install 'rladapt[multiagent]')") from None
-    if not callable(getattr(module, "parallel_env", None)):
-        raise AdaptError(f"cannot make env {env_id!r}: the module has no parallel_env() constructor of a PettingZoo parallel env")
-    return module.parallel_env(**kwargs)
+        raise AdaptError(f"cannot make env {env_id!r}: {error} (these envs need the extra: pip install 'rladapt[{extra}]')") from None
+    if not callable(getattr(module, constructor, None)):
+        raise AdaptError(f"cannot make env {env_id!r}: the module has no {constructor}() constructor of a {what}")
+    return getattr(module, constructor)(**kwargs)
 
 
 def adapt_parallel(env: Any, agent: Any, *, agent_ids: bool = False, global_state: bool = False,
@@ -953,7 +958,8 @@ def adapt_parallel(env: Any, agent: Any, *, agent_ids: bool = False, global_stat
     if overrides.get("env_kwargs"):
         raise AdaptError("env_kwargs applies only when the env is given as an id")
     base = getattr(env, "unwrapped", env)
-    family = next((f for prefix, f in ENV_FAMILIES if type(base).__module__.startswith(prefix)), "multi_agent")
+    family = env_family(env)
+    family = "multi_agent" if family == "other" else family  # a parallel env rladapt does not list
 
     def adapt_agent(seat: gym.Env) -> gym.Env:
         own = agent
@@ -994,7 +1000,7 @@ def adapt_parallel(env: Any, agent: Any, *, agent_ids: bool = False, global_stat
 def _make(env_id: str, spec: AgentSpec, options: AdaptOptions) -> Any:
     kwargs = dict(options.env_kwargs or {})
     if env_id.startswith("pettingzoo."):  # a PettingZoo game by module: pettingzoo.classic.tictactoe_v3
-        return _make_pettingzoo(env_id, kwargs)
+        return _module_env(env_id, "env", kwargs, "PettingZoo AEC env", "games")
     try:
         atari = _is_atari_id(env_id)
     except gym.error.Error as error:
@@ -1008,14 +1014,3 @@ def _make(env_id: str, spec: AgentSpec, options: AdaptOptions) -> Any:
     return gym.make(env_id, **kwargs)
 
 
-def _make_pettingzoo(env_id: str, kwargs: dict[str, Any]) -> Any:
-    """The AEC env of a PettingZoo module named by ``env_id`` (``pettingzoo.classic.connect_four_v3``)."""
-    import importlib
-
-    try:
-        module = importlib.import_module(env_id)
-    except ImportError as error:
-        raise AdaptError(f"cannot make env {env_id!r}: {error} (PettingZoo games need the extra: pip install 'rladapt[games]')") from None
-    if not callable(getattr(module, "env", None)):
-        raise AdaptError(f"cannot make env {env_id!r}: the module has no env() constructor of a PettingZoo AEC env")
-    return module.env(**kwargs)

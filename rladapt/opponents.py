@@ -339,19 +339,27 @@ class SelfPlay(Opponent):
 
 class SnapshotPool(SelfPlay):
     """Past versions of the learner: a snapshot of its weights every ``every`` of its env steps
-    (the newest ``size`` kept); at each episode the opponent is the current policy with
-    probability ``latest``, else a snapshot drawn uniformly from the pool (the current policy
-    while the pool is empty).
+    (the newest ``size`` kept); at each episode the opponent is a uniformly random player with
+    probability ``random``, else the current policy with probability ``latest``, else a snapshot
+    drawn uniformly from the pool (the current policy while the pool is empty).
+
+    The random share keeps positions a weak player walks into in the learner's data: a policy
+    trained only against versions of itself never sees them and loses its grip on the weak
+    players it once beat (PPO on connect four, pure self-play: 0.90 wins against random at 20k
+    steps, 0.77 at 500k).
 
     :param every: learner env steps between snapshots.
     :param size: snapshots kept (the oldest dropped).
-    :param latest: probability of playing the current policy in an episode.
+    :param latest: probability of playing the current policy in an episode (of those without the
+        random player).
+    :param random: probability of a uniformly random legal player in an episode (0: pure self-play).
     :param deterministic: play the most likely move (default False: sample).
     """
 
     name = "pool"
 
-    def __init__(self, every: int = 10_000, size: int = 10, latest: float = 0.5, deterministic: bool = False) -> None:
+    def __init__(self, every: int = 10_000, size: int = 10, latest: float = 0.5, random: float = 0.2,
+                 deterministic: bool = False) -> None:
         super().__init__(deterministic)
         if not (isinstance(every, (int, np.integer)) and every > 0):
             raise ValueError(f"SnapshotPool every must be a positive number of steps, got {every!r}")
@@ -359,11 +367,15 @@ class SnapshotPool(SelfPlay):
             raise ValueError(f"SnapshotPool size must be a positive integer, got {size!r}")
         if not 0.0 <= float(latest) <= 1.0:
             raise ValueError(f"SnapshotPool latest is a probability in [0, 1], got {latest!r}")
-        self.every, self.size, self.latest = int(every), int(size), float(latest)
+        if isinstance(random, bool) or not isinstance(random, (int, float)) or not 0.0 <= float(random) <= 1.0:
+            raise ValueError(f"SnapshotPool random is a probability in [0, 1], got {random!r}")
+        self.every, self.size, self.latest, self.random = int(every), int(size), float(latest), float(random)
+        self._random_player = RandomOpponent()
         self.snapshots: list[tuple[int, dict[str, torch.Tensor]]] = []
         self._next = self.every
         self._player: Any = None  # the agent copy that plays snapshots
-        self.playing: int | None = None  # the step of the snapshot in play; None: the current policy
+        #: The step of the snapshot in play; None: the current policy; "random": the random player.
+        self.playing: int | str | None = None
 
     def reset(self, rng: np.random.Generator) -> None:
         super().reset(rng)
@@ -381,6 +393,10 @@ class SnapshotPool(SelfPlay):
             state = {k: v.detach().clone().cpu() for k, v in learner.state_dict().items()}
             self.snapshots = (self.snapshots + [(self._next, state)])[-self.size:]
             self._next += self.every
+        if self.random and rng.random() < self.random:
+            self._random_player.rng = rng
+            self.playing = "random"
+            return
         if not self.snapshots or rng.random() < self.latest:
             self.playing = None
             return
@@ -391,6 +407,8 @@ class SnapshotPool(SelfPlay):
         self.playing = step
 
     def act(self, obs: Any, mask: np.ndarray | None, seats: gym.Env) -> Any:
+        if self.playing == "random":
+            return self._random_player.act(obs, mask, seats)
         agent = self._learner(seats) if self.playing is None else self._player
         return self.agent_move(agent, obs, mask, self.deterministic)
 

@@ -159,7 +159,7 @@ def test_rladapt_tictactoe_plays_two_seats_without_its_fixed_opponent() -> None:
 def test_self_play_dqn_beats_random_from_both_seats_without_illegal_moves() -> None:
     # DQN against a pool of its own past versions (never against random) for 40k steps: ~35 s of CPU.
     agent = DQN(seed=0)
-    env = AutoAdapt(tictactoe_v3.env(), agent, opponent=SnapshotPool(every=5_000, latest=0.5))
+    env = AutoAdapt(tictactoe_v3.env(), agent, opponent=SnapshotPool(every=5_000, latest=0.5, random=0.0))
     agent.learn(env, 40_000, progress=False, run_dir=False)
     result = agent.evaluate(env, episodes=200, opponent="random", seed=1)
     assert result.opponent == "random" and sorted(result.by_seat()) == [0, 1]
@@ -196,7 +196,7 @@ def test_self_play_in_async_subprocess_envs_names_the_fix() -> None:
 
 def test_snapshot_pool_plays_past_versions_of_an_a2c_learner() -> None:
     agent = A2C(seed=0)
-    pool = SnapshotPool(every=256, size=3, latest=0.0)
+    pool = SnapshotPool(every=256, size=3, latest=0.0, random=0.0)
     env = AutoAdapt(tictactoe_v3.env(), agent, opponent=pool)
     agent.learn(env, 1_024, num_envs=1, progress=False, run_dir=False)
     assert [step for step, _ in pool.snapshots] == [256, 512, 768]  # taken at resets, every 256 steps
