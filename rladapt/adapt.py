@@ -596,6 +596,10 @@ class _Builder:
         facility = state_facility(self.env)
         self.note("env_state", f"env state saved by {STATE_FACILITIES[facility]}, with every wrapper's state",
                   f"{self.agent_name} searches from saved states (env.get_state() / env.set_state(state))")
+        if not self.turn_based and aec_in(self.env) is None:  # a single-player env: outermost, the whole chain
+            self.wrap("remember_positions", RememberPositions, "each observation -> the env state behind it remembered",
+                      f"{self.agent_name} searches in the env from the state behind the observation it acts on "
+                      f"(a single-player env's observation is not its state)")
 
     def remember_positions(self) -> None:
         """Inside the seats, so that the positions of every seat's observations are remembered: the

@@ -32,7 +32,7 @@ from rladapt.agents.base import Agent, AgentConfig
 from rladapt.agents.masks import masked_logits
 from rladapt.agents.nets import mlp
 from rladapt.search.binding import GameBinding
-from rladapt.search.game import TurnBasedGame
+from rladapt.search.game import EnvGame, GameError, TurnBasedGame
 from rladapt.search.selfplay import SelfPlayCollector
 from rladapt.search.tree import Node, best_move, search, value_vector, visit_policy
 from rladapt.spaces import vector_size
@@ -156,6 +156,19 @@ class AlphaZero(GameBinding, Agent):
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
         self.rng = random.Random(self.config.seed)
         self._cache: dict[bytes, tuple[np.ndarray, float]] = {}
+
+    def bind_env(self, env: Any) -> None:
+        """Bind to the turn-based game behind ``env`` (:meth:`GameBinding.bind_env`).
+
+        :raises GameError: ``env`` is a single-player env: AlphaZero's values are game results
+            from the view of the player to move, learned by self-play.
+        """
+        super().bind_env(env)
+        if isinstance(self.game, EnvGame):
+            self.config.game = self.hp.game = self._game = None
+            raise GameError("AlphaZero learns turn-based games by self-play (values are wins and losses); this is a "
+                            "single-player env: use MuZero (it learns a model of the env and its returns) or MCTS "
+                            "(it searches the env itself through its saved states)")
 
     # -- the collector ---------------------------------------------------------------------
     def make_collector(self, source: Any, num_envs: int, workers: Any) -> SelfPlayCollector:

@@ -49,7 +49,7 @@ from torch import nn
 from rladapt.agents.base import Agent, AgentConfig
 from rladapt.agents.nets import make_encoder, mlp
 from rladapt.search.binding import GameBinding
-from rladapt.search.game import GameError, TurnBasedGame, game_for, game_name
+from rladapt.search.game import EnvGame, GameError, TurnBasedGame, game_for, game_name
 from rladapt.search.selfplay import SelfPlayCollector
 from rladapt.search.tree import LatentNode, best_move, search_model, visit_policy
 from rladapt.spec import AgentSpec
@@ -399,6 +399,8 @@ class MuZero(GameBinding, Agent):
             try:
                 game = game_for(env)
             except GameError:
+                return
+            if isinstance(game, EnvGame):  # a single-player env: MuZero learns its own model of it
                 return
             if game.num_players != 2:
                 raise ValueError(f"MuZero plays two-player turn-based games (values from the player to move's view); "

@@ -8,7 +8,9 @@ moves, the outcome for every player, and a way to save a position and come back 
   players (the env itself always answers with its built-in opponent);
 - :class:`PettingZooGame`: a PettingZoo AEC game (``tictactoe_v3``, ``connect_four_v3``, ...): the
   observation and ``action_mask`` of the agent to move, per-agent rewards, and its state saved and
-  restored by :mod:`rladapt.wrappers.state` (its wrappers included).
+  restored by :mod:`rladapt.wrappers.state` (its wrappers included);
+- :class:`EnvGame`: any restorable single-player gymnasium env with discrete actions (CartPole,
+  Atari through the ALE's cloneState, your own env): one player whose outcome is the return.
 
 :func:`game_for` finds the game behind an env (adapted or not). A game's observation is the one the
 player to move would get from the env, so a network trained in self-play reads the env's
@@ -26,14 +28,15 @@ import sys
 from abc import ABC, abstractmethod
 from typing import Any, Hashable
 
+import gymnasium as gym
 import numpy as np
 
 from rladapt.envs.tictactoe import LINES, TicTacToeEnv
-from rladapt.wrappers.multiplayer import recall_position
+from rladapt.wrappers.multiplayer import recall_env, recall_position
 from rladapt.wrappers.state import get_state, set_state
 
 __all__ = [
-    "GAMES", "GameError", "PettingZooGame", "TicTacToeGame", "TurnBasedGame", "build_from_spec", "copy_aec", "game_for", "game_name", "game_spec",
+    "ENV_GAME", "EnvGame", "GAMES", "GameError", "PettingZooGame", "TicTacToeGame", "TurnBasedGame", "build_from_spec", "copy_aec", "game_for", "game_name", "game_spec",
     "make_game", "register_game",
 ]
 
@@ -390,6 +393,105 @@ class PettingZooGame(TurnBasedGame):
         return game
 
 
+class EnvGame(TurnBasedGame):
+    """A single-player gymnasium env as a one-player game: what lets a search (MCTS) act on any
+    env whose state can be saved and restored (:mod:`rladapt.wrappers.state`: CartPole, MuJoCo,
+    Atari through ``cloneState``, an env with ``backup()``/``restore()``).
+
+    A position is the env's state (every wrapper's included) with the return accumulated since
+    the search started: moves are ``env.step`` calls, the legal moves those of
+    ``info["action_mask"]`` (all moves without one), the game ends when the episode does
+    (terminated or truncated), and its outcome is ``[return]``: the sum of the rewards since the
+    search's root. There is no opponent and no win: searches value such a game by the returns
+    they see, scaled to the range seen (:func:`rladapt.search.tree.search`).
+
+    The search runs in the live env the agent acts in: :meth:`from_observation` finds it with the
+    state it had when it returned the observation (:class:`~rladapt.wrappers.multiplayer.RememberPositions`,
+    which AutoAdapt puts outermost for search agents), and every search ends with the env restored
+    to that state, so the episode goes on as if no search had run. ``EnvGame()`` (no env) is the
+    template the agents' ``game`` setting names (:data:`ENV_GAME`): it only finds positions.
+
+    :param env: the live env (a chain below a ``RememberPositions``), or None for the template.
+    """
+
+    num_players = 1
+
+    def __init__(self, env: Any = None) -> None:
+        self.env = env
+        self.num_actions = 0
+        if env is not None:
+            space = env.action_space
+            if not isinstance(space, gym.spaces.Discrete):
+                raise GameError(f"search moves through discrete actions; this env's (adapted) action space is {space} "
+                                f"(give the search agent an env with a Discrete action space)")
+            self.num_actions, self._start = int(space.n), int(space.start)
+        self._obs: Any = None
+        self._mask: np.ndarray | None = None
+        self._done, self._return = False, 0.0
+
+    def reset(self, seed: int | None = None) -> None:
+        self._obs, info = self.env.reset(seed=seed)
+        self._position(info)
+
+    def _position(self, info: dict[str, Any], done: bool = False) -> None:
+        mask = info.get("action_mask")
+        self._mask = None if mask is None else np.asarray(mask, dtype=bool)
+        self._done = done
+
+    def current_player(self) -> int:
+        return 0
+
+    def legal_actions(self) -> np.ndarray:
+        if self._done:
+            return np.zeros(self.num_actions, dtype=bool)
+        return np.ones(self.num_actions, dtype=bool) if self._mask is None else self._mask
+
+    def step(self, action: int) -> None:
+        self._obs, reward, terminated, truncated, info = self.env.step(self._start + int(action))
+        self._return += float(reward)
+        self._position(info, bool(terminated or truncated))
+
+    def is_terminal(self) -> bool:
+        return self._done
+
+    def outcome(self) -> np.ndarray:
+        return np.array([self._return])
+
+    def observation(self) -> np.ndarray:
+        return np.asarray(self._obs)
+
+    def clone(self) -> Any:
+        return get_state(self.env), self._obs, self._mask, self._done, self._return
+
+    def restore(self, state: Any) -> None:
+        env_state, self._obs, self._mask, self._done, self._return = state
+        set_state(self.env, env_state)
+
+    def key(self) -> Hashable:
+        return np.ascontiguousarray(self.observation()).tobytes(), self._done
+
+    def from_observation(self, observation: np.ndarray) -> "EnvGame":
+        remembered = recall_env(observation)
+        if remembered is None:
+            raise GameError(
+                "this observation came from no adapted env of this process: search agents act on single-player envs "
+                "adapted for them (AutoAdapt(env, agent) remembers the state behind each observation), in-process "
+                "(vectorization='async' runs envs in subprocesses the search cannot reach)"
+            )
+        env, state = remembered
+        game = EnvGame(env)
+        set_state(env, state)
+        game._obs = observation  # the root's moves: all, narrowed by the agent's mask (search's allowed)
+        return game
+
+    def spawn(self) -> "EnvGame":
+        return EnvGame()
+
+
+#: The ``game`` setting of a search agent bound to a single-player env: the env it acts on.
+ENV_GAME = "env"
+
+
 #: Modules a game spec may import when the process has not imported them (the registry's rule:
 #: rladapt never imports a module only because a file names it; these are the game libraries').
 SPEC_MODULE_PREFIXES = ("pettingzoo.", "shimmy.", "shimmy", "rladapt.envs.")
@@ -519,7 +621,8 @@ def copy_aec(env: Any) -> Any:
 def game_for(env: Any) -> TurnBasedGame:
     """The turn-based game behind ``env``: rladapt's TicTacToe env (adapted or not), a
     :class:`~rladapt.search.env.GameEnv`, a PettingZoo AEC env, or a gymnasium env whose chain
-    holds one (a single-agent view of a PettingZoo game).
+    holds one (a single-agent view of a PettingZoo game); for any other gymnasium env, the
+    :class:`EnvGame` template (a single-player env searched through its saved states).
 
     :param env: the env.
     :raises GameError: no game is found (the message names what is supported).
@@ -537,10 +640,12 @@ def game_for(env: Any) -> TurnBasedGame:
     for value in vars(base).values():  # a gymnasium view of an AEC game holds the AEC env
         if hasattr(value, "observe") and hasattr(value, "possible_agents"):
             return PettingZooGame(copy_aec(value))
+    if isinstance(env, gym.Env):  # a single-player env: searched through its saved states
+        return EnvGame(env).spawn()
     raise GameError(
-        f"search needs a turn-based game, and {type(base).__name__} is none rladapt knows: use rladapt/TicTacToe-v0, "
-        f"a PettingZoo AEC game (rladapt.search.GameEnv.pettingzoo(connect_four_v3.env())), or a "
-        f"rladapt.search.GameEnv over your own TurnBasedGame"
+        f"search needs a turn-based game or a gymnasium env, and {type(base).__name__} is neither: use "
+        f"rladapt/TicTacToe-v0, a PettingZoo AEC game (rladapt.search.GameEnv.pettingzoo(connect_four_v3.env())), a "
+        f"rladapt.search.GameEnv over your own TurnBasedGame, or a single-player gymnasium env"
     )
 
 
@@ -554,6 +659,7 @@ GAMES: dict[str, Any] = {
     "tictactoe": TicTacToeGame,
     "tictactoe_v3": lambda: _pettingzoo("tictactoe_v3"),
     "connect_four_v3": lambda: _pettingzoo("connect_four_v3"),
+    ENV_GAME: EnvGame,
 }
 
 
@@ -591,6 +697,8 @@ def game_name(game: TurnBasedGame) -> str:
         return "tictactoe"
     if isinstance(game, PettingZooGame):
         return game.spec
+    if isinstance(game, EnvGame):
+        return ENV_GAME
     for key, factory in GAMES.items():
         if factory is type(game):
             return key

@@ -57,7 +57,7 @@ class Node:
 
     __slots__ = ("player", "actions", "prior", "visits", "value_sum", "children", "terminal", "outcome", "total", "proven")
 
-    def __init__(self, game: TurnBasedGame) -> None:
+    def __init__(self, game: TurnBasedGame, exact: bool = True) -> None:
         self.terminal = game.is_terminal()
         self.outcome = game.outcome() if self.terminal else None
         self.player = -1 if self.terminal else game.current_player()
@@ -68,7 +68,8 @@ class Node:
         self.children: list[Node | None] = [None] * len(self.actions)
         self.total = 0
         #: The exact value per player once solved (a terminal position's outcome), else None.
-        self.proven: np.ndarray | None = self.outcome
+        #: ``exact=False`` (a single-player env: an episode's end is no win or loss) never solves.
+        self.proven: np.ndarray | None = self.outcome if exact else None
 
     def solve(self) -> bool:
         """Mark the position solved when a move wins for the player to move or every move is
@@ -114,16 +115,17 @@ def _solved_choice(node: Node) -> tuple[int | None, list[int]]:
     return None, losing
 
 
-def _select_uct(node: Node, c: float, rng: random.Random) -> int:
+def _select_uct(node: Node, c: float, rng: random.Random, scale_values: "MinMaxStats | None" = None) -> int:
     win, losing = _solved_choice(node)
     if win is not None:
         return win
     if losing and len(losing) < len(node.actions):
-        return _select_uct_among(node, c, rng, [i for i in range(len(node.actions)) if i not in losing])
-    return _select_uct_among(node, c, rng, range(len(node.actions)))
+        return _select_uct_among(node, c, rng, [i for i in range(len(node.actions)) if i not in losing], scale_values)
+    return _select_uct_among(node, c, rng, range(len(node.actions)), scale_values)
 
 
-def _select_uct_among(node: Node, c: float, rng: random.Random, candidates: Any) -> int:
+def _select_uct_among(node: Node, c: float, rng: random.Random, candidates: Any,
+                      scale_values: "MinMaxStats | None" = None) -> int:
     unvisited = [i for i in candidates if node.visits[i] == 0]
     if unvisited:
         return unvisited[0] if len(unvisited) == 1 else rng.choice(unvisited)
@@ -131,7 +133,8 @@ def _select_uct_among(node: Node, c: float, rng: random.Random, candidates: Any)
     best, best_score = 0, -math.inf
     for i in candidates:
         n, w = node.visits[i], node.value_sum[i]
-        score = w / n + c * math.sqrt(log_total / n)
+        q = w / n if scale_values is None else scale_values.normalize(w / n)
+        score = q + c * math.sqrt(log_total / n)
         if score > best_score:
             best, best_score = i, score
     return best
@@ -174,10 +177,13 @@ def _select_puct(node: Any, c: float, scale_values: MinMaxStats | None = None) -
     return best
 
 
-def random_playout(game: TurnBasedGame, rng: random.Random) -> np.ndarray:
-    """Play uniformly random legal moves to the end; the outcome per player. Moves ``game``."""
-    while not game.is_terminal():
+def random_playout(game: TurnBasedGame, rng: random.Random, max_moves: int | None = None) -> np.ndarray:
+    """Play uniformly random legal moves to the end, or for at most ``max_moves`` moves; the
+    outcome per player then (the return so far, for a game cut short). Moves ``game``."""
+    moves = 0
+    while not game.is_terminal() and (max_moves is None or moves < max_moves):
         game.step(rng.choice(legal_moves(game)))
+        moves += 1
     return game.outcome()
 
 
@@ -191,6 +197,7 @@ def search(
     noise: tuple[float, float, np.random.Generator] | None = None,
     allowed: np.ndarray | None = None,
     scale_values: bool = False,
+    playout_moves: int | None = None,
 ) -> Node:
     """Search from the game's current position; return the root (its ``visits`` per legal move).
 
@@ -205,8 +212,12 @@ def search(
     :param noise: ``(alpha, fraction, numpy rng)``: Dirichlet noise mixed into the root's prior.
     :param allowed: a bool mask over all actions: the root's moves are the legal ones it allows
         (the env's action mask, when the agent is given one).
-    :param scale_values: PUCT with ``Q`` scaled by the range of values seen in this search
-        (:class:`MinMaxStats`), for rewards outside [-1, 1].
+    :param scale_values: ``Q`` scaled by the range of values seen in this search
+        (:class:`MinMaxStats`), for rewards outside [-1, 1]. Always on for a one-player game (a
+        single-player env, :class:`~rladapt.search.game.EnvGame`), whose outcome is a return of any
+        size; such a game is never solved either (an episode's end is no win or loss).
+    :param playout_moves: the most moves of a random playout (None: to the end of the game); a
+        playout cut short is valued by the return so far.
     :raises ValueError: the root position is terminal, or an unknown rule.
     """
     if rule not in ("uct", "puct"):
@@ -214,8 +225,10 @@ def search(
     if rule == "puct" and evaluate is None:
         raise ValueError("PUCT needs an evaluator for the priors and values")
     rng = rng or random.Random()
+    exact = game.num_players > 1
+    scale_values = scale_values or not exact
     root_state = game.clone()
-    root = Node(game)
+    root = Node(game, exact)
     if root.terminal:
         raise ValueError("the game is over: there is no move to search for")
     if allowed is not None:
@@ -226,7 +239,7 @@ def search(
 
     def leaf_value(node: Node) -> np.ndarray:
         if evaluate is None:
-            return random_playout(game, rng)
+            return random_playout(game, rng, playout_moves)
         prior, value = evaluate(game)
         if prior is not None:
             node.set_prior(prior)
@@ -240,12 +253,12 @@ def search(
     for _ in range(simulations):
         node, path = root, []
         while True:
-            i = _select_uct(node, c, rng) if rule == "uct" else _select_puct(node, c, bounds)
+            i = _select_uct(node, c, rng, bounds) if rule == "uct" else _select_puct(node, c, bounds)
             path.append((node, i))
             game.step(node.actions[i])
             child = node.children[i]
             if child is None:
-                child = node.children[i] = Node(game)
+                child = node.children[i] = Node(game, exact)
                 value = child.outcome if child.terminal else leaf_value(child)
                 break
             if child.terminal:

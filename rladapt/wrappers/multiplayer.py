@@ -20,6 +20,8 @@ Opponents are duck-typed objects with ``name``, ``reset(rng)`` and ``act(obs, ma
 
 from __future__ import annotations
 
+import hashlib
+
 from collections import OrderedDict
 from typing import Any, Sequence
 
@@ -32,7 +34,7 @@ from rladapt.wrappers.state import EnvState, get_state
 
 __all__ = [
     "NextPlayerTurns", "OpponentSeats", "aec_in", "PettingZooTurns", "RememberPositions", "TURN_KEYS", "has_attribute", "is_aec_env",
-    "outcome_of", "recall_position",
+    "outcome_of", "recall_env", "recall_position",
 ]
 
 #: The info keys that say whose turn it is, in the order they are looked for.
@@ -369,24 +371,38 @@ class OpponentSeats(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return obs, reward, terminated, truncated, self._finish(info, terminated or truncated)
 
 
-#: The most recent game positions behind the observations :class:`RememberPositions` returned,
-#: by observation (its float32 bytes): what a search agent reads to start from the position an
-#: observation shows when the observation alone cannot say it (go's history planes, chess, OpenSpiel).
-_POSITIONS: "OrderedDict[bytes, EnvState]" = OrderedDict()
+#: The most recent positions behind the observations :class:`RememberPositions` returned, by
+#: observation (its float32 bytes): ``(the env the state is of, the state)``. What a search agent
+#: reads to start from the position an observation shows when the observation alone cannot say it
+#: (go's history planes, chess, OpenSpiel; any single-player env).
+_POSITIONS: "OrderedDict[bytes, tuple[Any, EnvState]]" = OrderedDict()
 #: How many positions are remembered (an agent acts on the latest observations only).
 POSITIONS_KEPT = 4096
 
 
 def _observation_key(observation: Any) -> bytes:
     array = np.ascontiguousarray(np.asarray(observation, dtype=np.float32))
-    return str(array.shape).encode() + array.tobytes()
+    # A digest: keys of image observations (an Atari stack is 113 kB as float32) stay small.
+    return hashlib.blake2b(str(array.shape).encode() + array.tobytes(), digest_size=16).digest()
 
 
 def recall_position(observation: Any) -> EnvState | None:
-    """The state of the PettingZoo AEC game (its wrappers included) at the moment a
-    :class:`RememberPositions` wrapper of this process returned ``observation``, or None.
+    """The state of the PettingZoo AEC game (its wrappers included), or of a single-player chain,
+    at the moment a :class:`RememberPositions` wrapper of this process returned ``observation``,
+    or None.
 
     :param observation: an observation as the agent received it (any array-like; compared as float32).
+    """
+    remembered = _POSITIONS.get(_observation_key(observation))
+    return None if remembered is None else remembered[1]
+
+
+def recall_env(observation: Any) -> tuple[Any, EnvState] | None:
+    """``(env, state)``: the env whose state :func:`recall_position` gives for ``observation``
+    (the AEC game, or the live chain of a single-player env below its :class:`RememberPositions`)
+    and that state; None when no wrapper of this process returned ``observation``.
+
+    :param observation: an observation as the agent received it.
     """
     return _POSITIONS.get(_observation_key(observation))
 
@@ -402,29 +418,43 @@ def aec_in(env: gym.Env) -> Any:
 
 
 class RememberPositions(gym.Wrapper, gym.utils.RecordConstructorArgs):
-    """Remembers the game position behind every observation it returns, for search agents.
+    """Remembers the position behind every observation it returns, for search agents.
 
     A search agent starts its search from the position an observation shows. Where a game's
     observation does not say the position (go's and chess's planes hold history; OpenSpiel's
-    tensors are the game's own), the agent asks :func:`recall_position` instead: this wrapper,
-    after the conversions and inside :class:`OpponentSeats` (so that opponents' observations count
-    too), saves the state of the AEC game inside (``get_state``, every
-    PettingZoo wrapper included) with each observation it returns. Costs one state copy per step
-    (0.2 ms for go 5x5); AutoAdapt inserts it only for agents that search from saved states.
+    tensors are the game's own; a single-player env's observation is not its state), the agent
+    asks :func:`recall_position` / :func:`recall_env` instead. With each observation it returns,
+    this wrapper saves (``get_state``, every wrapper included):
 
-    :param env: a chain holding a :class:`PettingZooTurns`.
+    - in a turn-based chain, the state of the AEC game inside; it sits after the conversions and
+      inside :class:`OpponentSeats`, so that opponents' observations count too;
+    - in a single-player chain, the state of the chain below it (it is then outermost), with the
+      chain itself: the search steps that live chain and restores it before the agent's move is
+      played, so the env goes on exactly as if no search had run.
+
+    Costs one state copy per step (0.2 ms for go 5x5); AutoAdapt inserts it only for agents that
+    search from saved states. Two envs of one process returning the same observation share its
+    entry (the newest wins): search agents act in one env at a time (``num_envs=1``).
+
+    :param env: a chain holding a :class:`PettingZooTurns`, or any restorable single-player chain.
     """
 
     def __init__(self, env: gym.Env) -> None:
         gym.utils.RecordConstructorArgs.__init__(self)
         gym.Wrapper.__init__(self, env)
-        self._aec = aec_in(env)
-        if self._aec is None:
-            raise AdaptError("RememberPositions needs a chain with a PettingZoo AEC game (PettingZooTurns) inside")
+        aec = aec_in(env)
+        self._target = aec if aec is not None else env
+        # A single-player env is searched only from its latest observation: its older entries are
+        # dropped (a game's are kept: opponents and replays act on earlier positions too).
+        self._latest_only = aec is None
+        self._last_key: bytes | None = None
 
     def _remember(self, observation: Any) -> None:
         key = _observation_key(observation)
-        _POSITIONS[key] = get_state(self._aec)
+        if self._latest_only and self._last_key is not None and self._last_key != key:
+            _POSITIONS.pop(self._last_key, None)
+        self._last_key = key
+        _POSITIONS[key] = (self._target, get_state(self._target))
         _POSITIONS.move_to_end(key)
         while len(_POSITIONS) > POSITIONS_KEPT:
             _POSITIONS.popitem(last=False)
