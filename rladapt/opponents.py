@@ -394,7 +394,7 @@ class SnapshotPool(SelfPlay):
             self.snapshots = (self.snapshots + [(self._next, state)])[-self.size:]
             self._next += self.every
         if self.random and rng.random() < self.random:
-            self._random_player.rng = rng
+            self._random_player.reset(rng)
             self.playing = "random"
             return
         if not self.snapshots or rng.random() < self.latest:

@@ -697,8 +697,6 @@ def game_name(game: TurnBasedGame) -> str:
         return "tictactoe"
     if isinstance(game, PettingZooGame):
         return game.spec
-    if isinstance(game, EnvGame):
-        return ENV_GAME
     for key, factory in GAMES.items():
         if factory is type(game):
             return key
