@@ -424,6 +424,7 @@ class _Builder:
             self._nested_observation(space)
         elif isinstance(space, spaces.Discrete):
             if "index" in accepted:
+                self._to_index(space)
                 return
             self._to_vector_or_nested(space, "discrete index")
         elif is_image(space):
@@ -462,8 +463,8 @@ class _Builder:
             self._error_observation((), space, what)
 
     def _to_index(self, space: spaces.Space) -> None:
-        if isinstance(space, spaces.Discrete):
-            return
+        if isinstance(space, spaces.Discrete) and int(space.start) == 0:
+            return  # already a state index (one with another start is renumbered from 0 below)
         if isinstance(space, spaces.Box):
             bins = self.options.observation_bins
             finite = np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))

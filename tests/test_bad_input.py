@@ -412,3 +412,22 @@ def test_frame_skip_with_action_masks_is_refused_naming_both():
     with pytest.raises(AdaptError, match=r"frame_skip=2 with action masks .*Taxi"):
         AutoAdapt("Taxi-v4", DQN(), frame_skip=2)
     assert "RepeatAction" in AutoAdapt("Taxi-v4", DQN(), frame_skip=2, mask=False).plan.wrappers
+
+
+def test_a_discrete_observation_with_a_start_is_renumbered_from_zero_for_tabular_agents():
+    # Found by tests/test_fuzz_spaces.py: Discrete(1, start=1) reached examples/custom_agent.py's
+    # ExpectedSarsa unchanged, whose Q-table lookup q[obs] then indexed row 1 of a 1-row table.
+    class StartedStates(gym.Env):
+        observation_space = gym.spaces.Discrete(3, start=5)
+        action_space = gym.spaces.Discrete(2)
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            return 5, {}
+
+        def step(self, action):
+            return 7, 0.0, True, False, {}
+
+    env = AutoAdapt(StartedStates(), QLearning())  # the adapted space is every tabular agent's
+    assert env.observation_space == gym.spaces.Discrete(3)
+    assert env.reset(seed=0)[0] == 0 and env.step(0)[0] == 2
