@@ -8,12 +8,16 @@ opponent=...)``: the learner takes seats 0 and 1 in turn, the opponent plays the
 Usage::
 
     python benchmarks/selfplay_connect4.py [--agent ppo] [--opponent pool] [--seeds 0 1 2]
-        [--steps 500000] [--eval-every 100000] [--games 200] [--out figures/selfplay_connect4.json]
+        [--steps 500000] [--eval-every 100000] [--games 200] [--set gamma=0.99 ent_coef=0.01]
+        [--out figures/selfplay_connect4.json]
+
+``--set`` overrides the agent's settings (values are read as Python literals).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import statistics
 import time
@@ -46,16 +50,16 @@ class WinCurve(Callback):
             self.next += self.every
 
 
-def run(name: str, opponent: str, seed: int, steps: int, every: int, games: int) -> dict:
-    agent = get_agent(name)(seed=seed)
+def run(name: str, opponent: str, seed: int, steps: int, every: int, games: int, settings: dict) -> dict:
+    agent = get_agent(name)(seed=seed, **settings)
     env = AutoAdapt(connect_four_v3.env(), agent, opponent=opponent)
     curve = WinCurve(every, games)
     start = time.perf_counter()
     agent.learn(env, steps=steps, callbacks=[curve], progress=False, run_dir=False)
     seconds = time.perf_counter() - start - curve.paused
     final = curve.curve[-1][1] if curve.curve and curve.curve[-1][0] >= steps else win_rate(agent, games)
-    return {"agent": name, "opponent": opponent, "seed": seed, "curve": curve.curve, "final": final,
-            "train_s": seconds}
+    return {"agent": name, "opponent": opponent, "settings": settings, "seed": seed, "curve": curve.curve,
+            "final": final, "train_s": seconds}
 
 
 def main() -> None:
@@ -66,12 +70,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=500_000)
     parser.add_argument("--eval-every", type=int, default=100_000)
     parser.add_argument("--games", type=int, default=200)
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="agent settings")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    settings = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set takes KEY=VALUE, got {item!r}")
+        settings[key] = ast.literal_eval(value)
     rows = []
     for seed in args.seeds:
         print(f"{args.agent} seed {seed}, opponent {args.opponent}", flush=True)
-        rows.append(run(args.agent, args.opponent, seed, args.steps, args.eval_every, args.games))
+        rows.append(run(args.agent, args.opponent, seed, args.steps, args.eval_every, args.games, settings))
         print(f"  final {rows[-1]['final']:.3f}, {rows[-1]['train_s']:.0f} s", flush=True)
     finals = [row["final"] for row in rows]
     spread = statistics.stdev(finals) if len(finals) > 1 else 0.0

@@ -42,7 +42,7 @@ from rladapt.spaces import (
     stored_action,
     vector_size,
 )
-from rladapt.spec import AgentSpec
+from rladapt.spec import AgentNeeds, AgentSpec
 from rladapt.wrappers import (
     ActionMask,
     ArgmaxAction,
@@ -202,7 +202,7 @@ class Plan(tuple):
         return Plan([step for step in self if step.rule != rule] + [PlanStep(None, change, reason, rule)])
 
 
-def _agent_spec(agent: Any) -> AgentSpec:
+def _agent_spec(agent: AgentNeeds) -> AgentSpec:
     if isinstance(agent, AgentSpec):
         return agent
     spec = getattr(agent, "spec", None)
@@ -211,7 +211,7 @@ def _agent_spec(agent: Any) -> AgentSpec:
     return spec
 
 
-def _agent_name(agent: Any) -> str:
+def _agent_name(agent: AgentNeeds) -> str:
     if isinstance(agent, AgentSpec):
         return "the agent"
     return agent.__name__ if isinstance(agent, type) else type(agent).__name__
@@ -781,7 +781,7 @@ class AutoAdapt(gym.Wrapper):
         the agent accepts, and a fix.
     """
 
-    def __new__(cls, env: Any = None, agent: Any = None, **overrides: Any) -> Any:
+    def __new__(cls, env: Any = None, agent: AgentNeeds | None = None, **overrides: Any) -> Any:
         # (no arguments: copy and pickle make the object before restoring its state)
         env_id, env_kwargs = None, None
         if isinstance(env, str) and env.split(".")[0] in PARALLEL_MODULES:
@@ -798,7 +798,7 @@ class AutoAdapt(gym.Wrapper):
                              f"{type(env).__name__}")
         return super().__new__(cls)
 
-    def __init__(self, env: gym.Env | str, agent: Any, **overrides: Any):
+    def __init__(self, env: gym.Env | str, agent: AgentNeeds, **overrides: Any):
         options = AdaptOptions.from_overrides(overrides)
         spec = _agent_spec(agent)
         from_id = isinstance(env, str)
@@ -928,7 +928,7 @@ def _module_env(env_id: str, constructor: str, kwargs: dict[str, Any], what: str
     return getattr(module, constructor)(**kwargs)
 
 
-def adapt_parallel(env: Any, agent: Any, *, agent_ids: bool = False, global_state: bool = False,
+def adapt_parallel(env: Any, agent: AgentNeeds | dict[str, AgentNeeds], *, agent_ids: bool = False, global_state: bool = False,
                    **overrides: Any) -> AdaptedParallelEnv:
     """A PettingZoo parallel env adapted agent by agent (``AutoAdapt(parallel_env, agent)`` calls
     this): each agent's observation and action go through AutoAdapt's rules for ``agent`` (spaces,

@@ -33,6 +33,7 @@ from gymnasium import spaces
 
 from rladapt.spec import bind_agent
 from rladapt.registry import class_path, find_agent, get_agent
+from rladapt.protocols import LearningAgent
 
 FORMAT = "rladapt-checkpoint"
 VERSION = 1
@@ -103,7 +104,7 @@ def space_from_json(d: dict[str, Any]) -> gym.Space:
 # -------------------------------------------------------------------------------------------
 
 
-def save_agent(agent: Any, path: str | os.PathLike, training_state: bool = False) -> Path:
+def save_agent(agent: LearningAgent, path: str | os.PathLike, training_state: bool = False) -> Path:
     """Write ``agent`` to ``path`` atomically. See the module docstring for the format.
 
     :param agent: the agent to save.
@@ -120,7 +121,7 @@ def save_agent(agent: Any, path: str | os.PathLike, training_state: bool = False
         "custom_settings": [k for k, v in agent.settings().items() if isinstance(v, str) and v.startswith("<")],
         "observation_space": space_to_json(agent.observation_space),
         "action_space": space_to_json(agent.action_space),
-        "env_family": getattr(agent, "env_family", "other"),
+        "env_family": agent.env_family,
         "counters": {"num_timesteps": agent.num_timesteps, "num_updates": agent.num_updates,
                      "num_episodes": agent.num_episodes},
         "schedule": {"run_start": int(agent.run_start), "run_steps": int(agent.run_steps),
@@ -128,6 +129,7 @@ def save_agent(agent: Any, path: str | os.PathLike, training_state: bool = False
         "numpy_rng": agent.np_random.bit_generator.state,  # JSON: a dict of (big) ints and names
         "resume_state": agent.resume_state(),
     }
+    # a replay buffer is the off-policy family's (OffPolicyAgent.replay), not the contract's
     replay = getattr(agent, "replay", None) if training_state else None
     if training_state:
         metadata["training_state"] = {"run_dir": None if agent.run_dir is None else str(agent.run_dir)}
@@ -241,7 +243,7 @@ def load(path: str | os.PathLike, **overrides: Any) -> Any:
     return agent
 
 
-def _restore_replay(agent: Any, state: dict[str, Any]) -> None:
+def _restore_replay(agent: LearningAgent, state: dict[str, Any]) -> None:
     """Rebuild the agent's replay buffer for the saved number of envs and fill it (the next
     ``learn`` with as many envs keeps it)."""
     num_envs = int(state["config"][3])

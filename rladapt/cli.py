@@ -28,6 +28,7 @@ import re
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
+from rladapt.spec import AgentNeeds
 
 __all__ = ["main", "parse_steps", "parse_settings"]
 
@@ -161,7 +162,7 @@ def _register_env_packages(env_id: str) -> None:
             raise CliError(f"{env_id} needs ale-py: pip install 'rladapt[atari]'") from None
 
 
-def _adapt(env_id: str, agent: Any, overrides: dict[str, Any], env_kwargs: dict[str, Any] | None = None) -> Any:
+def _adapt(env_id: str, agent: AgentNeeds, overrides: dict[str, Any], env_kwargs: dict[str, Any] | None = None) -> Any:
     from rladapt import AutoAdapt
 
     _register_env_packages(env_id)

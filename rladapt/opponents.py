@@ -31,6 +31,7 @@ import torch
 
 from rladapt.errors import AdaptError
 from rladapt.spec import bind_agent
+from rladapt.protocols import ActingAgent
 
 __all__ = [
     "AgentOpponent", "HumanOpponent", "Opponent", "RandomOpponent", "SelfPlay", "SnapshotPool",
@@ -54,7 +55,7 @@ class Opponent:
         self.rng = rng
         self.carried_state = None  # a recurrent agent's state starts again with the episode
 
-    def agent_move(self, agent: Any, obs: Any, mask: np.ndarray | None, deterministic: bool,
+    def agent_move(self, agent: ActingAgent, obs: Any, mask: np.ndarray | None, deterministic: bool,
                    shown: tuple[gym.Env, TextIO] | None = None) -> Any:
         """``agent``'s move: masks passed when it uses them, a recurrent agent's state threaded through
         the episode (it starts again at :meth:`reset`).
@@ -81,14 +82,14 @@ class Opponent:
         """
         raise NotImplementedError
 
-    def bind_learner(self, agent: Any) -> None:
+    def bind_learner(self, agent: ActingAgent) -> None:
         """The agent acting in this process (only opponents with ``needs_learner`` use it)."""
 
     def __repr__(self) -> str:
         return self.name
 
 
-def shown_move(agent: Any, obs: Any, mask: np.ndarray | None, deterministic: bool, state: Any, env: gym.Env,
+def shown_move(agent: ActingAgent, obs: Any, mask: np.ndarray | None, deterministic: bool, state: Any, env: gym.Env,
                output: TextIO) -> tuple[Any, Any]:
     """``(action, state)``: ``agent``'s move for ``obs``, with its view of every move printed to
     ``output`` (one line per move, the one it plays marked ``->``). The view is the one the move
@@ -153,7 +154,7 @@ class AgentOpponent(Opponent):
         None: it plays silently.
     """
 
-    def __init__(self, agent: Any, deterministic: bool = True, name: str | None = None, output: TextIO | None = None) -> None:
+    def __init__(self, agent: ActingAgent, deterministic: bool = True, name: str | None = None, output: TextIO | None = None) -> None:
         self.path = Path(agent) if isinstance(agent, (str, Path)) else None
         if self.path is not None and self.path.is_dir():
             self.path = self.path / "agent.pt"
@@ -209,7 +210,7 @@ class HumanOpponent(Opponent):
     def __init__(self, input: TextIO | None = None, output: TextIO | None = None, advisor: Any = None) -> None:
         self.input, self.output, self.advisor = input, output, advisor
 
-    def bind_learner(self, agent: Any) -> None:
+    def bind_learner(self, agent: ActingAgent) -> None:
         if self.advisor is None:  # the agent being played against shows its view of your moves
             self.advisor = agent
 
@@ -254,7 +255,7 @@ class HumanOpponent(Opponent):
         return {**self.__dict__, "input": None, "output": None}  # a terminal stays with its process
 
 
-def human_table(agent: Any, human_seat: int, num_players: int, input: TextIO | None = None, output: TextIO | None = None,
+def human_table(agent: ActingAgent, human_seat: int, num_players: int, input: TextIO | None = None, output: TextIO | None = None,
                 deterministic: bool = True) -> tuple[int, list[Opponent]]:
     """Who sits where when a person plays ``agent``: the person at ``human_seat``, the agent at
     every other seat. ``(seat, opponents)`` for :class:`~rladapt.wrappers.OpponentSeats`: the
@@ -288,14 +289,14 @@ def _parse_move(text: str, names: list[str], start: int) -> int | None:
     return value if start <= value < start + len(names) else None
 
 
-def _copy_agent(agent: Any) -> Any:
+def _copy_agent(agent: ActingAgent) -> Any:
     """A CPU agent of the same class and settings, bound to the same spaces, to act with snapshots."""
     import dataclasses
 
     settings = {f.name: getattr(agent.config, f.name) for f in dataclasses.fields(agent.config)}
     settings.update(device="cpu", num_threads=1)
     copy = type(agent)(**settings)
-    bind_agent(copy, agent.observation_space, agent.action_space, getattr(agent, "env_family", "other"))
+    bind_agent(copy, agent.observation_space, agent.action_space, agent.env_family)
     copy.use_masks = agent.use_masks
     copy.eval()
     return copy
@@ -315,7 +316,7 @@ class SelfPlay(Opponent):
         self.deterministic = deterministic
         self.learner: Any = None
 
-    def bind_learner(self, agent: Any) -> None:
+    def bind_learner(self, agent: ActingAgent) -> None:
         self.learner = agent
 
     def _learner(self, seats: gym.Env) -> Any:
@@ -457,7 +458,7 @@ def opponent_seats(env: Any) -> Any:
     return find_wrapper(env, OpponentSeats)
 
 
-def bind_learner(envs: Any, agent: Any) -> None:
+def bind_learner(envs: Any, agent: ActingAgent) -> None:
     """Bind ``agent`` to the learner-policy opponents of ``envs`` (one env or a vector env).
 
     :raises RuntimeError: for a human opponent in a vector env (people play through ``play``

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Union
+
+if TYPE_CHECKING:
+    from rladapt.agents.base import Agent
 
 #: Observation kinds an agent may accept.
 OBSERVATION_KINDS = frozenset({"vector", "image", "index", "nested"})
@@ -62,6 +66,10 @@ class AgentSpec:
             raise ValueError("an AgentSpec must accept at least one observation and one action kind")
         if self.frame_stack < 1:
             raise ValueError(f"frame_stack must be >= 1, got {self.frame_stack}")
+
+
+#: What AutoAdapt reads an agent's needs from: an agent, an agent class, or the AgentSpec itself.
+AgentNeeds = Union["Agent", "type[Agent]", AgentSpec]
 
 
 def bind_agent(agent, observation_space, action_space, family: str | None = None, env=None) -> None:

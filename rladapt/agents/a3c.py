@@ -106,7 +106,7 @@ class A3CRole:
     :param lock: a lock of the workers' start method, or None (Hogwild).
     """
 
-    def __init__(self, agent: Any, workers: int, lock: Any = None) -> None:
+    def __init__(self, agent: "A3C", workers: int, lock: Any = None) -> None:
         self.param = agent.params.param
         self.optimizer = share_optimizer(agent.optimizer)
         self.lock = lock
@@ -160,7 +160,7 @@ class A3CRole:
                 conn.send(("progress", steps - reported_steps, *runner.new_episodes(), sums, updates, lag_sum))
                 reported_steps, last_report, sums, updates, lag_sum = steps, now, {}, 0, 0
 
-    def _push(self, index: int, agent: Any, seen: int) -> int | None:
+    def _push(self, index: int, agent: "A3C", seen: int) -> int | None:
         """Apply the local gradient to the shared weights, unless they moved on too far; return
         the lag (shared updates since the pull), None when the gradient was dropped."""
         hp = agent.hp
@@ -200,7 +200,7 @@ class A3CCollector(WorkerCollector):
     :param workers: worker processes and their fault-handling settings.
     """
 
-    def __init__(self, agent: Any, source: Any, num_envs: int, workers: Workers) -> None:
+    def __init__(self, agent: "A3C", source: Any, num_envs: int, workers: Workers) -> None:
         import multiprocessing
 
         lock = multiprocessing.get_context(workers.start_method).Lock() if agent.hp.lock else None
@@ -213,7 +213,7 @@ class A3CCollector(WorkerCollector):
         self.role.release_lock_of(worker.index)  # a worker killed inside its optimiser step
         super()._restart(worker, what, env_index, text)
 
-    def collect(self, agent: Any, vector_steps: int) -> Any:
+    def collect(self, agent: "A3C", vector_steps: int) -> Any:
         if agent is not self.agent:
             raise ValueError("an A3CCollector collects for the agent it was built with")
         self.role.meta[0], self.role.meta[1] = float(agent.num_timesteps), float(agent.progress)

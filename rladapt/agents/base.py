@@ -243,6 +243,17 @@ class Agent(nn.Module):
         """Vector steps collected per iteration (rows of each batch)."""
         return 1
 
+    def make_collector(self, source: Any, num_envs: int, workers: Any) -> Any:
+        """The agent's own collector for a flow that is not stepping envs (AlphaZero's self-play
+        games, A3C's gradient-pushing workers); None here: the usual collector for ``workers``
+        (:func:`rladapt.collect.make_collector`).
+
+        :param source: where the envs come from (:class:`rladapt.collect.EnvSource`).
+        :param num_envs: envs over all workers.
+        :param workers: what ``learn`` got as ``workers``.
+        """
+        return None
+
     def make_storage(self, num_envs: int, steps: int) -> Any:
         """The storage for a ``learn`` call of ``steps`` env steps over ``num_envs`` envs (a
         rollout, a replay buffer ...); None here: the storage is the latest batch."""

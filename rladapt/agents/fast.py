@@ -18,7 +18,7 @@ Measured with ``benchmarks/ppo_cartpole.py --fast-ablation`` (benchmarks/README.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,10 +28,13 @@ from torch import nn
 from rladapt.agents.masks import MASKED_LOGIT
 from rladapt.agents.nets import ActorCritic, CategoricalHead, DualMLP, FlattenVector
 
+if TYPE_CHECKING:  # the agents import this module
+    from rladapt.agents.on_policy import OnPolicyAgent
+
 __all__ = ["FastActorCritic", "FastCategoricalPPO", "NumpyActing", "exclusions", "fast_path_for"]
 
 
-def exclusions(agent: Any) -> dict[str, str | None]:
+def exclusions(agent: OnPolicyAgent) -> dict[str, str | None]:
     """Why each part of the fast path does not apply to ``agent`` (None: it applies):
     ``{"act": ..., "gradient": ...}``. Every exclusion of the fast path is here."""
     policy, params = getattr(agent, "policy", None), getattr(agent, "params", None)
@@ -233,7 +236,7 @@ class FastActorCritic:
     :param parts: :func:`exclusions` of the agent.
     """
 
-    def __init__(self, agent: Any, parts: dict[str, str | None]) -> None:
+    def __init__(self, agent: OnPolicyAgent, parts: dict[str, str | None]) -> None:
         self.agent = agent
         self.acting = NumpyActing(agent.policy) if parts["act"] is None else None
         self.gradient = FastCategoricalPPO(agent.policy) if parts["gradient"] is None else None
@@ -249,7 +252,7 @@ class FastActorCritic:
         return self.acting(td, deterministic, generator)
 
 
-def fast_path_for(agent: Any, fast: bool | None) -> FastActorCritic | None:
+def fast_path_for(agent: OnPolicyAgent, fast: bool | None) -> FastActorCritic | None:
     """The one switch point: the agent's fast path, or None for the torch path.
 
     :param agent: an on-policy agent with its actor-critic built.

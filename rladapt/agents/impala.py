@@ -84,7 +84,7 @@ class IMPALAConfig(OnPolicyConfig):
     network: nn.Module | NetworkFactory | None = None
 
 
-def policy_terms(agent: Any, data: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def policy_terms(agent: "IMPALA", data: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(log_prob, entropy, value)`` ``[T, N]`` of a ``[T, N]`` batch's actions under the
     agent's current weights (all rows, valid or not: the caller masks), with gradients."""
     T, N = data.batch_size

@@ -14,11 +14,14 @@ env's own episode.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from tensordict import TensorDictBase
+
+if TYPE_CHECKING:  # the agents import this module
+    from rladapt.agents.base import Agent
 
 __all__ = ["ColoredNoise", "colored_noise", "exploration_noise"]
 
@@ -90,7 +93,7 @@ class ColoredNoise:
         return out
 
 
-def exploration_noise(agent: Any, td: TensorDictBase, beta: float, dim: int) -> torch.Tensor:
+def exploration_noise(agent: Agent, td: TensorDictBase, beta: float, dim: int) -> torch.Tensor:
     """The next colored noise ``[B, dim]`` for the batch an agent explores on, restarted where
     ``td["is_init"]`` marks an episode start. The noise's state is acting state of this copy of
     the agent (each worker process has its own), seeded from the agent's generator, not saved."""

@@ -70,7 +70,7 @@ def normalize(advantages: torch.Tensor) -> torch.Tensor:
     return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
 
 
-def actor_critic_optimizer(agent: Any) -> torch.optim.Optimizer:
+def actor_critic_optimizer(agent: "OnPolicyAgent") -> torch.optim.Optimizer:
     """The optimiser of an actor-critic's flat parameters (``agent.params``): RMSprop (alpha 0.99,
     eps 1e-5: the A3C and IMPALA papers, and SB3's A2C) when ``agent.hp.rms_prop``, else Adam (eps 1e-5).
 
@@ -82,7 +82,7 @@ def actor_critic_optimizer(agent: Any) -> torch.optim.Optimizer:
     return adam([agent.params.param], hp.lr, agent.device, eps=1e-5)
 
 
-def actor_critic_loss(agent: Any, rollout: RolloutBuffer) -> tuple[torch.Tensor, dict[str, float]]:
+def actor_critic_loss(agent: "OnPolicyAgent", rollout: RolloutBuffer) -> tuple[torch.Tensor, dict[str, float]]:
     """The advantage actor-critic loss (Mnih et al. 2016) over a rollout's valid transitions, and
     its parts as metrics: ``-(advantage * log_prob) + vf_coef * 0.5 * (value_target - V)^2 - ent_coef *
     entropy`` (the value loss has the same ``0.5 * MSE`` form in every actor-critic: PPO, A2C, A3C,
@@ -114,7 +114,7 @@ def actor_critic_loss(agent: Any, rollout: RolloutBuffer) -> tuple[torch.Tensor,
     }
 
 
-def actor_critic_gradient(agent: Any, rollout: RolloutBuffer) -> dict[str, float]:
+def actor_critic_gradient(agent: "OnPolicyAgent", rollout: RolloutBuffer) -> dict[str, float]:
     """The gradient of :func:`actor_critic_loss`, written into ``agent.params.grad`` (zeroed
     first); returns the loss's metrics. Where the fast path's hand-written gradient applies
     (:mod:`rladapt.agents.fast`: the built-in vector actor-critic, Discrete actions) it is that

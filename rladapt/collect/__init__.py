@@ -15,7 +15,6 @@ All offer the protocol of :mod:`rladapt.collect.base`: ``reset(seed)``, ``collec
 
 from __future__ import annotations
 
-from typing import Any
 
 from rladapt.collect.base import Collector, EpisodeStats
 from rladapt.collect.batch import BatchLayout, BatchStorage, observation_tensors
@@ -24,6 +23,7 @@ from rladapt.collect.guard import MainGuardError
 from rladapt.collect.remote import WorkerError
 from rladapt.collect.vector import VectorCollector
 from rladapt.collect.workers import WorkerCollector, Workers
+from rladapt.protocols import LearningAgent
 from rladapt.spaces import mask_size
 
 __all__ = [
@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 
-def make_collector(agent: Any, source: EnvSource, num_envs: int, workers: int | str | Workers = 0,
+def make_collector(agent: LearningAgent, source: EnvSource, num_envs: int, workers: int | str | Workers = 0,
                    vectorization: str | None = None) -> Collector:
     """The collector for ``learn(..., workers=...)``.
 
@@ -45,14 +45,12 @@ def make_collector(agent: Any, source: EnvSource, num_envs: int, workers: int | 
     :param vectorization: in-process only: ``"sync"`` (default) or ``"async"`` (gymnasium's
         AsyncVectorEnv, a process per env).
 
-    An agent whose data does not come from stepping envs supplies its own collector with a
+    An agent whose data does not come from stepping envs supplies its own collector from its
     ``make_collector(source, num_envs, workers)`` method (None: the usual ones).
     """
-    own = getattr(agent, "make_collector", None)
-    if callable(own):  # a flow that is not collect-then-update (AlphaZero's self-play games)
-        collector = own(source, num_envs, workers)
-        if collector is not None:
-            return collector
+    own = agent.make_collector(source, num_envs, workers)  # a flow of its own (AlphaZero's self-play games)
+    if own is not None:
+        return own
     if workers == "distributed":
         if source.kind == "parallel":
             raise ValueError("workers='distributed' does not take a PettingZoo parallel env yet; use workers=N "

@@ -8,6 +8,7 @@ processes (:class:`~rladapt.collect.workers.WorkerCollector`) or on torch.distri
     batch = collector.collect(agent, T)           # TensorDict [T, num_envs] (see collect/batch.py)
     collector.steps, collector.episodes           # counters
     collector.recent_return, collector.recent_length
+    collector.episode_returns, collector.episode_lengths, collector.episode_steps   # recent episodes
     collector.metrics()                           # e.g. worker restarts, policy lag
     collector.close()
 
@@ -43,6 +44,11 @@ class Collector(Protocol):
     action_space: gym.Space
     steps: int
     episodes: int
+    #: The recent finished episodes' raw returns, lengths, and the step count when each ended
+    #: (callbacks read them: :class:`rladapt.callbacks.TrainingRun`).
+    episode_returns: deque[float]
+    episode_lengths: deque[int]
+    episode_steps: deque[int]
 
     @property
     def recent_return(self) -> float | None: ...

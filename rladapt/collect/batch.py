@@ -40,6 +40,7 @@ from gymnasium import spaces
 from tensordict import TensorDict, TensorDictBase
 
 from rladapt.spaces import mask_size, stored_action
+from rladapt.protocols import CollectingAgent
 
 NestedKey = Union[str, tuple[str, ...]]
 #: What an agent's acting writes: key -> (shape of one env's entry, dtype).
@@ -93,7 +94,7 @@ class BatchLayout:
     states: OutSpecs = dataclasses.field(default_factory=dict)
 
     @classmethod
-    def of(cls, agent: Any) -> "BatchLayout":
+    def of(cls, agent: CollectingAgent) -> "BatchLayout":
         """The layout for an agent set up for its env (``observation_space``, ``use_masks``,
         ``out_specs()``)."""
         outputs = dict(agent.out_specs())
@@ -104,7 +105,7 @@ class BatchLayout:
         if "action" not in outputs:
             raise ValueError(f"{type(agent).__name__}.out_specs() must declare 'action'")
         masks = mask_size(agent.action_space) if agent.use_masks else None
-        states = dict(agent.state_specs()) if hasattr(agent, "state_specs") else {}
+        states = dict(agent.state_specs())
         taken = [k for k in states if (k if isinstance(k, str) else k[0]) in COLLECTOR_KEYS or k in outputs]
         if taken:
             raise ValueError(f"{type(agent).__name__}.state_specs() declares {taken}, which the collector or its "

@@ -148,7 +148,7 @@ class DistributedCollector(EpisodeStats):
     :param timeout: seconds to wait for a collector rank's result before giving up on it.
     """
 
-    def __init__(self, agent: Any, num_envs: int, timeout: float = 300.0) -> None:
+    def __init__(self, agent: CollectingAgent, num_envs: int, timeout: float = 300.0) -> None:
         init_group()
         if dist.get_rank() != 0:
             raise RuntimeError("DistributedCollector runs on rank 0; the other ranks call serve()")
@@ -238,7 +238,7 @@ class DistributedCollector(EpisodeStats):
             self._send_command(STOP, weights=True)
 
 
-def serve(agent: Any, source: Any, num_envs: int) -> None:
+def serve(agent: CollectingAgent, source: Any, num_envs: int) -> None:
     """A collector rank's part of ``learn``: step this rank's envs for rank 0 until it says stop,
     then load the final weights into ``agent``.
 

@@ -30,6 +30,7 @@ from gymnasium.vector import AutoresetMode
 from rladapt.adapt import AutoAdapt, env_family
 from rladapt.wrappers.multiplayer import is_aec_env
 from rladapt.wrappers.parallel import AdaptedParallelEnv, is_parallel_env
+from rladapt.spec import AgentNeeds
 
 __all__ = ["AdaptedFactory", "EnvError", "EnvRebuildError", "EnvSource", "IndexedEnv", "adapt_for", "make_vector_env"]
 
@@ -38,7 +39,7 @@ class EnvRebuildError(ValueError):
     """The adapted env cannot be copied for vectorization (no spec, no factory, no deep copy)."""
 
 
-def adapt_for(agent: Any, env: Any) -> Any:
+def adapt_for(agent: AgentNeeds, env: Any) -> Any:
     """``env`` adapted for ``agent`` (an agent, agent class or ``AgentSpec``): an id or a plain env
     through ``AutoAdapt``; an ``AutoAdapt`` env or a vector env as it is."""
     if isinstance(env, (AutoAdapt, gym.vector.VectorEnv, AdaptedParallelEnv)):
@@ -167,7 +168,7 @@ class EnvSource:
     :param agent: the agent (its spec tells AutoAdapt what to build).
     """
 
-    def __init__(self, env: Any, agent: Any) -> None:
+    def __init__(self, env: Any, agent: AgentNeeds) -> None:
         self.agent_class = agent if isinstance(agent, type) else type(agent)
         self.user_env = env
         self.factory: Callable[[], gym.Env] | None = None

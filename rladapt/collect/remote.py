@@ -26,6 +26,7 @@ from rladapt.collect.batch import BatchStorage
 from rladapt.collect.envs import EnvError, make_vector_env
 from rladapt.collect.vector import VectorCollector
 from rladapt.spaces import mask_size
+from rladapt.protocols import CollectingAgent
 
 __all__ = [
     "AgentBlueprint", "EnvBlueprint", "EnvRunner", "FlatState", "WorkerError",
@@ -70,11 +71,11 @@ class AgentBlueprint:
     family: str = "other"
 
     @classmethod
-    def of(cls, agent: Any) -> "AgentBlueprint":
+    def of(cls, agent: CollectingAgent) -> "AgentBlueprint":
         settings = {f.name: getattr(agent.config, f.name) for f in dataclasses.fields(agent.config)}
         settings.update(device="cpu", num_threads=1)
         return cls(type(agent), settings, agent.observation_space, agent.action_space, bool(agent.use_masks),
-                   getattr(agent, "env_family", "other"))
+                   agent.env_family)
 
     def build(self, seed: int | None) -> Any:
         """The agent, built for the spaces, with its acting generator seeded by ``seed``."""
@@ -111,7 +112,7 @@ class EnvBlueprint:
     slot_agents: list[str] | None = None
 
     @classmethod
-    def of(cls, source: Any, agent: Any, fast_atari: bool) -> "EnvBlueprint":
+    def of(cls, source: Any, agent: CollectingAgent, fast_atari: bool) -> "EnvBlueprint":
         """From a run's :class:`~rladapt.collect.envs.EnvSource` and the learner's agent."""
         atari = atari_fast_path(source.probe) if fast_atari and source.kind == "spec" and not agent.use_masks else None
         masks = bool(agent.use_masks)
@@ -185,7 +186,7 @@ class FlatState:
             t.copy_(view)
 
 
-def agent_state(agent: Any) -> dict[str, torch.Tensor]:
+def agent_state(agent: CollectingAgent) -> dict[str, torch.Tensor]:
     """Everything an agent's acting may read: its ``state_dict`` (parameters and buffers, e.g.
     observation statistics or a Q-table), as tensors that alias the live ones."""
     return dict(agent.state_dict(keep_vars=True))

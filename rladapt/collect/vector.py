@@ -204,7 +204,7 @@ class VectorCollector(EpisodeStats):
         self._carry.get("is_init").fill_(True)
         self._autoreset[:] = False
 
-    def storage(self, agent: Any, vector_steps: int) -> BatchStorage:
+    def storage(self, agent: CollectingAgent, vector_steps: int) -> BatchStorage:
         """This collector's batch of ``vector_steps`` rows for ``agent`` (made once, reused)."""
         storage = self._storages.get(vector_steps)
         if storage is None:
@@ -285,7 +285,7 @@ class VectorCollector(EpisodeStats):
                 if counter is not None:
                     counter += 1
         p.send_rows()
-        if getattr(getattr(agent, "config", None), "check_finite", True):
+        if agent.config.check_finite:
             self._check_finite(storage)
         self._write_carry_obs(_index(p.obs, T))
         self._carry.get("is_init").numpy()[...] = p.is_init[T]
@@ -305,7 +305,7 @@ class VectorCollector(EpisodeStats):
             view[0] = carried
             view[0][p.is_init[0]] = 0
 
-    def _check_outputs(self, agent: Any, td: TensorDictBase, p: _Prepared) -> None:
+    def _check_outputs(self, agent: CollectingAgent, td: TensorDictBase, p: _Prepared) -> None:
         """Once per batch storage: the agent wrote exactly its declared outputs (and the next
         value of its carried state), in their shapes."""
         carried = {*CARRIED_KEYS, *p.state_keys}

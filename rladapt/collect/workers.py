@@ -149,12 +149,12 @@ class SharedWeights:
     :param agent: the learner's agent (its state defines the layout).
     """
 
-    def __init__(self, agent: Any) -> None:
+    def __init__(self, agent: CollectingAgent) -> None:
         self.state = FlatState(agent_state(agent), share_memory=True)
         self.counters = torch.zeros(3, dtype=torch.int64).share_memory_()  # [seq, version, updates]
         self.meta = torch.zeros(2, dtype=torch.float64).share_memory_()  # [num_timesteps, progress]
 
-    def publish(self, agent: Any, progress: float) -> int:
+    def publish(self, agent: CollectingAgent, progress: float) -> int:
         """Copy the agent's weights in, with its ``num_timesteps``, ``num_updates`` and the
         learn call's ``progress``; return the new version (the number of publishes)."""
         counters = self.counters
@@ -170,7 +170,7 @@ class SharedWeights:
     def version(self) -> int:
         return int(self.counters[1])
 
-    def read(self, agent: Any, tensors: list[torch.Tensor]) -> tuple[int, int]:
+    def read(self, agent: CollectingAgent, tensors: list[torch.Tensor]) -> tuple[int, int]:
         """Copy the weights into ``tensors`` (the worker agent's state) and ``num_timesteps`` and
         ``progress`` into the worker's agent; return ``(version, learner updates)`` of what was read."""
         while True:
@@ -332,7 +332,7 @@ class WorkerCollector(EpisodeStats):
         A subclass defines what the learner's ``collect`` reads from the messages it sends.
     """
 
-    def __init__(self, agent: Any, source: Any, num_envs: int, workers: Workers, stats_window: int = 100,
+    def __init__(self, agent: CollectingAgent, source: Any, num_envs: int, workers: Workers, stats_window: int = 100,
                  role: Any = None) -> None:
         super().__init__(stats_window)
         require_main_guard(f"learn(..., workers={workers.count})")
@@ -538,7 +538,7 @@ class WorkerCollector(EpisodeStats):
         now = time.monotonic()
         if force or now - self._last_publish >= self.settings.weight_sync_interval:
             self._last_publish = now
-            self.weights.publish(self.agent, float(getattr(self.agent, "progress", 0.0)))
+            self.weights.publish(self.agent, float(self.agent.progress))
 
     def collect(self, agent: CollectingAgent, vector_steps: int) -> TensorDictBase:
         """``vector_steps`` steps of every env, collected by the workers (module docstring).
@@ -549,7 +549,7 @@ class WorkerCollector(EpisodeStats):
         """
         if agent is not self.agent:
             raise ValueError("a WorkerCollector collects for the agent it was built with")
-        if getattr(agent, "fresh_weights", True):
+        if agent.fresh_weights:
             return self._collect_synchronously(vector_steps)
         return self._collect_streamed(vector_steps)
 

@@ -38,6 +38,7 @@ from rladapt.collect.guard import require_main_guard
 from rladapt.collect.base import EpisodeStats
 from rladapt.collect.remote import AgentBlueprint, WorkerError, agent_state, derived_seed
 from rladapt.collect.workers import SharedWeights, Workers
+from rladapt.protocols import SelfPlayAgent
 
 __all__ = ["SelfPlayCollector", "positions_batch"]
 
@@ -104,7 +105,7 @@ class SelfPlayCollector(EpisodeStats):
     :param keys: the keys of a game (``agent.self_play_game``'s dict, one row per position) batched.
     """
 
-    def __init__(self, agent: Any, workers: int | Workers = 0, stats_window: int = 100,
+    def __init__(self, agent: SelfPlayAgent, workers: int | Workers = 0, stats_window: int = 100,
                  keys: tuple[str, ...] = POSITION_KEYS) -> None:
         super().__init__(stats_window)
         self.keys = keys
@@ -119,7 +120,7 @@ class SelfPlayCollector(EpisodeStats):
         if self.settings is not None:
             self._start(agent)
 
-    def _start(self, agent: Any) -> None:
+    def _start(self, agent: SelfPlayAgent) -> None:
         settings = self.settings
         require_main_guard(f"self-play with workers={settings.count}")
         self.context = torch.multiprocessing.get_context(settings.start_method)
@@ -222,7 +223,7 @@ class SelfPlayCollector(EpisodeStats):
     def reset(self, seed: int | None = None) -> None:
         """Nothing to reset: every game starts from the game's starting position."""
 
-    def collect(self, agent: Any, games: int) -> TensorDict:
+    def collect(self, agent: SelfPlayAgent, games: int) -> TensorDict:
         """Play ``games`` self-play games with the agent's current weights; their positions."""
         start = time.perf_counter()
         if self.weights is None:

@@ -13,12 +13,13 @@ from rladapt.spec import bind_agent
 from rladapt.collect.envs import EnvSource
 from rladapt.opponents import bind_learner, opponent_seats, resolve_opponent
 from rladapt.types import EvalResult
+from rladapt.protocols import ActingAgent
 
 __all__ = ["evaluate"]
 
 
 def evaluate(
-    agent: Any,
+    agent: ActingAgent,
     env: Any,
     episodes: int = 10,
     deterministic: bool = True,

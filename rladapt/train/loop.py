@@ -34,6 +34,7 @@ from rladapt.collect import Collector, EnvSource, Workers, make_collector
 from rladapt.collect import distributed
 from rladapt.logging import ProgressBar, RunDirLogger, default_run_dir, make_logger
 from rladapt.logging.metadata import run_metadata
+from rladapt.protocols import LearningAgent
 
 __all__ = ["DEFAULT_LOG_EVERY", "DEFAULT_NUM_ENVS", "MetricsWindow", "learn", "resolve_num_envs"]
 
@@ -59,7 +60,7 @@ def _check_workers(workers: Any) -> None:
                          f"'distributed', got {workers!r}")
 
 
-def resolve_num_envs(agent: Any, num_envs: int | None, workers: Any) -> int:
+def resolve_num_envs(agent: LearningAgent, num_envs: int | None, workers: Any) -> int:
     """How many envs a run steps: ``num_envs`` when given, else the agent's setting (its
     per-kind default), else :data:`DEFAULT_NUM_ENVS`; without an explicit number, at least one
     per worker process."""
@@ -110,7 +111,7 @@ class MetricsWindow:
 
 
 def learn(
-    agent: Any,
+    agent: LearningAgent,
     env: Any,
     steps: int,
     *,
@@ -201,7 +202,7 @@ def learn(
         source.close()
 
 
-def _schedule(agent: Any, steps: int) -> tuple[int, int, Path | None, bool]:
+def _schedule(agent: LearningAgent, steps: int) -> tuple[int, int, Path | None, bool]:
     """``(run_start, run_steps, run_dir, resumed)``: the run this ``learn`` call's schedules count
     over. An agent loaded from a checkpoint written mid-run continues that run when asked for
     the steps it had left; otherwise the run is this call."""
@@ -217,7 +218,7 @@ def _schedule(agent: Any, steps: int) -> tuple[int, int, Path | None, bool]:
     return agent.num_timesteps, steps, None, False
 
 
-def _loop(agent: Any, source: EnvSource, collector: Collector, steps: int, logger: Any, callbacks: Iterable[Any],
+def _loop(agent: LearningAgent, source: EnvSource, collector: Collector, steps: int, logger: Any, callbacks: Iterable[Any],
           progress: bool, run_dir: str | Path | bool | None, checkpoint_every: int | None, log_every: int | None) -> Any:
     run_logger = None
     created = False
@@ -305,7 +306,7 @@ def _loop(agent: Any, source: EnvSource, collector: Collector, steps: int, logge
     return agent
 
 
-def _iteration_row(agent: Any, collector: Collector, metrics: dict[str, Any], start_steps: int, elapsed: float) -> dict[str, Any]:
+def _iteration_row(agent: LearningAgent, collector: Collector, metrics: dict[str, Any], start_steps: int, elapsed: float) -> dict[str, Any]:
     """One iteration's metrics: the update's, the collector's, the recent episodes, the speed."""
     row = dict(metrics)
     row.update(collector.metrics())

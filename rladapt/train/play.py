@@ -16,11 +16,12 @@ from rladapt.logging.terminal import board_text, describe_observation
 from rladapt.opponents import bind_learner, human_table, opponent_seats, shown_move
 from rladapt.wrappers.multiplayer import TURN_KEYS, OpponentSeats
 from rladapt.types import EvalResult
+from rladapt.protocols import ActingAgent
 
 __all__ = ["play"]
 
 
-def _viewing_env(agent: Any, env: Any, render: str | None) -> tuple[gym.Env, bool]:
+def _viewing_env(agent: ActingAgent, env: Any, render: str | None) -> tuple[gym.Env, bool]:
     """``(adapted env, made here)``: ``env`` adapted for ``agent``, rebuilt from its spec with
     ``render_mode=render`` when it renders otherwise and can render that way."""
     made = not isinstance(env, gym.Env)
@@ -38,7 +39,7 @@ def _viewing_env(agent: Any, env: Any, render: str | None) -> tuple[gym.Env, boo
 
 
 def play(
-    agent: Any,
+    agent: ActingAgent,
     env: Any,
     episodes: int = 1,
     render: str | None = "ansi",
@@ -98,7 +99,7 @@ def _reversed(pair: tuple[Any, Any]) -> tuple[Any, Any]:
     return pair[1], pair[0]
 
 
-def _seat_every_player(agent: Any, view: gym.Env, human_seat: int, input: TextIO | None, out: TextIO,
+def _seat_every_player(agent: ActingAgent, view: gym.Env, human_seat: int, input: TextIO | None, out: TextIO,
                        deterministic: bool, seed: int | None) -> tuple[gym.Env, Any]:
     """``(env, seats)``: a chain in which the caller moves for every player, inside an
     :class:`~rladapt.wrappers.OpponentSeats` that seats the person at ``human_seat`` and the agent
@@ -113,7 +114,7 @@ def _seat_every_player(agent: Any, view: gym.Env, human_seat: int, input: TextIO
     return seats, seats
 
 
-def _play(agent: Any, view: gym.Env, made_here: bool, episodes: int, render: str | None, deterministic: bool,
+def _play(agent: ActingAgent, view: gym.Env, made_here: bool, episodes: int, render: str | None, deterministic: bool,
           seed: int | None, delay: float, max_steps: int | None, out: TextIO, seats: Any, human_seat: int | None) -> EvalResult:
     masks = bool(view.metadata.get("action_mask"))
     shows_text = render == "ansi" and view.render_mode == "ansi"

@@ -31,6 +31,7 @@ from gymnasium import spaces
 
 from rladapt.errors import AdaptError
 from rladapt.wrappers.state import EnvState, get_state
+from rladapt.protocols import ActingAgent
 
 __all__ = [
     "NextPlayerTurns", "OpponentSeats", "aec_in", "PettingZooTurns", "RememberPositions", "TURN_KEYS", "has_attribute", "is_aec_env",
@@ -283,7 +284,7 @@ class OpponentSeats(gym.Wrapper, gym.utils.RecordConstructorArgs):
         """Whether an opponent acts with the learner's policy (``"self"``, a snapshot pool)."""
         return any(getattr(o, "needs_learner", False) for o in self.opponents)
 
-    def bind_learner(self, agent: Any) -> None:
+    def bind_learner(self, agent: ActingAgent) -> None:
         """Give the opponents that play the learner's policy the agent acting in this process
         (the learner itself, or a worker's copy that receives its weights)."""
         for opponent in self.opponents:
