@@ -928,8 +928,8 @@ def _module_env(env_id: str, constructor: str, kwargs: dict[str, Any], what: str
     return getattr(module, constructor)(**kwargs)
 
 
-def adapt_parallel(env: Any, agent: AgentNeeds | dict[str, AgentNeeds], *, agent_ids: bool = False, global_state: bool = False,
-                   **overrides: Any) -> AdaptedParallelEnv:
+def adapt_parallel(env: Any, agent: AgentNeeds | dict[str, AgentNeeds], *, agent_ids: bool = False,
+                   global_state: bool = False, **overrides: Any) -> AdaptedParallelEnv:
     """A PettingZoo parallel env adapted agent by agent (``AutoAdapt(parallel_env, agent)`` calls
     this): each agent's observation and action go through AutoAdapt's rules for ``agent`` (spaces,
     masks, images, episode statistics), as one :class:`~rladapt.wrappers.parallel.AdaptedParallelEnv`.

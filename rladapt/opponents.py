@@ -154,7 +154,8 @@ class AgentOpponent(Opponent):
         None: it plays silently.
     """
 
-    def __init__(self, agent: ActingAgent, deterministic: bool = True, name: str | None = None, output: TextIO | None = None) -> None:
+    def __init__(self, agent: ActingAgent | str | Path, deterministic: bool = True, name: str | None = None,
+                 output: TextIO | None = None) -> None:
         self.path = Path(agent) if isinstance(agent, (str, Path)) else None
         if self.path is not None and self.path.is_dir():
             self.path = self.path / "agent.pt"
@@ -255,8 +256,8 @@ class HumanOpponent(Opponent):
         return {**self.__dict__, "input": None, "output": None}  # a terminal stays with its process
 
 
-def human_table(agent: ActingAgent, human_seat: int, num_players: int, input: TextIO | None = None, output: TextIO | None = None,
-                deterministic: bool = True) -> tuple[int, list[Opponent]]:
+def human_table(agent: ActingAgent, human_seat: int, num_players: int, input: TextIO | None = None,
+                output: TextIO | None = None, deterministic: bool = True) -> tuple[int, list[Opponent]]:
     """Who sits where when a person plays ``agent``: the person at ``human_seat``, the agent at
     every other seat. ``(seat, opponents)`` for :class:`~rladapt.wrappers.OpponentSeats`: the
     agent's own seat (the lowest that is not the person's) and the players of the others in seat

@@ -218,8 +218,9 @@ def _schedule(agent: LearningAgent, steps: int) -> tuple[int, int, Path | None, 
     return agent.num_timesteps, steps, None, False
 
 
-def _loop(agent: LearningAgent, source: EnvSource, collector: Collector, steps: int, logger: Any, callbacks: Iterable[Any],
-          progress: bool, run_dir: str | Path | bool | None, checkpoint_every: int | None, log_every: int | None) -> Any:
+def _loop(agent: LearningAgent, source: EnvSource, collector: Collector, steps: int, logger: Any,
+          callbacks: Iterable[Any], progress: bool, run_dir: str | Path | bool | None, checkpoint_every: int | None,
+          log_every: int | None) -> Any:
     run_logger = None
     created = False
     run_start, run_steps, resumed_dir, resumed = _schedule(agent, steps)
@@ -306,7 +307,8 @@ def _loop(agent: LearningAgent, source: EnvSource, collector: Collector, steps: 
     return agent
 
 
-def _iteration_row(agent: LearningAgent, collector: Collector, metrics: dict[str, Any], start_steps: int, elapsed: float) -> dict[str, Any]:
+def _iteration_row(agent: LearningAgent, collector: Collector, metrics: dict[str, Any], start_steps: int,
+                   elapsed: float) -> dict[str, Any]:
     """One iteration's metrics: the update's, the collector's, the recent episodes, the speed."""
     row = dict(metrics)
     row.update(collector.metrics())
