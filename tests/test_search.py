@@ -304,26 +304,29 @@ def test_a_hung_or_killed_self_play_worker_is_restarted_and_its_games_played_aga
     agent.learn(env, 1, progress=False, run_dir=False)  # bound to the game
     collector = SelfPlayCollector(agent, workers=Workers(2, stall_timeout=3.0, max_restarts=1))
     try:
-        hung = collector.processes[1].pid
+        workers = collector.pool.members
+        hung = workers[1].pid
         os.kill(hung, signal.SIGSTOP)  # a process that stops moving: alive, but no heartbeat
-        batch = collector.collect(agent, 4)
+        with pytest.warns(RuntimeWarning, match="self-play worker 1 made no move for 3 s"):
+            batch = collector.collect(agent, 4)
         assert collector.episodes == 4 and len(batch) == sum(collector.episode_lengths)
-        assert collector.restarts == [0, 1] and collector.processes[1].pid != hung
+        assert [w.restarts for w in workers] == [0, 1] and workers[1].pid != hung
         assert collector.metrics()["selfplay/worker_restarts"] == 1.0
         # Killed mid-game: worker 0 dies, is restarted once, and the games still come back.
-        def kill_once_it_moves(start: int = int(collector.heartbeat[0])) -> None:
-            while int(collector.heartbeat[0]) == start:
+        def kill_once_it_moves(start: int = int(collector.pool.heartbeat[0])) -> None:
+            while int(collector.pool.heartbeat[0]) == start:
                 time.sleep(0.005)
-            os.kill(collector.processes[0].pid, signal.SIGKILL)
+            os.kill(workers[0].pid, signal.SIGKILL)
 
         killer = threading.Thread(target=kill_once_it_moves)
         killer.start()
         collector.collect(agent, 8)
         killer.join()
-        assert collector.episodes == 12 and collector.restarts[0] == 1
+        assert collector.episodes == 12 and workers[0].restarts == 1
         # A second failure of one worker is more than max_restarts=1: a clear error, not a hang.
-        os.kill(collector.processes[1].pid, signal.SIGKILL)
-        with pytest.raises(WorkerError, match="self-play worker 1 died .* restarted 1 times"):
+        os.kill(workers[1].pid, signal.SIGKILL)
+        with pytest.raises(WorkerError, match=r"self-play worker 1 failed 2 times \(max_restarts=1\); "
+                                              r"last failure: self-play worker 1 \(pid \d+\) was killed by SIGKILL"):
             collector.collect(agent, 4)
     finally:
         collector.close()

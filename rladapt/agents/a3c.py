@@ -209,20 +209,20 @@ class A3CCollector(WorkerCollector):
         self._sums: dict[str, float] = {}
         self._updates = self._lag_sum = 0
 
-    def _restart(self, worker: Any, what: str, env_index: int | None = None, text: str | None = None) -> None:
-        self.role.release_lock_of(worker.index)  # a worker killed inside its optimiser step
-        super()._restart(worker, what, env_index, text)
+    def worker_stopped(self, worker: Any) -> None:
+        """Release the optimiser lock if the stopped worker held it (killed inside its optimiser step)."""
+        self.role.release_lock_of(worker.index)
 
     def collect(self, agent: "A3C", vector_steps: int) -> Any:
         if agent is not self.agent:
             raise ValueError("an A3CCollector collects for the agent it was built with")
         self.role.meta[0], self.role.meta[1] = float(agent.num_timesteps), float(agent.progress)
-        if not self._role_running:
+        if not self.role_running:
             self.start_role(int(agent.hp.n_steps))
         target = self.steps + vector_steps * self.num_envs
         self._sums, self._updates, self._lag_sum = {}, 0, 0
         while self.steps < target:
-            for worker, message in self._poll(self.workers):
+            for worker, message in self.pool.poll():
                 if message[0] == "progress":
                     _, steps, returns, lengths, sums, updates, lag_sum = message
                     self.steps += steps
@@ -232,8 +232,8 @@ class A3CCollector(WorkerCollector):
                     self._updates += updates
                     self._lag_sum += lag_sum
                 elif message[0] == "failed":
-                    self._restart(worker, *message[1:])
-        return self._shared.td
+                    self.pool.restart(worker, *message[1:])
+        return self.shared.td
 
     def metrics(self) -> dict[str, float]:
         """Worker restarts, each worker's applied updates, the dropped stale gradients, the mean

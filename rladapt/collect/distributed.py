@@ -26,7 +26,7 @@ One ``collect(agent, T)``, all synchronous, for every agent (policy lag 0):
    columns of its ``[T, num_envs]`` batch.
 
 Faults: an env exception on a collector rank is sent to rank 0, which raises
-:class:`~rladapt.collect.workers.WorkerError` with that rank, the env index and the traceback; a rank
+:class:`~rladapt.collect.remote.WorkerError` with that rank, the env index and the traceback; a rank
 that dies or stays silent for ``timeout`` seconds makes rank 0 raise a ``WorkerError`` naming it
 (rank 0's ``close`` still tells the others to stop). Restarting whole groups is ``torchrun``'s job
 (``--max-restarts``). Endpoints: when ``MASTER_ADDR`` is a loopback address (or unset: it is then

@@ -47,14 +47,10 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
-import signal
-import sys
 import time
-import warnings
 from collections import deque
 from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
@@ -65,15 +61,14 @@ from rladapt.protocols import CollectingAgent
 from rladapt.collect.guard import require_main_guard
 from rladapt.collect.base import EpisodeStats
 from rladapt.collect.batch import BatchLayout, BatchStorage
+from rladapt.collect.pool import PoolProcess, ProcessPool, serve_child
 from rladapt.collect.remote import (
     AgentBlueprint,
     EnvBlueprint,
     EnvRunner,
     FlatState,
-    WorkerError,
     agent_state,
     derived_seed,
-    describe_failure,
     split_envs,
 )
 
@@ -190,16 +185,6 @@ class SharedWeights:
 # -------------------------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGTERM this process when the learner dies, however it dies."""
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 def _load(runner: EnvRunner, weights: SharedWeights) -> None:
     """Load the published weights into the runner's agent when their version changed."""
     if weights.version != runner.version:
@@ -208,63 +193,52 @@ def _load(runner: EnvRunner, weights: SharedWeights) -> None:
 
 def worker_main(
     index: int,
+    seed: int | None,
+    heartbeat: torch.Tensor,
+    conn: Connection,
     agent: AgentBlueprint,
     envs: EnvBlueprint,
     env_indices: range,
-    seed: int | None,
     weights: SharedWeights,
-    heartbeat: torch.Tensor,
-    conn: Connection,
     role: Any = None,
 ) -> None:
-    """Entry point of a worker process: build, then serve the learner's commands until "close".
+    """Entry point of a worker process (a :class:`~rladapt.collect.pool.ProcessPool` child): build,
+    then serve the learner's commands until "close". ``heartbeat`` counts its vector steps.
 
     ``role``: a worker role (see :class:`WorkerCollector`), run on the command ``"role"``."""
-    _die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the learner, which shuts us down
-    torch.set_num_threads(1)
-    runner = None
-    try:
-        runner = EnvRunner(agent, envs, env_indices, seed, step_counter=heartbeat[index : index + 1])
-        conn.send(("ready",))
-        batch: BatchStorage | None = None
-        slots: list[BatchStorage] = []
-        while True:
-            message = conn.recv()
-            command = message[0]
-            if command == "close":
-                break
-            if command == "reset":
-                runner.reset(message[1])
-            elif command == "batch":
-                batch = message[1]
-            elif command == "slots":
-                slots = message[1]
-            elif command == "collect":
-                _load(runner, weights)
-                runner.collect(batch)
-                conn.send(("collected", runner.version, *runner.new_episodes()))
-            elif command == "stream":
-                if _stream(runner, slots, weights, conn):
+
+    def serve() -> None:
+        runner = EnvRunner(agent, envs, env_indices, seed, step_counter=heartbeat)
+        try:
+            conn.send(("ready",))
+            batch: BatchStorage | None = None
+            slots: list[BatchStorage] = []
+            while True:
+                message = conn.recv()
+                command = message[0]
+                if command == "close":
                     break
-            elif command == "role":
-                if role.run(index, runner, batch, conn):
-                    break
-    except (EOFError, BrokenPipeError, ConnectionResetError):
-        pass  # the learner is gone
-    except BaseException as error:  # report anything, then exit non-zero
-        what, env_index, text = describe_failure(error, f"worker {index}")
-        with contextlib.suppress(Exception):
-            conn.send(("error", what, env_index, text))
-        os._exit(1)
-    finally:
-        if runner is not None:
+                if command == "reset":
+                    runner.reset(message[1])
+                elif command == "batch":
+                    batch = message[1]
+                elif command == "slots":
+                    slots = message[1]
+                elif command == "collect":
+                    _load(runner, weights)
+                    runner.collect(batch)
+                    conn.send(("collected", runner.version, *runner.new_episodes()))
+                elif command == "stream":
+                    if _stream(runner, slots, weights, conn):
+                        break
+                elif command == "role":
+                    if role.run(index, runner, batch, conn):
+                        break
+        finally:
             with contextlib.suppress(Exception):
                 runner.close()
-    with contextlib.suppress(Exception):
-        sys.stdout.flush()
-        sys.stderr.flush()
-    os._exit(0)  # skip the interpreter's slow teardown (torch): nothing is left to clean up
+
+    serve_child(index, conn, "worker", serve)
 
 
 def _stream(runner: EnvRunner, slots: list[BatchStorage], weights: SharedWeights, conn: Connection) -> bool:
@@ -294,17 +268,12 @@ def _stream(runner: EnvRunner, slots: list[BatchStorage], weights: SharedWeights
 # -------------------------------------------------------------------------------------------
 
 
-class _Worker:
-    """The learner's handle on one worker process."""
+class _Worker(PoolProcess):
+    """The learner's handle on one worker process, with its envs and its streaming state."""
 
     def __init__(self, index: int, env_indices: range) -> None:
-        self.index, self.env_indices = index, env_indices
-        self.process: Any = None
-        self.conn: Connection | None = None
-        self.restarts = 0
-        self.generation = 0  # bumped at each (re)start: chunks of an older process are stale
-        self.last_beat = 0
-        self.last_progress = time.monotonic()
+        super().__init__(index)
+        self.env_indices = env_indices
         self.free_slots = 0  # streaming: chunk slots the worker may fill
         #: streaming: chunks received and not read to the end: (generation, slot, next row, learner
         #: updates when the chunk's acting weights were published).
@@ -318,6 +287,10 @@ class _Worker:
 class WorkerCollector(EpisodeStats):
     """Collection in worker processes, with the collector protocol of :mod:`rladapt.collect.base`.
 
+    The processes are a :class:`~rladapt.collect.pool.ProcessPool` (``self.pool``): its ``poll``
+    gives the workers' messages and detects dead and hung workers, its ``restart`` restarts one,
+    after which this collector hands the new process its work again.
+
     :param agent: the learner's agent (set up for the adapted env's spaces); its recipe goes to
         the workers once, its weights at every ``collect``.
     :param source: the run's :class:`~rladapt.collect.envs.EnvSource` (the envs are rebuilt from it).
@@ -329,7 +302,8 @@ class WorkerCollector(EpisodeStats):
         tensors and locks), whose ``run(index, runner, batch, conn) -> bool`` each worker runs on
         :meth:`start_role` (again after a restart) with its :class:`EnvRunner` and its columns of
         the shared batch, until the learner's pipe says ``"close"`` (True) or ``"stop"`` (False).
-        A subclass defines what the learner's ``collect`` reads from the messages it sends.
+        A subclass defines what the learner's ``collect`` reads from the messages it sends, and
+        what :meth:`worker_stopped` releases.
     """
 
     def __init__(self, agent: CollectingAgent, source: Any, num_envs: int, workers: Workers, stats_window: int = 100,
@@ -337,7 +311,8 @@ class WorkerCollector(EpisodeStats):
         super().__init__(stats_window)
         require_main_guard(f"learn(..., workers={workers.count})")
         self.agent, self.settings, self.role = agent, workers, role
-        self._role_running = False
+        #: Whether the workers run the role (restarted workers take it up again).
+        self.role_running = False
         # A parallel env's copies are split between the workers whole; the columns are their agent slots.
         per_env = len(source.slot_agents) if getattr(source, "slot_agents", None) else 1
         self.num_envs = num_envs * per_env
@@ -348,191 +323,74 @@ class WorkerCollector(EpisodeStats):
         self.env_blueprint = EnvBlueprint.of(source, agent, workers.fast_atari)
         self.layout = BatchLayout.of(agent)
         self.weights = SharedWeights(agent)
-        self.heartbeat = torch.zeros(workers.count, dtype=torch.int64).share_memory_()
-        self.context = torch.multiprocessing.get_context(workers.start_method)
-        if workers.start_method == "forkserver":  # the server imports these once; workers fork from it
-            self.context.set_forkserver_preload(["rladapt.collect.workers", "rladapt.agents", "rladapt.adapt"])
-        self.restarts = 0
+        seed = agent.config.seed
+        self.pool = ProcessPool(
+            self.workers, worker_main,
+            lambda worker: (self.agent_blueprint, self.env_blueprint, worker.env_indices, self.weights, self.role),
+            name="worker", start_method=workers.start_method,
+            seed_of=lambda index, restarts: derived_seed(seed, index, restarts),
+            max_restarts=workers.max_restarts, stall_timeout=workers.stall_timeout,
+            start_timeout=workers.start_timeout, progress="env step",
+            describe=lambda w: f"collection worker {w.index} (envs {w.env_indices.start}..{w.env_indices.stop - 1})",
+            on_stopped=self.worker_stopped, on_restarted=self._resume,
+            # a forkserver imports these once; the workers fork from it
+            preload=("rladapt.collect.workers", "rladapt.agents", "rladapt.adapt"))
         self._seed: int | None = None
         self._batches: dict[int, BatchStorage] = {}
-        self._shared: BatchStorage | None = None  # synchronous: the batch the workers write
+        #: Synchronous collection and roles: the ``[T, num_envs]`` batch the workers write.
+        self.shared: BatchStorage | None = None
         self._slots: list[list[BatchStorage]] | None = None  # streaming: each worker's chunk slots
         self._lags: list[int] = []
         self._actor_wait = 0.0  # streaming: seconds the workers waited for a free chunk slot, all together
         self._stream_start = 0.0
         self._last_publish = -math.inf
-        self._closed = False
-        try:
-            for worker in self.workers:
-                self._start(worker)
-            for worker in self.workers:
-                failure = self._await_ready(worker)
-                if failure is not None:
-                    self._restart(worker, *failure)
-        except BaseException:
-            self.close()
-            raise
+        self.pool.start()
 
     @property
     def fast_atari(self) -> bool:
         """Whether the workers step ale-py's C++ vector env (:mod:`rladapt.collect.atari`)."""
         return self.env_blueprint.atari is not None
 
-    # ------------------------------------------------------------------ process management
-    def _start(self, worker: _Worker) -> None:
-        parent, child = self.context.Pipe()
-        seed = derived_seed(self.agent.config.seed, worker.index, worker.restarts)
-        worker.process = self.context.Process(
-            target=worker_main,
-            args=(worker.index, self.agent_blueprint, self.env_blueprint, worker.env_indices, seed, self.weights,
-                  self.heartbeat, child, self.role),
-            name=f"rladapt-worker-{worker.index}",
-            daemon=True,
-        )
-        worker.process.start()
-        child.close()
-        worker.conn = parent
-        worker.generation += 1
-        worker.free_slots = 0
+    @property
+    def restarts(self) -> int:
+        """Worker restarts so far, over all workers."""
+        return self.pool.restarts
+
+    def worker_stopped(self, worker: _Worker) -> None:
+        """Called when a worker's process was stopped (dead, failed or hung), before its restart:
+        a subclass releases what the process may have held (nothing here)."""
+
+    def _resume(self, worker: _Worker) -> None:
+        """A restarted worker's work again: its columns of the batch, fresh envs, and the stream
+        or the role it was running; its unread chunks are discarded."""
         worker.pending.clear()
-        worker.last_beat, worker.last_progress = int(self.heartbeat[worker.index]), time.monotonic()
-
-    def _await_ready(self, worker: _Worker) -> tuple | None:
-        """None once the worker reports ready, else its failure ``(what, env_index, traceback)``."""
-        deadline = time.monotonic() + self.settings.start_timeout
-        while time.monotonic() < deadline:
-            ready = wait([worker.conn, worker.process.sentinel], timeout=max(0.0, deadline - time.monotonic()))
-            if worker.conn in ready or worker.conn.poll():
-                message = self._receive(worker)
-                if message[0] == "ready":
-                    return None
-                if message[0] == "failed":
-                    return message[1:]
-            elif worker.process.sentinel in ready:
-                return self._death(worker)
-        return f"worker {worker.index} did not start within {self.settings.start_timeout:.0f} s", None, None
-
-    def _receive(self, worker: _Worker) -> tuple:
-        """The next message of ``worker``, or ``("failed", what, env_index, traceback)``."""
-        try:
-            message = worker.conn.recv()
-        except (EOFError, OSError):
-            return ("failed", *self._death(worker))
-        if message[0] == "error":
-            return ("failed", *message[1:])
-        return message
-
-    def _death(self, worker: _Worker) -> tuple:
-        worker.process.join(timeout=1.0)
-        code, pid = worker.process.exitcode, worker.process.pid
-        if code is not None and code < 0:
-            with contextlib.suppress(ValueError):
-                return f"worker {worker.index} (pid {pid}) was killed by {signal.Signals(-code).name}", None, None
-        return f"worker {worker.index} (pid {pid}) exited with code {code}", None, None
-
-    def _restart(self, worker: _Worker, what: str, env_index: int | None = None, text: str | None = None) -> None:
-        """Discard the worker's in-flight work and restart it (fresh envs, a new seed), or raise
-        :class:`WorkerError` once it failed more than ``max_restarts`` times."""
-        while True:
-            self._stop_process(worker)
-            worker.restarts += 1
-            self.restarts += 1
-            limit = self.settings.max_restarts
-            if worker.restarts > limit:
-                message = (f"collection worker {worker.index} (envs {worker.env_indices.start}.."
-                           f"{worker.env_indices.stop - 1}) failed {worker.restarts} times (max_restarts={limit}); "
-                           f"last failure: {what}")
-                if text:
-                    message += f"\n\nTraceback in the worker:\n{text}"
-                raise WorkerError(message, worker.index, env_index, text)
-            warnings.warn(f"{what}; restarting it ({worker.restarts}/{limit})", RuntimeWarning, stacklevel=3)
-            worker.pending.clear()  # its unread chunks: discarded
-            self._start(worker)
-            failure = self._await_ready(worker)
-            if failure is None:
-                break
-            what, env_index, text = failure
-        if self._shared is not None:
-            worker.conn.send(("batch", self._shared.columns(worker.env_indices.start, worker.env_indices.stop)))
+        worker.free_slots = 0
+        if self.shared is not None:
+            worker.conn.send(("batch", self.shared.columns(worker.env_indices.start, worker.env_indices.stop)))
         seed = None if self._seed is None else self._seed + worker.env_indices.start + 1_000_003 * worker.restarts
         worker.conn.send(("reset", seed))
         if self._slots is not None:  # streaming: it streams again, all its slots free
             self._begin_stream(worker)
-        if self._role_running:
+        if self.role_running:
             worker.conn.send(("role",))
-
-    def _send(self, worker: _Worker, message: tuple) -> bool:
-        """Send a command; False (after restarting the worker) when it is gone."""
-        try:
-            worker.conn.send(message)
-            return True
-        except (BrokenPipeError, ConnectionResetError, OSError):
-            self._restart(worker, *self._death(worker))
-            return False
-
-    def _stop_process(self, worker: _Worker) -> None:
-        process = worker.process
-        if process is None:
-            return
-        if process.is_alive():
-            process.terminate()
-            process.join(timeout=2.0)
-            if process.is_alive():
-                process.kill()
-        process.join(timeout=5.0)
-        with contextlib.suppress(Exception):
-            worker.conn.close()
-        with contextlib.suppress(Exception):
-            process.close()
-        worker.process = None
-
-    def _poll(self, busy: list[_Worker], timeout: float = 1.0) -> list[tuple[_Worker, tuple]]:
-        """Messages of the ``busy`` workers, in arrival order; a worker that died, raised or made no
-        env step for ``stall_timeout`` seconds gives a ``("failed", what, env_index, traceback)``."""
-        handles: dict[Any, _Worker] = {}
-        for worker in busy:
-            handles[worker.conn] = worker
-            handles[worker.process.sentinel] = worker
-        out, failed = [], set()
-        for handle in wait(list(handles), timeout=timeout):
-            worker = handles[handle]
-            if handle is worker.conn:
-                while worker.index not in failed and worker.conn.poll():
-                    message = self._receive(worker)
-                    out.append((worker, message))
-                    if message[0] == "failed":
-                        failed.add(worker.index)
-        for worker in busy:  # exited without a word (killed)
-            if worker.index not in failed and not worker.process.is_alive() and not worker.conn.poll():
-                out.append((worker, ("failed", *self._death(worker))))
-                failed.add(worker.index)
-        now = time.monotonic()
-        for worker in busy:
-            beat = int(self.heartbeat[worker.index])
-            if beat != worker.last_beat:
-                worker.last_beat, worker.last_progress = beat, now
-            elif worker.index not in failed and now - worker.last_progress > self.settings.stall_timeout:
-                what = f"worker {worker.index} made no env step for {self.settings.stall_timeout:.0f} s (hung)"
-                out.append((worker, ("failed", what, None, None)))
-        return out
 
     def start_role(self, vector_steps: int) -> None:
         """Give every worker its columns of a shared ``[vector_steps, num_envs]`` batch and start
         the workers' role (the ``role`` given at construction)."""
         if self.role is None:
             raise RuntimeError("start_role needs a WorkerCollector built with a role")
-        self._shared = BatchStorage(self.layout, vector_steps, self.num_envs, share_memory=True)
-        self._role_running = True
+        self.shared = BatchStorage(self.layout, vector_steps, self.num_envs, share_memory=True)
+        self.role_running = True
         for worker in self.workers:
-            if self._send(worker, ("batch", self._shared.columns(worker.env_indices.start, worker.env_indices.stop))):
-                self._send(worker, ("role",))
+            if self.pool.send(worker, ("batch", self.shared.columns(worker.env_indices.start, worker.env_indices.stop))):
+                self.pool.send(worker, ("role",))
 
     # ------------------------------------------------------------------ collector protocol
     def reset(self, seed: int | None = None) -> None:
         """Reset every env (env ``i`` gets ``seed + i``, as in-process)."""
         self._seed = seed
         for worker in self.workers:
-            self._send(worker, ("reset", None if seed is None else seed + worker.env_indices.start))
+            self.pool.send(worker, ("reset", None if seed is None else seed + worker.env_indices.start))
 
     def _publish(self, force: bool = True) -> None:
         now = time.monotonic()
@@ -554,29 +412,29 @@ class WorkerCollector(EpisodeStats):
         return self._collect_streamed(vector_steps)
 
     def _collect_synchronously(self, vector_steps: int) -> TensorDictBase:
-        if self._shared is None or self._shared.steps != vector_steps:
-            self._shared = BatchStorage(self.layout, vector_steps, self.num_envs, share_memory=True)
+        if self.shared is None or self.shared.steps != vector_steps:
+            self.shared = BatchStorage(self.layout, vector_steps, self.num_envs, share_memory=True)
             for worker in self.workers:
-                self._send(worker, ("batch", self._shared.columns(worker.env_indices.start, worker.env_indices.stop)))
+                self.pool.send(worker, ("batch", self.shared.columns(worker.env_indices.start, worker.env_indices.stop)))
         self._publish()
         version = self.weights.version
         todo = {worker.index for worker in self.workers}
         for worker in self.workers:
-            while not self._send(worker, ("collect",)):
+            while not self.pool.send(worker, ("collect",)):
                 pass
         while todo:
-            for worker, message in self._poll([self.workers[i] for i in todo]):
+            for worker, message in self.pool.poll([self.workers[i] for i in todo]):
                 if message[0] == "collected":
                     if message[1] != version:
                         raise RuntimeError(f"worker {worker.index} collected with weights {message[1]}, not {version}")
                     self.record_episodes(message[2], message[3], self.steps + vector_steps * self.num_envs)
                     todo.discard(worker.index)
                 elif message[0] == "failed":  # its part of the batch is discarded and redone
-                    self._restart(worker, *message[1:])
-                    while not self._send(worker, ("collect",)):
+                    self.pool.restart(worker, *message[1:])
+                    while not self.pool.send(worker, ("collect",)):
                         pass
         self.steps += vector_steps * self.num_envs
-        return self._shared.td
+        return self.shared.td
 
     def _collect_streamed(self, vector_steps: int) -> TensorDictBase:
         if self._slots is None:
@@ -612,7 +470,7 @@ class WorkerCollector(EpisodeStats):
             worker.pending[0] = (generation, slot, start + k, updates)
         else:
             worker.pending.popleft()
-            if generation == worker.generation and self._send(worker, ("free", slot)):
+            if generation == worker.generation and self.pool.send(worker, ("free", slot)):
                 worker.free_slots += 1
         return k
 
@@ -630,15 +488,15 @@ class WorkerCollector(EpisodeStats):
     def _begin_stream(self, worker: _Worker) -> None:
         worker.free_slots = self.settings.chunk_slots
         worker.pending.clear()
-        self._send(worker, ("slots", self._slots[worker.index]))
-        self._send(worker, ("stream",))
+        self.pool.send(worker, ("slots", self._slots[worker.index]))
+        self.pool.send(worker, ("stream",))
 
     def _receive_chunks(self, block: bool) -> list[_Worker]:
         """Take in the chunks the workers announced (waiting for one when ``block``); return the
         workers restarted meanwhile."""
         restarted = []
         busy = [w for w in self.workers if w.free_slots > 0]
-        for worker, message in self._poll(busy or self.workers, timeout=1.0 if block else 0.0):
+        for worker, message in self.pool.poll(busy or self.workers, timeout=1.0 if block else 0.0):
             if message[0] == "chunk":
                 _, slot, updates, returns, lengths, waited = message
                 self._actor_wait += waited
@@ -646,7 +504,7 @@ class WorkerCollector(EpisodeStats):
                 self.record_episodes(returns, lengths)
                 worker.pending.append((worker.generation, slot, 0, updates))
             elif message[0] == "failed":  # its unread chunks are dropped; it streams anew
-                self._restart(worker, *message[1:])
+                self.pool.restart(worker, *message[1:])
                 restarted.append(worker)
         return restarted
 
@@ -667,19 +525,8 @@ class WorkerCollector(EpisodeStats):
 
     def close(self) -> None:
         """Stop every worker (politely, then by force) and drop the shared buffers."""
-        if self._closed:
-            return
-        self._closed = True
-        for worker in self.workers:
-            if worker.process is not None and worker.conn is not None:
-                with contextlib.suppress(Exception):
-                    worker.conn.send(("close",))
-        deadline = time.monotonic() + 5.0
-        for worker in self.workers:
-            if worker.process is not None:
-                worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
-            self._stop_process(worker)
-        self._shared = self._slots = None
+        self.pool.close()
+        self.shared = self._slots = None
         self._batches.clear()
 
     def __del__(self) -> None:

@@ -14,20 +14,18 @@ With ``workers=N`` the games are split over N processes (``torch.multiprocessing
 :class:`~rladapt.collect.remote.AgentBlueprint` (its ``game`` setting names the game) and reads
 the learner's weights from :class:`~rladapt.collect.workers.SharedWeights` when their version
 changed, as the other worker collectors do; the positions come back over the pipe (a game's
-positions are a few kilobytes). A worker whose code raises is reported with its traceback. A
-worker that dies, or that makes no move for ``Workers.stall_timeout`` seconds while it has games to
-play (a hung process: each move it plays ticks a shared heartbeat), is killed and restarted with a
-new seed, and its share of the games is played again; after ``Workers.max_restarts`` restarts of
-one worker the run stops with a :class:`~rladapt.collect.remote.WorkerError` that says why.
+positions are a few kilobytes). The workers are a :class:`~rladapt.collect.pool.ProcessPool`,
+the one the worker collector uses: a worker that raises, dies, or makes no move for
+``Workers.stall_timeout`` seconds while it has games to play (a hung process: each move it plays
+ticks its heartbeat) is killed and restarted with a new seed, and its share of the games is played
+again; after ``Workers.max_restarts`` restarts of one worker the run stops with a
+:class:`~rladapt.collect.remote.WorkerError` that says why (with the worker's traceback when it raised).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
-import traceback
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
@@ -35,6 +33,7 @@ import torch
 from tensordict import TensorDict
 
 from rladapt.collect.guard import require_main_guard
+from rladapt.collect.pool import PoolProcess, ProcessPool, serve_child
 from rladapt.collect.base import EpisodeStats
 from rladapt.collect.remote import AgentBlueprint, WorkerError, agent_state, derived_seed
 from rladapt.collect.workers import SharedWeights, Workers
@@ -67,10 +66,12 @@ class _Heartbeat:
         return getattr(self._game, name)
 
 
-def _worker_main(index: int, blueprint: AgentBlueprint, seed: int | None, weights: SharedWeights, conn: Connection,
-                 heartbeat: torch.Tensor) -> None:
-    torch.set_num_threads(1)
-    try:
+def _worker_main(index: int, seed: int | None, heartbeat: torch.Tensor, conn: Connection, blueprint: AgentBlueprint,
+                 weights: SharedWeights) -> None:
+    """A self-play worker (a :class:`~rladapt.collect.pool.ProcessPool` child): plays the games it
+    is asked for with the newest published weights; every move ticks its heartbeat."""
+
+    def serve() -> None:
         agent = blueprint.build(seed)
         agent.reseed(seed)  # the copies' own random sources: every worker plays other games
         tensors = list(agent_state(agent).values())
@@ -83,15 +84,10 @@ def _worker_main(index: int, blueprint: AgentBlueprint, seed: int | None, weight
             if weights.version != version:
                 version, _ = weights.read(agent, tensors)
                 agent.weights_changed()
-            beat = heartbeat[index:index + 1]
-            conn.send(("games", [agent.self_play_game(_Heartbeat(agent.game.spawn(), beat)) for _ in range(message[1])]))
-    except (EOFError, BrokenPipeError, ConnectionResetError):
-        pass
-    except BaseException as error:  # report, then exit non-zero
-        with contextlib.suppress(Exception):
-            conn.send(("error", f"{type(error).__name__}: {error}", traceback.format_exc()))
-        os._exit(1)
-    os._exit(0)
+            conn.send(("games", [agent.self_play_game(_Heartbeat(agent.game.spawn(), heartbeat))
+                                 for _ in range(message[1])]))
+
+    serve_child(index, conn, "self-play worker", serve)
 
 
 class SelfPlayCollector(EpisodeStats):
@@ -99,8 +95,8 @@ class SelfPlayCollector(EpisodeStats):
 
     :param agent: the learner's agent (bound to its game).
     :param workers: 0 (play in this process), a number of worker processes or a
-        :class:`~rladapt.collect.Workers` (its ``count``, ``start_method`` and ``start_timeout``
-        are used).
+        :class:`~rladapt.collect.Workers` (its ``count``, ``start_method``, ``max_restarts``,
+        ``stall_timeout`` and ``start_timeout`` are used).
     :param stats_window: how many recent games ``recent_return`` averages over.
     :param keys: the keys of a game (``agent.self_play_game``'s dict, one row per position) batched.
     """
@@ -113,111 +109,56 @@ class SelfPlayCollector(EpisodeStats):
         self.observation_space, self.action_space = agent.observation_space, agent.action_space
         self.settings = workers if isinstance(workers, Workers) else (Workers(int(workers)) if workers else None)
         self.seconds_per_game: float | None = None
-        self.processes: list[Any] = []
-        self.conns: list[Connection] = []
         self.weights: SharedWeights | None = None
-        self.restarts: list[int] = []
+        #: The worker processes (None: games are played in this process).
+        self.pool: ProcessPool[PoolProcess] | None = None
         if self.settings is not None:
             self._start(agent)
 
     def _start(self, agent: SelfPlayAgent) -> None:
         settings = self.settings
         require_main_guard(f"self-play with workers={settings.count}")
-        self.context = torch.multiprocessing.get_context(settings.start_method)
         self.weights = SharedWeights(agent)
-        self.blueprint = AgentBlueprint.of(agent)
-        self.seed = agent.config.seed
-        self.heartbeat = torch.zeros(settings.count, dtype=torch.int64).share_memory_()
-        self.restarts = [0] * settings.count
-        for index in range(settings.count):
-            process, conn = self._spawn(index)
-            self.processes.append(process)
-            self.conns.append(conn)
-        for index, conn in enumerate(self.conns):
-            self._receive(index, conn, "ready", settings.start_timeout)
-
-    def _spawn(self, index: int) -> tuple[Any, Connection]:
-        parent, child = self.context.Pipe()
-        seed = derived_seed(self.seed, index, self.restarts[index]) if self.restarts[index] else derived_seed(self.seed, index)
-        process = self.context.Process(target=_worker_main, args=(index, self.blueprint, seed, self.weights, child,
-                                                                   self.heartbeat), daemon=True)
-        process.start()
-        child.close()
-        return process, parent
-
-    def _restart(self, index: int, why: str) -> None:
-        """Kill worker ``index`` (dead or hung) and start a new one, within ``max_restarts``."""
-        self.restarts[index] += 1
-        if self.restarts[index] > self.settings.max_restarts:
-            self.close()
-            raise WorkerError(f"self-play worker {index} {why}, and was restarted {self.settings.max_restarts} times "
-                              f"already (Workers(max_restarts=...))", worker=index)
-        process, conn = self.processes[index], self.conns[index]
-        with contextlib.suppress(Exception):
-            process.kill()
-            process.join(timeout=5)
-            conn.close()
-        self.processes[index], self.conns[index] = self._spawn(index)
-        self._receive(index, self.conns[index], "ready", self.settings.start_timeout)
-
-    def _receive(self, index: int, conn: Connection, expected: str, timeout: float | None = None) -> Any:
-        if timeout is not None and not conn.poll(timeout):
-            self.close()
-            raise WorkerError(f"self-play worker {index} did not start within {timeout:.0f} s", worker=index)
-        try:
-            message = conn.recv()
-        except EOFError:
-            code = self.processes[index].exitcode
-            self.close()
-            raise WorkerError(f"self-play worker {index} died (exit code {code})", worker=index) from None
-        return self._check(index, message, expected)
-
-    def _check(self, index: int, message: tuple[Any, ...], expected: str) -> Any:
-        if message[0] == "error":
-            self.close()
-            raise WorkerError(f"self-play worker {index} raised {message[1]}", worker=index, worker_traceback=message[2])
-        if message[0] != expected:
-            raise WorkerError(f"self-play worker {index} sent {message[0]!r}, expected {expected!r}", worker=index)
-        return message[1:] if len(message) > 1 else None
+        blueprint = AgentBlueprint.of(agent)
+        seed = agent.config.seed
+        self.pool = ProcessPool(
+            [PoolProcess(i) for i in range(settings.count)], _worker_main, lambda _: (blueprint, self.weights),
+            name="self-play worker", start_method=settings.start_method,
+            seed_of=lambda index, restarts: derived_seed(seed, index, restarts) if restarts else derived_seed(seed, index),
+            max_restarts=settings.max_restarts, stall_timeout=settings.stall_timeout,
+            start_timeout=settings.start_timeout, progress="move")
+        self.pool.start()
 
     def _play_in_workers(self, games: int) -> list[dict[str, np.ndarray]]:
-        """Each worker's share of ``games``; a worker that dies or hangs is restarted and plays its share again."""
-        count = len(self.conns)
-        pending = {i: games // count + (i < games % count) for i in range(count)}
-        pending = {i: share for i, share in pending.items() if share}
-        progress: dict[int, tuple[int, float]] = {}
+        """Each worker's share of ``games``; a worker that dies, raises or hangs is restarted and
+        plays its share again."""
+        pool = self.pool
+        count = len(pool.members)
+        shares = {i: games // count + (i < games % count) for i in range(count)}
+        pending = {i: share for i, share in shares.items() if share}
 
         def send(index: int) -> None:
-            self.conns[index].send(("play", pending[index]))
-            progress[index] = (int(self.heartbeat[index]), time.monotonic())
+            member = pool.members[index]
+            while not pool.send(member, ("play", pending[index])):
+                pass  # it was gone, and is restarted: ask the new process
+            pool.mark_busy(member)
 
         for index in pending:
             send(index)
         played: dict[int, list] = {}
         while pending:
-            ready = wait([self.conns[i] for i in pending], timeout=0.5)
-            for index in list(pending):
-                conn = self.conns[index]
-                if conn in ready:
-                    try:
-                        message = conn.recv()
-                    except (EOFError, OSError):
-                        self._restart(index, f"died (exit code {self.processes[index].exitcode})")
-                        send(index)
-                        continue
-                    played[index] = self._check(index, message, "games")[0]
-                    del pending[index]
+            for member, message in pool.poll([pool.members[i] for i in pending], timeout=0.5):
+                if member.index not in pending:
                     continue
-                beat, since = progress[index]
-                now = time.monotonic()
-                if int(self.heartbeat[index]) != beat:
-                    progress[index] = (int(self.heartbeat[index]), now)
-                elif not self.processes[index].is_alive():
-                    self._restart(index, f"died (exit code {self.processes[index].exitcode})")
-                    send(index)
-                elif now - since > self.settings.stall_timeout:
-                    self._restart(index, f"made no move for {self.settings.stall_timeout:.0f} s (hung)")
-                    send(index)
+                if message[0] == "games":
+                    played[member.index] = message[1]
+                    del pending[member.index]
+                elif message[0] == "failed":
+                    pool.restart(member, *message[1:])
+                    send(member.index)
+                else:
+                    raise WorkerError(f"self-play worker {member.index} sent {message[0]!r}, expected 'games'",
+                                      worker=member.index)
         return [game for index in sorted(played) for game in played[index]]
 
     def reset(self, seed: int | None = None) -> None:
@@ -226,7 +167,7 @@ class SelfPlayCollector(EpisodeStats):
     def collect(self, agent: SelfPlayAgent, games: int) -> TensorDict:
         """Play ``games`` self-play games with the agent's current weights; their positions."""
         start = time.perf_counter()
-        if self.weights is None:
+        if self.pool is None:
             played = [agent.self_play_game(agent.game.spawn()) for _ in range(games)]
         else:
             self.weights.publish(agent, agent.progress)
@@ -239,19 +180,10 @@ class SelfPlayCollector(EpisodeStats):
 
     def metrics(self) -> dict[str, float]:
         out = {} if self.seconds_per_game is None else {"selfplay/seconds_per_game": self.seconds_per_game}
-        if self.settings is not None:
-            out["selfplay/worker_restarts"] = float(sum(self.restarts))
+        if self.pool is not None:
+            out["selfplay/worker_restarts"] = float(self.pool.restarts)
         return out
 
     def close(self) -> None:
-        for conn in self.conns:
-            with contextlib.suppress(Exception):
-                conn.send(("close",))
-        for process in self.processes:
-            process.join(timeout=5)
-            if process.is_alive():
-                process.kill()
-        for conn in self.conns:
-            with contextlib.suppress(Exception):
-                conn.close()
-        self.processes, self.conns = [], []
+        if self.pool is not None:
+            self.pool.close()
