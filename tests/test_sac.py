@@ -163,3 +163,25 @@ def test_sac_save_and_load_round_trip(tmp_path):
         torch.cat([p.reshape(-1) for p in loaded.critic_target.parameters()]),
         torch.cat([p.reshape(-1) for p in agent.critic_target.parameters()]),
     )
+
+
+def test_replay_actor_critics_share_one_family_and_its_minibatches_are_disjoint_slices_of_one_sample():
+    from rladapt.agents import DDPG, TD3, ReplayActorCritic, ReplayActorCriticConfig
+    from rladapt.agents.off_policy import REPLAY_ACTOR_CRITIC_DEFAULTS
+
+    for cls in (SAC, TD3, DDPG):
+        assert issubclass(cls, ReplayActorCritic) and issubclass(cls.Config, ReplayActorCriticConfig)
+    agent = TD3(seed=0, learning_starts=100, gradient_steps=3, batch_size=8, n_step=3)
+    env = AutoAdapt("Pendulum-v1", agent)
+    agent.learn(env, 200, progress=False, run_dir=False)
+    assert agent.hp.lr == REPLAY_ACTOR_CRITIC_DEFAULTS["continuous"]["lr"]  # classic control: the family's row
+    replay = agent.replay
+    keys = ("observation", ("next", "reward"), "action_mask")
+    torch.manual_seed(0)
+    agent.generator.manual_seed(5)
+    batches = list(agent.minibatches(replay, keys))
+    agent.generator.manual_seed(5)
+    whole = replay.sample(3 * 8, agent.generator)
+    assert len(batches) == 3 and all(b[2] is None for b in batches)  # no masks on Pendulum: None, not an error
+    assert torch.equal(torch.cat([b[0] for b in batches]), whole["observation"])
+    assert torch.equal(torch.cat([b[1] for b in batches]), whole["next", "reward"])

@@ -14,7 +14,13 @@ from rladapt.agents.dreamer import Dreamer
 from rladapt.agents.impala import IMPALA
 from rladapt.agents.mcts import MCTS
 from rladapt.agents.muzero import MuZero
-from rladapt.agents.off_policy import EpsilonGreedyAgent, OffPolicyAgent, OffPolicyConfig
+from rladapt.agents.off_policy import (
+    EpsilonGreedyAgent,
+    OffPolicyAgent,
+    OffPolicyConfig,
+    ReplayActorCritic,
+    ReplayActorCriticConfig,
+)
 from rladapt.agents.on_policy import OnPolicyAgent, OnPolicyConfig
 from rladapt.agents.ppo import PPO
 from rladapt.agents.qlearning import QLearning
@@ -25,7 +31,8 @@ from rladapt.types import ActionValues, EvalResult
 
 __all__ = [
     "Agent", "AgentConfig", "ActionValues", "EvalResult", "OnPolicyAgent", "OnPolicyConfig", "OffPolicyAgent",
-    "OffPolicyConfig", "EpsilonGreedyAgent", "PPO", "A2C", "DQN", "SAC", "QLearning", "RandomAgent",
+    "OffPolicyConfig", "EpsilonGreedyAgent", "ReplayActorCritic", "ReplayActorCriticConfig",
+    "PPO", "A2C", "DQN", "SAC", "QLearning", "RandomAgent",
     "A3C", "IMPALA", "TD3", "DDPG", "QRDQN", "C51", "Rainbow", "MCTS", "AlphaZero",
     "MuZero", "Dreamer",
 ]

@@ -7,21 +7,32 @@ weights a few updates old (``fresh_weights = False``).
 A subclass writes ``build`` (networks, optimiser), ``build_replay(num_envs)`` (or overrides
 ``store`` to learn from each batch without replay, as tabular Q-learning does), ``act_batch`` and
 ``update(replay, progress)``.
+
+The replay actor-critics (SAC, TD3, DDPG) share more: :class:`ReplayActorCritic` holds their
+settings (learning rate, replay, n-step targets, Polyak rate, colored exploration noise, encoders),
+their per-kind defaults, the replay they build and the minibatches a gradient step reads; each
+algorithm's file keeps only its networks, its acting and its losses.
 """
 
 from __future__ import annotations
 
+import copy
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from tensordict import TensorDictBase
+from torch import nn
 
 from rladapt.agents.base import Agent, AgentConfig
 from rladapt.agents.masks import epsilon_greedy, random_actions
+from rladapt.agents.nets import NetworkFactory
+from rladapt.buffers import ReplayBuffer
 
-__all__ = ["EpsilonGreedyAgent", "OffPolicyAgent", "OffPolicyConfig", "replay_frame_stack"]
+__all__ = ["EpsilonGreedyAgent", "OffPolicyAgent", "OffPolicyConfig", "REPLAY_ACTOR_CRITIC_DEFAULTS", "ReplayActorCritic",
+           "ReplayActorCriticConfig", "replay_frame_stack"]
 
 
 @dataclass
@@ -132,3 +143,91 @@ class EpsilonGreedyAgent(OffPolicyAgent):
         :param mask: ``[B, n]`` valid-action mask, or None (every action is valid).
         """
         return epsilon_greedy(scores, mask, self.epsilon, self.generator, greedy=greedy, scores=scores)
+
+
+#: Per-kind defaults of the replay actor-critics (SAC, TD3, DDPG) for settings left at None.
+REPLAY_ACTOR_CRITIC_DEFAULTS: dict[str, dict[str, Any]] = {
+    # Classic control and Box2D: 4 envs, one gradient step per env step, 128x128 (TD3 on
+    # Pendulum-v1 at 10k steps, seed 0: -87.8 in 19 s CPU; 256x256: -85.6 in 63 s).
+    "continuous": dict(num_envs=4, learning_starts=1000, train_freq=4, gradient_steps=16, lr=1e-3,
+                       buffer_size=1_000_000, batch_size=256, gamma=0.99, hidden=(128, 128)),
+    "image": dict(num_envs=4, learning_starts=20_000, train_freq=1, gradient_steps=1, lr=3e-4,
+                  buffer_size=100_000, batch_size=64, gamma=0.99, hidden=(256, 256)),
+    # MuJoCo locomotion: the SAC and TD3 papers' and SB3's settings (256x256, lr 3e-4, 10k random steps first).
+    "mujoco": dict(num_envs=4, learning_starts=10_000, train_freq=4, gradient_steps=16, lr=3e-4,
+                   buffer_size=1_000_000, batch_size=256, gamma=0.99, hidden=(256, 256)),
+}
+
+
+@dataclass
+class ReplayActorCriticConfig(OffPolicyConfig):
+    """Settings every replay actor-critic has (SAC, TD3, DDPG). None means "the default for this
+    kind of env" (see :data:`REPLAY_ACTOR_CRITIC_DEFAULTS` and the agent's own table).
+
+    :param lr: Adam learning rate (actor and critics; SAC's temperature too).
+    :param buffer_size: replay capacity in transitions (over all envs).
+    :param batch_size: minibatch size of a gradient step.
+    :param gamma: discount factor.
+    :param n_step: length of the multi-step return (1: one-step targets).
+    :param tau: Polyak rate of the target networks.
+    :param noise_beta: continuous actions: the color of the exploration noise while collecting,
+        its power spectrum ``1 / f**noise_beta`` (:mod:`rladapt.agents.noise`): 0 white
+        (independent per step, SB3's ``NormalActionNoise``), 1 pink (the default: correlated in
+        time, so exploration can build momentum), 2 red. Training and evaluation are unchanged.
+    :param frame_dedup: store the frames of stacked image observations once (None: on when the
+        observation is a stack of ``spec.frame_stack`` images).
+    :param hidden: hidden layer sizes of the actor and critic MLPs.
+    :param network: your own encoder (observations -> ``[B, F]`` features), or a factory
+        ``(observation_space, action_space) -> encoder``; the actor and the critics each get one
+        (a factory is called twice; a module is used by the critics, and deep-copied for the actor).
+    """
+
+    lr: float | None = None
+    buffer_size: int | None = None
+    batch_size: int | None = None
+    gamma: float | None = None
+    n_step: int = 1
+    tau: float = 0.005
+    noise_beta: float = 1.0
+    frame_dedup: bool | None = None
+    hidden: tuple[int, ...] | None = None
+    network: nn.Module | NetworkFactory | None = None
+
+
+class ReplayActorCritic(OffPolicyAgent):
+    """The family of SAC, TD3 and DDPG: an actor and Q critics trained from a replay buffer of
+    single (or n-step) transitions. A subclass writes ``build`` (with :meth:`encoders`),
+    ``act_batch`` and ``update`` (reading :meth:`minibatches`)."""
+
+    Config: ClassVar[type[AgentConfig]] = ReplayActorCriticConfig
+
+    def default_settings(self, observation_kind: str, action_kind: str) -> dict[str, Any]:
+        """Image observations, MuJoCo locomotion, or the rest (classic control, Box2D)."""
+        if observation_kind == "image":
+            return REPLAY_ACTOR_CRITIC_DEFAULTS["image"]
+        return REPLAY_ACTOR_CRITIC_DEFAULTS["mujoco" if self.env_family == "mujoco" else "continuous"]
+
+    def encoders(self) -> tuple[nn.Module | None, nn.Module | None]:
+        """The critics' and the actor's encoders from the ``network`` setting (None: the
+        default encoder for the observation space)."""
+        network = self.hp.network
+        if network is None:
+            return None, None
+        if isinstance(network, nn.Module):
+            return network, copy.deepcopy(network)
+        return network(self.observation_space, self.action_space), network(self.observation_space, self.action_space)
+
+    def build_replay(self, num_envs: int) -> ReplayBuffer:
+        hp = self.hp
+        return ReplayBuffer(hp.buffer_size, num_envs=num_envs, n_step=hp.n_step, gamma=hp.gamma,
+                            frame_stack=replay_frame_stack(self, hp.frame_dedup), seed=self.config.seed)
+
+    def minibatches(self, replay: ReplayBuffer, keys: tuple[Any, ...]) -> Iterator[list[torch.Tensor | None]]:
+        """``gradient_steps`` minibatches of ``batch_size`` transitions, each the tensors of
+        ``keys`` (None for a key the replay lacks, e.g. ``action_mask`` without masks). One sample
+        call serves them all: the same distribution as a call per step, with less overhead."""
+        size = self.hp.batch_size
+        whole = replay.sample(self.hp.gradient_steps * size, self.generator)
+        whole = [whole.get(key, None) for key in keys]
+        for i in range(self.hp.gradient_steps):
+            yield [None if t is None else t[i * size : (i + 1) * size] for t in whole]

@@ -22,7 +22,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -35,72 +34,43 @@ from torch import nn
 
 from rladapt.agents.base import to_batch
 from rladapt.agents.masks import bootstrap_mask, masked_logits, masked_sample, random_actions
-from rladapt.agents.nets import CategoricalActor, FlatParameters, NetworkFactory, SquashedGaussianActor, TwinQ, frozen_copy
+from rladapt.agents.nets import CategoricalActor, FlatParameters, SquashedGaussianActor, TwinQ, frozen_copy
 from rladapt.agents.noise import exploration_noise
-from rladapt.agents.off_policy import OffPolicyAgent, OffPolicyConfig, replay_frame_stack
+from rladapt.agents.off_policy import REPLAY_ACTOR_CRITIC_DEFAULTS, ReplayActorCritic, ReplayActorCriticConfig
 from rladapt.agents.optim import adam, adam_step
 from rladapt.buffers import ReplayBuffer
 from rladapt.spec import AgentSpec
 from rladapt.types import ActionValues
 
-#: Per-kind defaults for settings left at None.
+#: Per-kind defaults for settings left at None: the replay actor-critics' table and discrete actions.
 SAC_DEFAULTS: dict[str, dict[str, Any]] = {
-    "continuous": dict(num_envs=4, learning_starts=1000, train_freq=4, gradient_steps=16, lr=1e-3, buffer_size=1_000_000,
-                       batch_size=256, gamma=0.99, hidden=(128, 128)),
+    **REPLAY_ACTOR_CRITIC_DEFAULTS,
     "discrete": dict(num_envs=4, learning_starts=1000, train_freq=4, gradient_steps=16, lr=3e-4, buffer_size=100_000,
                      batch_size=128, gamma=0.99, hidden=(64, 64)),
-    "image": dict(num_envs=4, learning_starts=20_000, train_freq=1, gradient_steps=1, lr=3e-4, buffer_size=100_000,
-                  batch_size=64, gamma=0.99, hidden=(256, 256)),
-    # MuJoCo locomotion: the SAC paper's and SB3's settings (256x256, lr 3e-4, 10k random steps first).
-    "mujoco": dict(num_envs=4, learning_starts=10_000, train_freq=4, gradient_steps=16, lr=3e-4, buffer_size=1_000_000,
-                   batch_size=256, gamma=0.99, hidden=(256, 256)),
 }
 
 
 @dataclass
-class SACConfig(OffPolicyConfig):
-    """SAC settings. None means "the default for this kind of env" (see ``SAC_DEFAULTS``).
+class SACConfig(ReplayActorCriticConfig):
+    """SAC settings: those of every replay actor-critic (:class:`~rladapt.agents.off_policy.ReplayActorCriticConfig`:
+    ``lr``, ``buffer_size``, ``batch_size``, ``gamma``, ``n_step``, ``tau`` (applied every gradient
+    step), ``noise_beta``, ``frame_dedup``, ``hidden``, ``network``) and the temperature's. None
+    means "the default for this kind of env" (see ``SAC_DEFAULTS``).
 
-    :param lr: Adam learning rate (actor, critics and temperature).
-    :param buffer_size: replay capacity in transitions (over all envs).
-    :param batch_size: minibatch size of a gradient step.
-    :param gamma: discount factor.
-    :param n_step: length of the multi-step return (1: one-step targets).
-    :param tau: Polyak rate of the target critics, applied every gradient step.
     :param ent_coef: entropy temperature alpha: ``"auto"`` (tuned towards ``target_entropy``) or a float.
     :param ent_coef_init: initial alpha when tuned.
     :param target_entropy: entropy target; None: ``-action_dim`` (continuous) or
         ``target_entropy_scale * log(n)`` (discrete).
     :param target_entropy_scale: discrete actions: fraction of the maximum entropy ``log(n)`` to aim for.
-    :param frame_dedup: store the frames of stacked image observations once (None: on when the
-        observation is a stack of ``spec.frame_stack`` images).
-    :param noise_beta: continuous actions: the color of the exploration noise while collecting,
-        its power spectrum ``1 / f**noise_beta`` (:mod:`rladapt.agents.noise`): 0 white
-        (independent per step), 1 pink (the default: correlated in time, so exploration can build
-        momentum), 2 red. Training and evaluation are unchanged.
-    :param hidden: hidden layer sizes of the actor and critic MLPs.
-    :param network: your own encoder (observations -> ``[B, F]`` features), or a factory
-        ``(observation_space, action_space) -> encoder``; the actor and the critics each get one
-        (a factory is called twice; a module is used by the critics, and deep-copied for the actor).
     """
 
-    lr: float | None = None
-    buffer_size: int | None = None
-    batch_size: int | None = None
-    gamma: float | None = None
-    n_step: int = 1
-    tau: float = 0.005
     ent_coef: float | str = "auto"
     ent_coef_init: float = 1.0
     target_entropy: float | None = None
     target_entropy_scale: float = 0.89
-    frame_dedup: bool | None = None
-    noise_beta: float = 1.0
-    hidden: tuple[int, ...] | None = None
-    network: nn.Module | NetworkFactory | None = None
 
 
-class SAC(OffPolicyAgent):
+class SAC(ReplayActorCritic):
     """Soft actor-critic: maximum-entropy off-policy actor-critic with twin critics.
 
     Accepts vector and image observations, ``Box`` actions (squashed into [-1, 1]) and ``Discrete``
@@ -113,11 +83,9 @@ class SAC(OffPolicyAgent):
     Config: ClassVar[type[SACConfig]] = SACConfig
 
     def default_settings(self, observation_kind: str, action_kind: str) -> dict[str, Any]:
-        if observation_kind == "image":
-            return SAC_DEFAULTS["image"]
-        if action_kind == "discrete":
+        if observation_kind != "image" and action_kind == "discrete":
             return SAC_DEFAULTS["discrete"]
-        return SAC_DEFAULTS["mujoco" if self.env_family == "mujoco" else "continuous"]
+        return super().default_settings(observation_kind, action_kind)
 
     def build(self) -> None:
         hp = self.hp
@@ -126,7 +94,7 @@ class SAC(OffPolicyAgent):
         if not self.discrete and not isinstance(space, spaces.Box):
             raise TypeError(f"SAC needs Box or Discrete actions, got {space}; adapt the env with AutoAdapt(env, agent)")
         n = int(space.n) if self.discrete else int(np.prod(space.shape))
-        critic_encoder, actor_encoder = self._encoders()
+        critic_encoder, actor_encoder = self.encoders()
         hidden = tuple(hp.hidden)
         if self.discrete:
             self.actor = CategoricalActor(self.observation_space, n, hidden, actor_encoder)
@@ -163,19 +131,6 @@ class SAC(OffPolicyAgent):
                 break
             offset += p.numel()
         self.critic_flat = self.params.param.detach()[offset : offset + self.target_flat.numel()]
-
-    def _encoders(self) -> tuple[nn.Module | None, nn.Module | None]:
-        network = self.hp.network
-        if network is None:
-            return None, None
-        if isinstance(network, nn.Module):
-            return network, copy.deepcopy(network)
-        return network(self.observation_space, self.action_space), network(self.observation_space, self.action_space)
-
-    def build_replay(self, num_envs: int) -> ReplayBuffer:
-        hp = self.hp
-        return ReplayBuffer(hp.buffer_size, num_envs=num_envs, n_step=hp.n_step, gamma=hp.gamma,
-                            frame_stack=replay_frame_stack(self, hp.frame_dedup), seed=self.config.seed)
 
     # ------------------------------------------------------------------------------------------
     # Acting
@@ -231,15 +186,12 @@ class SAC(OffPolicyAgent):
     # ------------------------------------------------------------------------------------------
 
     def update(self, replay: ReplayBuffer, progress: float) -> dict[str, float]:
-        hp, gradient_steps = self.hp, self.hp.gradient_steps
-        # One sample call for all gradient steps (same distribution as one per step, less overhead).
-        whole = replay.sample(gradient_steps * hp.batch_size, self.generator)
-        whole = [whole.get(k, None) for k in ("observation", "action", ("next", "reward"), ("next", "observation"),
-                                              ("next", "discount"), "action_mask", ("next", "action_mask"))]
+        hp = self.hp
+        keys = ("observation", "action", ("next", "reward"), ("next", "observation"), ("next", "discount"),
+                "action_mask", ("next", "action_mask"))
         step = self._discrete_step if self.discrete else self._continuous_step
         stats = []
-        for i in range(gradient_steps):
-            batch = [None if t is None else t[i * hp.batch_size : (i + 1) * hp.batch_size] for t in whole]
+        for batch in self.minibatches(replay, keys):
             alpha = self.log_alpha.detach().exp()
             critic_loss, actor_loss, alpha_loss, entropy = step(alpha, *batch)
             loss = critic_loss + actor_loss + alpha_loss if self.auto_alpha else critic_loss + actor_loss

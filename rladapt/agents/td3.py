@@ -28,7 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -36,41 +35,27 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from tensordict import TensorDictBase
-from torch import nn
 
-from rladapt.agents.nets import DeterministicActor, FlatParameters, NetworkFactory, TwinQ, frozen_copy
+from rladapt.agents.nets import DeterministicActor, FlatParameters, TwinQ, frozen_copy
 from rladapt.agents.noise import exploration_noise
-from rladapt.agents.off_policy import OffPolicyAgent, OffPolicyConfig, replay_frame_stack
+from rladapt.agents.off_policy import REPLAY_ACTOR_CRITIC_DEFAULTS, ReplayActorCritic, ReplayActorCriticConfig
 from rladapt.agents.optim import adam, adam_step
 from rladapt.buffers import ReplayBuffer
 from rladapt.spec import AgentSpec
 
 __all__ = ["DDPG", "DDPGConfig", "TD3", "TD3Config", "TD3_DEFAULTS"]
 
-#: Per-kind defaults for settings left at None (the same kinds as SAC's).
-TD3_DEFAULTS: dict[str, dict[str, Any]] = {
-    # Classic control and Box2D: 4 envs, one gradient step per env step, 128x128 (as SAC's
-    # defaults; Pendulum-v1 at 10k steps, seed 0: -87.8 in 19 s CPU, 256x256 -85.6 in 63 s).
-    "continuous": dict(num_envs=4, learning_starts=1000, train_freq=4, gradient_steps=16, lr=1e-3,
-                       buffer_size=1_000_000, batch_size=256, gamma=0.99, hidden=(128, 128)),
-    "image": dict(num_envs=4, learning_starts=20_000, train_freq=1, gradient_steps=1, lr=3e-4,
-                  buffer_size=100_000, batch_size=64, gamma=0.99, hidden=(256, 256)),
-    # MuJoCo locomotion: the TD3 paper's and SB3's settings (256x256, lr 3e-4, 10k random steps).
-    "mujoco": dict(num_envs=4, learning_starts=10_000, train_freq=4, gradient_steps=16, lr=3e-4,
-                   buffer_size=1_000_000, batch_size=256, gamma=0.99, hidden=(256, 256)),
-}
+#: Per-kind defaults for settings left at None: the replay actor-critics' (as SAC's).
+TD3_DEFAULTS: dict[str, dict[str, Any]] = REPLAY_ACTOR_CRITIC_DEFAULTS
 
 
 @dataclass
-class TD3Config(OffPolicyConfig):
-    """TD3 settings. None means "the default for this kind of env" (see ``TD3_DEFAULTS``).
+class TD3Config(ReplayActorCriticConfig):
+    """TD3 settings: those of every replay actor-critic (:class:`~rladapt.agents.off_policy.ReplayActorCriticConfig`:
+    ``lr``, ``buffer_size``, ``batch_size``, ``gamma``, ``n_step``, ``tau`` (applied at every actor
+    update, to the target actor and critics), ``noise_beta``, ``frame_dedup``, ``hidden``,
+    ``network``) and TD3's own. None means "the default for this kind of env" (see ``TD3_DEFAULTS``).
 
-    :param lr: Adam learning rate (actor and critics).
-    :param buffer_size: replay capacity in transitions (over all envs).
-    :param batch_size: minibatch size of a gradient step.
-    :param gamma: discount factor.
-    :param n_step: length of the multi-step return (1: one-step targets).
-    :param tau: Polyak rate of the target actor and critics, applied at every actor update.
     :param critics: how many critics: 2 (TD3's clipped double Q: the target is the smaller
         value) or 1 (DDPG); more take the minimum of all.
     :param policy_delay: critic gradient steps per actor step (and per target update).
@@ -79,35 +64,16 @@ class TD3Config(OffPolicyConfig):
     :param target_noise_clip: the target noise is clipped to ``[-target_noise_clip, target_noise_clip]``.
     :param action_noise: std of the exploration noise added to the actor's action while
         collecting (actions live in [-1, 1]).
-    :param noise_beta: the color of the exploration noise, its power spectrum ``1 / f**noise_beta``
-        (:mod:`rladapt.agents.noise`): 0 white (independent per step, SB3's ``NormalActionNoise``),
-        1 pink (the default, as SAC's), 2 red.
-    :param frame_dedup: store the frames of stacked image observations once (None: on when the
-        observation is a stack of ``spec.frame_stack`` images).
-    :param hidden: hidden layer sizes of the actor and critic MLPs.
-    :param network: your own encoder (observations -> ``[B, F]`` features), or a factory
-        ``(observation_space, action_space) -> encoder``; the actor and the critics each get one
-        (a factory is called twice; a module is used by the critics, and deep-copied for the actor).
     """
 
-    lr: float | None = None
-    buffer_size: int | None = None
-    batch_size: int | None = None
-    gamma: float | None = None
-    n_step: int = 1
-    tau: float = 0.005
     critics: int = 2
     policy_delay: int = 2
     target_policy_noise: float = 0.2
     target_noise_clip: float = 0.5
     action_noise: float = 0.1
-    noise_beta: float = 1.0
-    frame_dedup: bool | None = None
-    hidden: tuple[int, ...] | None = None
-    network: nn.Module | NetworkFactory | None = None
 
 
-class TD3(OffPolicyAgent):
+class TD3(ReplayActorCritic):
     """Twin delayed deep deterministic policy gradient: clipped double Q, target policy
     smoothing and delayed actor updates; :class:`DDPG` is its preset with the three off.
 
@@ -118,11 +84,6 @@ class TD3(OffPolicyAgent):
     spec: ClassVar[AgentSpec] = AgentSpec(observations=frozenset({"vector", "image"}), actions=frozenset({"unit_continuous"}))
     Config: ClassVar[type[TD3Config]] = TD3Config
 
-    def default_settings(self, observation_kind: str, action_kind: str) -> dict[str, Any]:
-        if observation_kind == "image":
-            return TD3_DEFAULTS["image"]
-        return TD3_DEFAULTS["mujoco" if self.env_family == "mujoco" else "continuous"]
-
     def build(self) -> None:
         hp, space = self.hp, self.action_space
         name = type(self).__name__
@@ -131,7 +92,7 @@ class TD3(OffPolicyAgent):
         if hp.critics < 1:
             raise ValueError(f"{name}(critics={hp.critics}): at least one critic")
         dim = int(np.prod(space.shape))
-        critic_encoder, actor_encoder = self._encoders()
+        critic_encoder, actor_encoder = self.encoders()
         hidden = tuple(hp.hidden)
         self.actor = DeterministicActor(self.observation_space, dim, hidden, actor_encoder).to(self.device)
         self.critic = TwinQ(self.observation_space, dim, True, hidden, critic_encoder, critics=hp.critics).to(self.device)
@@ -142,19 +103,6 @@ class TD3(OffPolicyAgent):
         self.actor_optimizer = adam([self.actor_params.param], hp.lr, self.device)
         self.critic_optimizer = adam([self.critic_params.param], hp.lr, self.device)
         self.gradient_steps_done = 0
-
-    def _encoders(self) -> tuple[nn.Module | None, nn.Module | None]:
-        network = self.hp.network
-        if network is None:
-            return None, None
-        if isinstance(network, nn.Module):
-            return network, copy.deepcopy(network)
-        return network(self.observation_space, self.action_space), network(self.observation_space, self.action_space)
-
-    def build_replay(self, num_envs: int) -> ReplayBuffer:
-        hp = self.hp
-        return ReplayBuffer(hp.buffer_size, num_envs=num_envs, n_step=hp.n_step, gamma=hp.gamma,
-                            frame_stack=replay_frame_stack(self, hp.frame_dedup), seed=self.config.seed)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"actor_optimizer": self.actor_optimizer, "critic_optimizer": self.critic_optimizer}
@@ -185,14 +133,10 @@ class TD3(OffPolicyAgent):
     # ------------------------------------------------------------------------------------------
 
     def update(self, replay: ReplayBuffer, progress: float) -> dict[str, float]:
-        hp, gradient_steps = self.hp, self.hp.gradient_steps
-        # One sample call for all gradient steps (same distribution as one per step, less overhead).
-        whole = replay.sample(gradient_steps * hp.batch_size, self.generator)
-        whole = [whole.get(k) for k in ("observation", "action", ("next", "reward"), ("next", "observation"),
-                                         ("next", "discount"))]
+        hp = self.hp
+        keys = ("observation", "action", ("next", "reward"), ("next", "observation"), ("next", "discount"))
         critic_losses, actor_losses, q_means = [], [], []
-        for i in range(gradient_steps):
-            obs, action, reward, next_obs, discount = (t[i * hp.batch_size : (i + 1) * hp.batch_size] for t in whole)
+        for obs, action, reward, next_obs, discount in self.minibatches(replay, keys):
 
             # Critic target: r + gamma^k * min_i Q_target_i(s', mu_target(s') + clipped noise).
             with torch.no_grad():
