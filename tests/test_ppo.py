@@ -191,3 +191,33 @@ def test_numpy_acting_of_a_copied_agent_uses_the_copy_weights():
         original = agent.act_batch(td.clone(), deterministic=True)["value"]
         copied = twin.act_batch(td.clone(), deterministic=True)["value"]
     torch.testing.assert_close(copied, original + 1.0)
+
+
+def test_the_actor_critics_share_one_config_and_vf_coef_weighs_the_same_half_squared_error():
+    from rladapt.agents import A3C, IMPALA, ActorCriticConfig
+    from rladapt.agents.on_policy import OnPolicyAgent, actor_critic_loss
+    from rladapt.collect import VectorCollector, make_vector_env
+    from rladapt.collect.envs import EnvSource
+    from rladapt.spec import bind_agent
+
+    for cls in (PPO, A2C, A3C, IMPALA):
+        assert issubclass(cls.Config, ActorCriticConfig)
+    # A2C's loss with vf_coef=2 minus its loss with vf_coef=0 is 2 * 0.5 * mean((V - R)^2) on one rollout.
+    agent = A2C(seed=0, fast=False)
+    source = EnvSource(AutoAdapt("CartPole-v1", agent), agent)
+    bind_agent(agent, source.observation_space, source.action_space, source.family)
+    collector = VectorCollector(make_vector_env(source.env_fns(4), "sync"))
+    collector.reset(seed=0)
+    rollout = agent.make_storage(4, 0)
+    OnPolicyAgent.store(agent, rollout, collector.collect(agent, agent.hp.n_steps))
+    losses = {}
+    for coef in (0.0, 2.0):
+        agent.hp.vf_coef = coef
+        losses[coef], metrics = actor_critic_loss(agent, rollout)
+    batch = rollout.transitions(["observation", "value_target"])  # the valid rows
+    with torch.no_grad():
+        values = agent.policy.get_value(batch["observation"]).reshape(-1)
+    half_squared = 0.5 * (values - batch["value_target"].reshape(-1)).pow(2).mean()
+    assert float((losses[2.0] - losses[0.0]).detach()) == pytest.approx(2.0 * float(half_squared), rel=1e-4)
+    collector.close()
+    source.close()

@@ -21,7 +21,7 @@ from rladapt.agents.off_policy import (
     ReplayActorCritic,
     ReplayActorCriticConfig,
 )
-from rladapt.agents.on_policy import OnPolicyAgent, OnPolicyConfig
+from rladapt.agents.on_policy import ActorCriticConfig, OnPolicyAgent, OnPolicyConfig
 from rladapt.agents.ppo import PPO
 from rladapt.agents.qlearning import QLearning
 from rladapt.agents.random import RandomAgent
@@ -30,8 +30,8 @@ from rladapt.agents.td3 import DDPG, TD3
 from rladapt.types import ActionValues, EvalResult
 
 __all__ = [
-    "Agent", "AgentConfig", "ActionValues", "EvalResult", "OnPolicyAgent", "OnPolicyConfig", "OffPolicyAgent",
-    "OffPolicyConfig", "EpsilonGreedyAgent", "ReplayActorCritic", "ReplayActorCriticConfig",
+    "Agent", "AgentConfig", "ActionValues", "EvalResult", "OnPolicyAgent", "OnPolicyConfig", "ActorCriticConfig",
+    "OffPolicyAgent", "OffPolicyConfig", "EpsilonGreedyAgent", "ReplayActorCritic", "ReplayActorCriticConfig",
     "PPO", "A2C", "DQN", "SAC", "QLearning", "RandomAgent",
     "A3C", "IMPALA", "TD3", "DDPG", "QRDQN", "C51", "Rainbow", "MCTS", "AlphaZero",
     "MuZero", "Dreamer",

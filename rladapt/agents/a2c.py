@@ -10,11 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from torch import nn
 
-from rladapt.agents.nets import NetworkFactory
 from rladapt.agents.on_policy import (
-    ACTOR_CRITIC_SPEC, OnPolicyAgent, OnPolicyConfig, actor_critic_loss, actor_critic_optimizer, default_kind,
+    ACTOR_CRITIC_SPEC, ActorCriticConfig, OnPolicyAgent, actor_critic_loss, actor_critic_optimizer, default_kind,
 )
 from rladapt.agents.optim import set_lr
 from rladapt.buffers.rollout import RolloutBuffer
@@ -34,31 +32,21 @@ A2C_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 @dataclass
-class A2CConfig(OnPolicyConfig):
-    """A2C settings. None means "the default for this kind of env" (see ``A2C_DEFAULTS``).
+class A2CConfig(ActorCriticConfig):
+    """A2C settings: the actor-critics' (:class:`~rladapt.agents.on_policy.ActorCriticConfig`:
+    ``lr``, ``ent_coef``, ``vf_coef`` (1.0 here: SB3's ``vf_coef=0.5`` on the plain MSE, its A2C
+    default), ``max_grad_norm``, ``anneal_lr`` (None here: the per-kind default, on for Box2D
+    envs), ``hidden``, ``network``) and A2C's own. None means "the default for this kind of env"
+    (see ``A2C_DEFAULTS``).
 
-    :param lr: learning rate.
-    :param ent_coef: entropy bonus coefficient.
-    :param vf_coef: coefficient of the value loss ``0.5 * mean((V - R)^2)``, the same form as in PPO
-        and IMPALA (1.0 here is SB3's ``vf_coef=0.5`` on the plain MSE, its A2C default).
-    :param max_grad_norm: global gradient norm clip.
-    :param anneal_lr: anneal the learning rate linearly to 0 over each ``learn`` call (None: the
-        per-kind default: on for Box2D envs).
     :param normalize_advantage: standardise advantages over the rollout.
     :param rms_prop: RMSprop (alpha 0.99, eps 1e-5) as in the paper; False: Adam.
-    :param hidden: hidden layer sizes of the MLPs.
-    :param network: your own network (see :class:`~rladapt.agents.ppo.PPOConfig`).
     """
 
-    lr: float | None = None
-    ent_coef: float | None = None
     vf_coef: float = 1.0
-    max_grad_norm: float = 0.5
     anneal_lr: bool | None = None
     normalize_advantage: bool = False
     rms_prop: bool = True
-    hidden: tuple[int, ...] = (64, 64)
-    network: nn.Module | NetworkFactory | None = None
 
 
 class A2C(OnPolicyAgent):

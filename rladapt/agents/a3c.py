@@ -30,11 +30,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-from torch import nn
 
-from rladapt.agents.nets import NetworkFactory
 from rladapt.agents.on_policy import (
-    ACTOR_CRITIC_SPEC, OnPolicyAgent, OnPolicyConfig, actor_critic_gradient, actor_critic_optimizer, default_kind,
+    ACTOR_CRITIC_SPEC, ActorCriticConfig, OnPolicyAgent, actor_critic_gradient, actor_critic_optimizer, default_kind,
 )
 from rladapt.agents.optim import adam_step, set_lr, share_optimizer
 from rladapt.collect import WorkerCollector, Workers
@@ -62,16 +60,14 @@ REPORT_INTERVAL = 0.02
 
 
 @dataclass
-class A3CConfig(OnPolicyConfig):
-    """A3C settings. None means "the default for this kind of env" (see ``A3C_DEFAULTS``).
-    ``n_steps`` is the length of each worker's rollout between gradient pushes (the paper's t_max).
+class A3CConfig(ActorCriticConfig):
+    """A3C settings: the actor-critics' (:class:`~rladapt.agents.on_policy.ActorCriticConfig`:
+    ``lr`` (the shared optimiser's), ``ent_coef``, ``vf_coef`` (1.0 here: SB3's ``vf_coef=0.5`` on
+    the plain MSE, its A2C default), ``max_grad_norm`` (of each worker's gradient), ``anneal_lr``,
+    ``hidden``, ``network``) and A3C's own. None means "the default for this kind of env" (see
+    ``A3C_DEFAULTS``). ``n_steps`` is the length of each worker's rollout between gradient pushes
+    (the paper's t_max).
 
-    :param lr: learning rate of the shared optimiser.
-    :param ent_coef: entropy bonus coefficient.
-    :param vf_coef: coefficient of the value loss ``0.5 * mean((V - R)^2)``, the same form as in PPO
-        and IMPALA (1.0 here is SB3's ``vf_coef=0.5`` on the plain MSE, its A2C default).
-    :param max_grad_norm: global gradient norm clip of each worker's gradient.
-    :param anneal_lr: anneal the learning rate linearly to 0 over each ``learn`` call.
     :param normalize_advantage: standardise advantages over each worker's rollout.
     :param rms_prop: shared RMSprop (alpha 0.99, eps 1e-5, as in the paper); False: shared Adam.
     :param lock: apply the workers' gradients one at a time (a lock around the optimiser step);
@@ -79,21 +75,13 @@ class A3CConfig(OnPolicyConfig):
     :param max_update_lag: drop a worker's gradient when the shared weights took more than this
         many updates between the worker's pull and its push (counted in ``a3c/dropped_stale``);
         None: never drop.
-    :param hidden: hidden layer sizes of the MLPs.
-    :param network: your own network (see :class:`~rladapt.agents.ppo.PPOConfig`).
     """
 
-    lr: float | None = None
-    ent_coef: float | None = None
     vf_coef: float = 1.0
-    max_grad_norm: float = 0.5
-    anneal_lr: bool = False
     normalize_advantage: bool = False
     rms_prop: bool | None = None
     lock: bool = False
     max_update_lag: int | None = 32
-    hidden: tuple[int, ...] = (64, 64)
-    network: nn.Module | NetworkFactory | None = None
 
 
 class A3CRole:

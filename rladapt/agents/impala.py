@@ -27,10 +27,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-from torch import nn
 
-from rladapt.agents.nets import NetworkFactory
-from rladapt.agents.on_policy import ACTOR_CRITIC_SPEC, OnPolicyAgent, OnPolicyConfig, actor_critic_optimizer, default_kind
+from rladapt.agents.on_policy import ACTOR_CRITIC_SPEC, ActorCriticConfig, OnPolicyAgent, actor_critic_optimizer, default_kind
 from rladapt.agents.optim import set_lr
 from rladapt.agents.vtrace import vtrace
 from rladapt.buffers.rollout import RolloutBuffer
@@ -55,33 +53,22 @@ IMPALA_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 @dataclass
-class IMPALAConfig(OnPolicyConfig):
-    """IMPALA settings. None means "the default for this kind of env" (see ``IMPALA_DEFAULTS``).
-    ``n_steps`` is the unroll length (rows of each actor's trajectory per update) and
-    ``gae_lambda`` V-trace's ``lambda`` (the trace discount on ``c``).
+class IMPALAConfig(ActorCriticConfig):
+    """IMPALA settings: the actor-critics' (:class:`~rladapt.agents.on_policy.ActorCriticConfig`:
+    ``lr``, ``ent_coef``, ``vf_coef`` (0.5 here, on ``0.5 * mean((vs - V)^2)``), ``max_grad_norm``,
+    ``anneal_lr``, ``hidden``, ``network``) and V-trace's. None means "the default for this kind
+    of env" (see ``IMPALA_DEFAULTS``). ``n_steps`` is the unroll length (rows of each actor's
+    trajectory per update) and ``gae_lambda`` V-trace's ``lambda`` (the trace discount on ``c``).
 
-    :param lr: learning rate.
-    :param ent_coef: entropy bonus coefficient.
-    :param vf_coef: coefficient of the value loss ``0.5 * mean((vs - V)^2)``, the same form as in PPO, A2C and A3C.
-    :param max_grad_norm: global gradient norm clip.
     :param rho_bar: clip of V-trace's importance weights (the paper's rho-bar; None: unclipped).
     :param c_bar: clip of V-trace's trace weights (the paper's c-bar; None: unclipped).
-    :param anneal_lr: anneal the learning rate linearly to 0 over each ``learn`` call.
     :param rms_prop: RMSprop (alpha 0.99, eps 1e-5, as in the paper); False: Adam.
-    :param hidden: hidden layer sizes of the MLPs.
-    :param network: your own network (see :class:`~rladapt.agents.ppo.PPOConfig`).
     """
 
-    lr: float | None = None
-    ent_coef: float | None = None
     vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
     rho_bar: float | None = 1.0
     c_bar: float | None = 1.0
-    anneal_lr: bool = False
     rms_prop: bool | None = None
-    hidden: tuple[int, ...] = (64, 64)
-    network: nn.Module | NetworkFactory | None = None
 
 
 def policy_terms(agent: "IMPALA", data: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

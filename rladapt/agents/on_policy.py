@@ -30,7 +30,7 @@ from rladapt.collect.batch import OutSpecs
 from rladapt.spec import AgentSpec
 from rladapt.types import ActionValues
 
-__all__ = ["ACTOR_CRITIC_SPEC", "OnPolicyAgent", "OnPolicyConfig", "actor_critic_gradient", "actor_critic_loss",
+__all__ = ["ACTOR_CRITIC_SPEC", "ActorCriticConfig", "OnPolicyAgent", "OnPolicyConfig", "actor_critic_gradient", "actor_critic_loss",
            "actor_critic_optimizer",
            "default_kind", "normalize"]
 
@@ -187,6 +187,32 @@ class OnPolicyConfig(AgentConfig):
     recurrent: str | None = None
     recurrent_hidden: int = 64
     sequence_length: int | None = None
+
+
+@dataclass
+class ActorCriticConfig(OnPolicyConfig):
+    """Settings every actor-critic of the family has (PPO, A2C, A3C, IMPALA), with one meaning in
+    each; an algorithm's Config adds its own and may change a default.
+
+    :param lr: learning rate (None: the per-kind default).
+    :param ent_coef: entropy bonus coefficient (None: the per-kind default).
+    :param vf_coef: coefficient of the value loss ``0.5 * mean((V - R)^2)`` (CleanRL's form; its
+        plain-MSE equivalent in SB3 is half of it); IMPALA's ``R`` is the V-trace target ``vs``.
+        None: the per-kind default.
+    :param max_grad_norm: global gradient norm clip.
+    :param anneal_lr: anneal the learning rate linearly to 0 over each ``learn`` call.
+    :param hidden: hidden layer sizes of the MLPs.
+    :param network: your own network: a full actor-critic module, an encoder module
+        (observations -> ``[B, F]`` features) or a factory ``(obs_space, action_space) -> module``.
+    """
+
+    lr: float | None = None
+    ent_coef: float | None = None
+    vf_coef: float | None = None
+    max_grad_norm: float = 0.5
+    anneal_lr: bool = False
+    hidden: tuple[int, ...] = (64, 64)
+    network: nn.Module | NetworkFactory | None = None
 
 
 class OnPolicyAgent(Agent):

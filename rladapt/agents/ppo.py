@@ -25,10 +25,8 @@ from typing import Any, Callable, ClassVar, Iterator
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from rladapt.agents.nets import NetworkFactory
-from rladapt.agents.on_policy import ACTOR_CRITIC_SPEC, OnPolicyAgent, OnPolicyConfig, default_kind, normalize
+from rladapt.agents.on_policy import ACTOR_CRITIC_SPEC, ActorCriticConfig, OnPolicyAgent, default_kind, normalize
 from rladapt.agents.optim import adam, adam_step, set_lr
 from rladapt.buffers.rollout import RolloutBuffer, minibatch_indices
 from rladapt.spec import AgentSpec
@@ -64,43 +62,31 @@ PPO_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 @dataclass
-class PPOConfig(OnPolicyConfig):
-    """PPO settings. None means "the default for this kind of env" (see ``PPO_DEFAULTS``).
+class PPOConfig(ActorCriticConfig):
+    """PPO settings: the actor-critics' (:class:`~rladapt.agents.on_policy.ActorCriticConfig`:
+    ``lr`` (Adam's), ``ent_coef``, ``vf_coef``, ``max_grad_norm``, ``anneal_lr`` (on by default
+    here), ``hidden``, ``network``) and PPO's own. None means "the default for this kind of env"
+    (see ``PPO_DEFAULTS``). ``vf_coef``: classic control defaults to 1.0, which is SB3/rl-zoo's
+    ``vf_coef=0.5`` on the plain MSE (CartPole-v1 with the classic-control defaults, seeds 0-19:
+    mean 10,240 steps to 475 against 10,624 with 0.5); images and continuous control: 0.5.
 
-    :param lr: Adam learning rate (annealed linearly to 0 when ``anneal_lr``).
     :param batch_size: minibatch size.
     :param n_epochs: passes over each rollout.
     :param clip_range: PPO clip range epsilon for the probability ratio.
     :param anneal_clip: anneal ``clip_range`` linearly to 0 along with the learning rate.
     :param clip_value: clip the value loss around the old values with ``clip_range``.
-    :param ent_coef: entropy bonus coefficient.
-    :param vf_coef: coefficient of the value loss ``0.5 * mean((V - R)^2)`` (CleanRL's form).
-        Classic control defaults to 1.0, which is SB3/rl-zoo's ``vf_coef=0.5`` on the plain MSE
-        (CartPole-v1 with the classic-control defaults, seeds 0-19: mean 10,240 steps to 475
-        against 10,624 with 0.5). Images and continuous control: 0.5.
-    :param max_grad_norm: global gradient norm clip.
-    :param anneal_lr: anneal the learning rate linearly to 0 over each ``learn`` call.
     :param normalize_advantage: standardise advantages per minibatch.
     :param target_kl: stop the epochs of an update early when approx_kl exceeds this (None: never).
-    :param hidden: hidden layer sizes of the MLPs.
-    :param network: your own network: a full actor-critic module, an encoder module
-        (observations -> ``[B, F]`` features) or a factory ``(obs_space, action_space) -> module``.
     """
 
-    lr: float | None = None
     batch_size: int | None = None
     n_epochs: int | None = None
     clip_range: float | None = None
     anneal_clip: bool | None = None
     clip_value: bool = False
-    ent_coef: float | None = None
-    vf_coef: float | None = None
-    max_grad_norm: float = 0.5
     anneal_lr: bool = True
     normalize_advantage: bool = True
     target_kl: float | None = None
-    hidden: tuple[int, ...] = (64, 64)
-    network: nn.Module | NetworkFactory | None = None
 
 
 class PPO(OnPolicyAgent):
