@@ -1,6 +1,7 @@
 """Hyperparameter tuning with Optuna: ``rladapt tune ENV --agent ppo --trials N --seeds K``.
 
-Each trial samples the agent's settings from its search space (:data:`SEARCH_SPACES`), trains
+Each trial samples the agent's settings from its search space (the agent class's ``search_space``,
+written next to its defaults; :data:`SEARCH_SPACES` lists rladapt's), trains
 ``seeds`` agents for ``steps`` env steps each (seeds derived from the trial number, so a rerun
 trains the same agents), and scores the mean over its seeds of a deterministic evaluation at the
 end of training: one lucky seed cannot win a study. Every training run evaluates ``evaluations``
@@ -26,13 +27,14 @@ import shlex
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from rladapt.adapt import AutoAdapt
 from rladapt.agents.base import Agent
-from rladapt.registry import get_agent
+from rladapt.agents.tuning import SearchBudget, SearchSpace
+from rladapt.registry import agent_names, get_agent
 from rladapt.callbacks import Callback, EvalCallback, TrainingRun
 from rladapt.logging import default_run_dir
 from rladapt.spec import bind_agent
@@ -63,212 +65,20 @@ def require_optuna() -> Any:
 # -------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SearchBudget:
-    """What a search space may depend on: the budget of one training run.
-
-    :param steps: env steps of each training run.
-    :param num_envs: envs each run steps in parallel (the agent's default for this env).
-    """
-
-    steps: int
-    num_envs: int
-
-    def rollouts(self, lengths: Sequence[int]) -> tuple[int, ...]:
-        """The rollout lengths (steps per env) whose rollout fits in the budget (the shortest
-        when none does): a longer one would stretch every run to a whole rollout.
-
-        :param lengths: candidate ``n_steps``, shortest first."""
-        fitting = tuple(n for n in lengths if n * self.num_envs <= self.steps)
-        return fitting or tuple(lengths[:1])
-
-    def warmups(self, steps: Sequence[int]) -> tuple[int, ...]:
-        """The ``learning_starts`` values that leave at least half the budget to learning (the
-        smallest when none does).
-
-        :param steps: candidate ``learning_starts``, smallest first."""
-        fitting = tuple(n for n in steps if n <= self.steps // 2)
-        return fitting or tuple(steps[:1])
-
-    def capacities(self, sizes: Sequence[int]) -> tuple[int, ...]:
-        """Replay sizes up to the first that holds the whole run (a larger one is never filled).
-
-        :param sizes: candidate ``buffer_size`` values."""
-        ordered = sorted(sizes)
-        return tuple(size for i, size in enumerate(ordered) if i == 0 or ordered[i - 1] < self.steps)
+def _builtin_search_spaces() -> dict[str, SearchSpace]:
+    """rladapt's own agents' search spaces (each class's ``search_space``), by registry name."""
+    spaces = {}
+    for name in agent_names():
+        cls = get_agent(name)
+        if cls.__module__.startswith("rladapt.agents.") and cls.search_space is not None:
+            spaces[name] = cls.search_space
+    return spaces
 
 
-GAMMAS = (0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9999)
-GAE_LAMBDAS = (0.8, 0.9, 0.92, 0.95, 0.98, 0.99, 1.0)
-MAX_GRAD_NORMS = (0.3, 0.5, 1.0, 2.0, 5.0)
-#: Hidden layer sizes by the name the study records (Optuna's choices are plain values).
-HIDDEN = {"64x64": (64, 64), "128x128": (128, 128), "256x256": (256, 256)}
-
-
-def _hidden(trial: optuna.Trial) -> tuple[int, ...]:
-    return HIDDEN[trial.suggest_categorical("hidden", tuple(HIDDEN))]
-
-
-def _ppo_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
-    """PPO's search space (ranges after rl-zoo's, the rollout kept within the budget)."""
-    return {
-        "lr": trial.suggest_float("lr", 1e-5, 1e-2, log=True),
-        "n_steps": trial.suggest_categorical("n_steps", budget.rollouts((8, 16, 32, 64, 128, 256, 512, 1024, 2048))),
-        "batch_size": trial.suggest_categorical("batch_size", (32, 64, 128, 256, 512)),
-        "n_epochs": trial.suggest_categorical("n_epochs", (1, 4, 10, 20)),
-        "gamma": trial.suggest_categorical("gamma", GAMMAS),
-        "gae_lambda": trial.suggest_categorical("gae_lambda", GAE_LAMBDAS),
-        "clip_range": trial.suggest_categorical("clip_range", (0.1, 0.2, 0.3, 0.4)),
-        "ent_coef": trial.suggest_float("ent_coef", 1e-8, 0.1, log=True),
-        "vf_coef": trial.suggest_float("vf_coef", 0.2, 1.0),
-        "max_grad_norm": trial.suggest_categorical("max_grad_norm", MAX_GRAD_NORMS),
-        "hidden": _hidden(trial),
-    }
-
-
-def _advantage_actor_critic_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
-    """What A2C and IMPALA share (ranges after rl-zoo's A2C, the rollout kept within the budget)."""
-    return {
-        "lr": trial.suggest_float("lr", 1e-5, 1e-2, log=True),
-        "n_steps": trial.suggest_categorical("n_steps", budget.rollouts((5, 8, 16, 32, 64, 128, 256, 512))),
-        "gamma": trial.suggest_categorical("gamma", GAMMAS),
-        "gae_lambda": trial.suggest_categorical("gae_lambda", GAE_LAMBDAS),
-        "ent_coef": trial.suggest_float("ent_coef", 1e-8, 0.1, log=True),
-        "vf_coef": trial.suggest_float("vf_coef", 0.2, 1.0),
-        "max_grad_norm": trial.suggest_categorical("max_grad_norm", MAX_GRAD_NORMS),
-        "hidden": _hidden(trial),
-    }
-
-
-def _a2c_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
-    """A2C's search space (ranges after rl-zoo's, the rollout kept within the budget)."""
-    settings = _advantage_actor_critic_space(trial, budget)
-    settings["normalize_advantage"] = trial.suggest_categorical("normalize_advantage", (False, True))
-    return settings
-
-
-def _q_learning_replay_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
-    """What the DQN family shares (ranges after rl-zoo's DQN; warm-up and replay kept within the budget)."""
-    return {
-        "lr": trial.suggest_float("lr", 1e-5, 1e-2, log=True),
-        "gamma": trial.suggest_categorical("gamma", GAMMAS),
-        "batch_size": trial.suggest_categorical("batch_size", (32, 64, 128, 256)),
-        "buffer_size": trial.suggest_categorical("buffer_size", budget.capacities((10_000, 50_000, 100_000, 1_000_000))),
-        "learning_starts": trial.suggest_categorical("learning_starts", budget.warmups((0, 1_000, 5_000, 10_000, 20_000))),
-        "train_freq": trial.suggest_categorical("train_freq", (1, 4, 8, 16)),
-        "gradient_steps": trial.suggest_categorical("gradient_steps", (1, 2, 4, 8)),
-        "target_update_interval": trial.suggest_categorical("target_update_interval", (1, 10, 32, 100, 1_000)),
-        "n_step": trial.suggest_categorical("n_step", (1, 3, 5)),
-        "hidden": _hidden(trial),
-    }
-
-
-def _dqn_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
-    """DQN's search space (ranges after rl-zoo's; warm-up and replay kept within the budget)."""
-    settings = _q_learning_replay_space(trial, budget)
-    settings["exploration_fraction"] = trial.suggest_float("exploration_fraction", 0.05, 0.5)
-    settings["exploration_final_eps"] = trial.suggest_float("exploration_final_eps", 0.0, 0.2)
-    return settings
-
-
-def _sac_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
-    """SAC's search space (ranges after rl-zoo's; warm-up and replay kept within the budget)."""
-    return {
-        "lr": trial.suggest_float("lr", 1e-5, 1e-2, log=True),
-        "gamma": trial.suggest_categorical("gamma", GAMMAS),
-        "batch_size": trial.suggest_categorical("batch_size", (64, 128, 256, 512)),
-        "buffer_size": trial.suggest_categorical("buffer_size", budget.capacities((10_000, 100_000, 1_000_000))),
-        "learning_starts": trial.suggest_categorical("learning_starts", budget.warmups((0, 1_000, 10_000, 20_000))),
-        "train_freq": trial.suggest_categorical("train_freq", (1, 4, 8)),
-        "gradient_steps": trial.suggest_categorical("gradient_steps", (1, 4, 8, 16)),
-        "tau": trial.suggest_categorical("tau", (0.001, 0.005, 0.01, 0.02, 0.05)),
-        "hidden": _hidden(trial),
-    }
-
-
-def _qlearning_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
-    """Tabular Q-learning's search space."""
-    return {
-        "lr": trial.suggest_float("lr", 0.01, 1.0, log=True),
-        "anneal_lr": trial.suggest_categorical("anneal_lr", (False, True)),
-        "gamma": trial.suggest_categorical("gamma", GAMMAS),
-        "exploration_fraction": trial.suggest_float("exploration_fraction", 0.05, 0.9),
-        "exploration_final_eps": trial.suggest_float("exploration_final_eps", 0.0, 0.2),
-    }
-
-
-def _td3_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
-    """TD3's search space (rl-zoo's TD3 ranges: SAC's replay ranges plus the exploration noise)."""
-    settings = _sac_space(trial, budget)
-    settings["action_noise"] = trial.suggest_categorical("action_noise", (0.05, 0.1, 0.2, 0.3, 0.5))
-    settings["noise_beta"] = trial.suggest_categorical("noise_beta", (0.0, 1.0))  # white or pink
-    return settings
-
-
-def _impala_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
-    """IMPALA's search space: A2C's, plus V-trace's clipping thresholds."""
-    settings = _advantage_actor_critic_space(trial, budget)
-    settings["rho_bar"] = trial.suggest_categorical("rho_bar", (0.5, 1.0, 2.0))
-    settings["c_bar"] = trial.suggest_categorical("c_bar", (0.5, 1.0))
-    return settings
-
-
-def _qrdqn_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
-    """QR-DQN's search space: DQN's, plus the number of quantiles (rl-zoo: 10 to 200)."""
-    settings = _dqn_space(trial, budget)
-    settings["quantiles"] = trial.suggest_categorical("quantiles", (10, 25, 50, 100, 200))
-    return settings
-
-
-def _rainbow_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
-    """Rainbow's search space: DQN's without epsilon (its noisy layers explore), plus the
-    layers' initial noise scale."""
-    settings = _q_learning_replay_space(trial, budget)
-    settings["noisy_std"] = trial.suggest_categorical("noisy_std", (0.1, 0.25, 0.5, 1.0))
-    return settings
-
-
-def _muzero_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
-    """MuZero's search space (around muzero-general's CartPole and tic-tac-toe settings); the
-    n-step and the discount stay at their per-kind defaults (to the end in board games)."""
-    return {
-        "lr": trial.suggest_float("lr", 3e-4, 2e-2, log=True),
-        "simulations": trial.suggest_categorical("simulations", (8, 16, 25, 50)),
-        "unroll_steps": trial.suggest_categorical("unroll_steps", (3, 5, 10)),
-        "batch_size": trial.suggest_categorical("batch_size", (64, 128, 256)),
-        "gradient_steps": trial.suggest_categorical("gradient_steps", (4, 8, 16, 32)),
-        "value_weight": trial.suggest_categorical("value_weight", (0.25, 0.5, 1.0)),
-        "hidden_size": trial.suggest_categorical("hidden_size", (32, 64, 128)),
-        "hidden": _hidden(trial),
-    }
-
-
-def _dreamer_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
-    """Dreamer's search space (around DreamerV3's settings, scaled to CPU-sized networks)."""
-    return {
-        "model_lr": trial.suggest_float("model_lr", 1e-4, 1e-3, log=True),
-        "actor_lr": trial.suggest_float("actor_lr", 3e-5, 3e-4, log=True),
-        "critic_lr": trial.suggest_float("critic_lr", 3e-5, 3e-4, log=True),
-        "gamma": trial.suggest_categorical("gamma", (0.98, 0.985, 0.99, 0.997)),
-        "horizon": trial.suggest_categorical("horizon", (10, 15, 20)),
-        "sequence_length": trial.suggest_categorical("sequence_length", (16, 32, 64)),
-        "train_freq": trial.suggest_categorical("train_freq", (2, 4, 8)),
-        "learning_starts": trial.suggest_categorical("learning_starts", budget.warmups((500, 1_000, 5_000))),
-        "actor_entropy": trial.suggest_categorical("actor_entropy", (1e-4, 3e-4, 1e-3)),
-        "deter": trial.suggest_categorical("deter", (64, 128, 256)),
-        "units": trial.suggest_categorical("units", (64, 128, 256)),
-    }
-
-
-#: A search space: ``space(trial, budget) -> settings`` (keyword arguments of the agent, JSON-friendly
-#: values), sampling with ``trial.suggest_*``. Keyed by the agent class's lowercase name.
-SearchSpace = Callable[["optuna.Trial", SearchBudget], dict[str, Any]]
-SEARCH_SPACES: dict[str, SearchSpace] = {
-    "ppo": _ppo_space, "a2c": _a2c_space, "dqn": _dqn_space, "sac": _sac_space, "qlearning": _qlearning_space,
-    "td3": _td3_space, "ddpg": _td3_space, "impala": _impala_space, "qrdqn": _qrdqn_space, "c51": _dqn_space,
-    "rainbow": _rainbow_space,
-    "muzero": _muzero_space, "dreamer": _dreamer_space,
-}
+#: The search spaces of rladapt's agents by lowercase name. Each is the agent class's
+#: ``search_space``, written next to its defaults (:mod:`rladapt.agents.tuning`); an agent class of
+#: your own brings its own (or inherits its parent's), or ``tune(..., space=...)`` takes one.
+SEARCH_SPACES: dict[str, SearchSpace] = _builtin_search_spaces()
 
 
 # -------------------------------------------------------------------------------------------
@@ -444,7 +254,7 @@ def tune(
     :param seed: the seed of trial 0's first run; trial ``n``'s runs take ``seed + n * seeds``
         onwards. Also seeds the sampler.
     :param space: the search space, ``space(trial, budget) -> settings`` (default: the
-        agent's in :data:`SEARCH_SPACES`).
+        agent class's ``search_space``).
     :param sampler: an Optuna sampler (default: TPE, seeded).
     :param pruner: an Optuna pruner (default: ``MedianPruner`` after 5 trials, not in the first
         third of a trial's first run).
@@ -461,10 +271,10 @@ def tune(
     cls = _agent_class(agent)
     name = cls.__name__.lower()
     if space is None:
-        if name not in SEARCH_SPACES:
-            raise ValueError(f"agent: {cls.__name__} has no search space in rladapt.tune.SEARCH_SPACES "
-                             f"({', '.join(SEARCH_SPACES)}); pass space=...")
-        space = SEARCH_SPACES[name]
+        if cls.search_space is None:
+            raise ValueError(f"agent: {cls.__name__} has no search space (its class's search_space is None; "
+                             f"rladapt's agents with one: {', '.join(SEARCH_SPACES)}); pass space=...")
+        space = cls.search_space
     if resume and run_dir is None:
         raise ValueError("resume: continuing a study needs its run_dir")
     root = Path(run_dir) if run_dir is not None else default_run_dir(f"tune-{name}", env)

@@ -130,6 +130,22 @@ def test_every_search_space_samples_settings_its_agent_takes():
             assert settings["n_steps"] * budget.num_envs <= STEPS
 
 
+def test_search_spaces_sit_on_the_agent_classes_and_a_subclass_inherits_its_parents():
+    from rladapt.agents import A3C, DDPG, PPO, TD3, RandomAgent
+    from rladapt.agents.ppo import ppo_search_space
+
+    assert SEARCH_SPACES["ppo"] is PPO.search_space is ppo_search_space
+    assert DDPG.search_space is TD3.search_space  # a preset tunes over its parent's space
+    assert RandomAgent.search_space is None and A3C.search_space is None and "a3c" not in SEARCH_SPACES
+
+    class WidePPO(PPO):
+        pass
+
+    assert WidePPO.search_space is ppo_search_space
+    settings = WidePPO.search_space(optuna.create_study().ask(), SearchBudget(steps=STEPS, num_envs=8))
+    WidePPO(**settings)
+
+
 def test_search_budget_limits():
     budget = SearchBudget(steps=60_000, num_envs=8)
     assert budget.rollouts((8, 1024, 8192, 16384)) == (8, 1024)
@@ -144,7 +160,7 @@ def test_set_options_are_compact_json_quoted_for_a_shell():
 
 
 def test_bad_input_names_the_field(tmp_path, study_dir, capsys):
-    with pytest.raises(ValueError, match="agent: unknown agent 'nope'.*ppo, a2c, dqn, sac"):
+    with pytest.raises(ValueError, match="agent: unknown agent 'nope'.*a2c, c51, ddpg, dqn, dreamer"):
         tune("CartPole-v1", "nope", run_dir=tmp_path)
     with pytest.raises(ValueError, match="agent: RandomAgent has no search space"):
         tune("CartPole-v1", "randomagent", run_dir=tmp_path)

@@ -8,15 +8,20 @@ RMSprop as in the paper (and Stable-Baselines3).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 
 from rladapt.agents.on_policy import (
+    actor_critic_search_space,
     ACTOR_CRITIC_SPEC, ActorCriticConfig, OnPolicyAgent, actor_critic_loss, actor_critic_optimizer, default_kind,
 )
 from rladapt.agents.optim import set_lr
 from rladapt.buffers.rollout import RolloutBuffer
 from rladapt.spec import AgentSpec
+from rladapt.agents.tuning import SearchBudget
+
+if TYPE_CHECKING:
+    import optuna
 
 #: Per-kind defaults for settings left at None (SB3 / rl-zoo A2C settings).
 A2C_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -29,6 +34,13 @@ A2C_DEFAULTS: dict[str, dict[str, Any]] = {
     "box2d": dict(num_envs=8, n_steps=5, lr=8.3e-4, anneal_lr=True, gamma=0.995, gae_lambda=1.0, ent_coef=1e-5,
                   normalize_observations=False, normalize_rewards=False),
 }
+
+
+def a2c_search_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
+    """A2C's search space (ranges after rl-zoo's, the rollout kept within the budget)."""
+    settings = actor_critic_search_space(trial, budget)
+    settings["normalize_advantage"] = trial.suggest_categorical("normalize_advantage", (False, True))
+    return settings
 
 
 @dataclass
@@ -54,6 +66,7 @@ class A2C(OnPolicyAgent):
 
     spec: ClassVar[AgentSpec] = ACTOR_CRITIC_SPEC
     Config: ClassVar[type[A2CConfig]] = A2CConfig
+    search_space = staticmethod(a2c_search_space)
 
     def default_settings(self, observation_kind: str, action_kind: str) -> dict[str, Any]:
         return {"anneal_lr": False, **A2C_DEFAULTS[default_kind(observation_kind, action_kind, self.env_family, A2C_DEFAULTS)]}

@@ -49,6 +49,7 @@ from rladapt.spaces import action_kind, defaults_kind, describe, env_action, mas
 from rladapt.spaces import COMPOSITE_SPACES, action_at, flatten_mask
 from rladapt.spec import AgentSpec
 from rladapt.types import ActionValues, EvalResult
+from rladapt.agents.tuning import SearchSpace
 
 __all__ = ["ActionValues", "Agent", "AgentConfig", "EvalResult", "to_batch"]
 
@@ -114,6 +115,10 @@ class Agent(nn.Module):
 
     spec: ClassVar[AgentSpec] = AgentSpec()
     Config: ClassVar[type[AgentConfig]] = AgentConfig
+    #: How ``rladapt tune`` samples this agent's settings: ``search_space(trial, budget) -> settings``
+    #: (:mod:`rladapt.agents.tuning`), next to the agent's defaults; None: no search space of its own
+    #: (``tune(..., space=...)`` takes one).
+    search_space: ClassVar[SearchSpace | None] = None
     #: Whether collection must use the current weights (True: on-policy; every batch comes from
     #: the weights of this update). False lets worker processes collect ahead with weights a few
     #: updates old (off-policy), which keeps them busy while the learner updates.

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -45,6 +45,10 @@ from rladapt.agents.optim import adam, adam_step, set_lr
 from rladapt.buffers import ReplayBuffer
 from rladapt.spec import AgentSpec
 from rladapt.types import ActionValues
+from rladapt.agents.tuning import GAMMAS, SearchBudget, suggest_hidden
+
+if TYPE_CHECKING:
+    import optuna
 
 #: Per-kind defaults for settings left at None. Vector: tuned for classic control (CartPole solved
 #: in 50k steps; see benchmarks/dqn_cartpole.py); image: the Nature/rl-zoo Atari settings.
@@ -127,6 +131,46 @@ def masked_max_q(q: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Q-values with invalid actions pushed to ``MASKED_LOGIT`` (finite, so ``0 * q`` stays 0).
     A row with no valid action (a final observation) is left unmasked."""
     return masked_logits(q, bootstrap_mask(mask))
+
+
+def q_replay_search_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
+    """What the DQN family's search spaces share (ranges after rl-zoo's DQN; warm-up and replay
+    kept within the budget)."""
+    return {
+        "lr": trial.suggest_float("lr", 1e-5, 1e-2, log=True),
+        "gamma": trial.suggest_categorical("gamma", GAMMAS),
+        "batch_size": trial.suggest_categorical("batch_size", (32, 64, 128, 256)),
+        "buffer_size": trial.suggest_categorical("buffer_size", budget.capacities((10_000, 50_000, 100_000, 1_000_000))),
+        "learning_starts": trial.suggest_categorical("learning_starts", budget.warmups((0, 1_000, 5_000, 10_000, 20_000))),
+        "train_freq": trial.suggest_categorical("train_freq", (1, 4, 8, 16)),
+        "gradient_steps": trial.suggest_categorical("gradient_steps", (1, 2, 4, 8)),
+        "target_update_interval": trial.suggest_categorical("target_update_interval", (1, 10, 32, 100, 1_000)),
+        "n_step": trial.suggest_categorical("n_step", (1, 3, 5)),
+        "hidden": suggest_hidden(trial),
+    }
+
+
+def dqn_search_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
+    """DQN's (and C51's) search space: the family's, plus epsilon's schedule."""
+    settings = q_replay_search_space(trial, budget)
+    settings["exploration_fraction"] = trial.suggest_float("exploration_fraction", 0.05, 0.5)
+    settings["exploration_final_eps"] = trial.suggest_float("exploration_final_eps", 0.0, 0.2)
+    return settings
+
+
+def qrdqn_search_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
+    """QR-DQN's search space: DQN's, plus the number of quantiles (rl-zoo: 10 to 200)."""
+    settings = dqn_search_space(trial, budget)
+    settings["quantiles"] = trial.suggest_categorical("quantiles", (10, 25, 50, 100, 200))
+    return settings
+
+
+def rainbow_search_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
+    """Rainbow's search space: the family's without epsilon (its noisy layers explore), plus the
+    layers' initial noise scale."""
+    settings = q_replay_search_space(trial, budget)
+    settings["noisy_std"] = trial.suggest_categorical("noisy_std", (0.1, 0.25, 0.5, 1.0))
+    return settings
 
 
 @dataclass
@@ -229,6 +273,7 @@ class DQN(EpsilonGreedyAgent):
         observations=frozenset({"vector", "image", "nested"}), actions=frozenset({"discrete"}), masks=True
     )
     Config: ClassVar[type[DQNConfig]] = DQNConfig
+    search_space = staticmethod(dqn_search_space)
 
     def default_settings(self, observation_kind: str, action_kind: str) -> dict[str, Any]:
         kind = "image" if observation_kind in ("image", "nested") else "vector"
@@ -435,6 +480,7 @@ class QRDQN(DQN):
     for images). Settings: :class:`DQNConfig`."""
 
     Config: ClassVar[type[DQNConfig]] = QRDQNConfig
+    search_space = staticmethod(qrdqn_search_space)
 
 
 @dataclass
@@ -475,3 +521,4 @@ class Rainbow(DQN):
     set as for DQN (``Rainbow(noisy=False, exploration_initial_eps=1.0)``, ...)."""
 
     Config: ClassVar[type[DQNConfig]] = RainbowConfig
+    search_space = staticmethod(rainbow_search_space)

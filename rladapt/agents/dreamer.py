@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -51,6 +51,10 @@ from rladapt.agents.off_policy import OffPolicyAgent, OffPolicyConfig
 from rladapt.buffers.sequence import SequenceReplay
 from rladapt.collect.batch import OutSpecs
 from rladapt.spec import AgentSpec
+from rladapt.agents.tuning import SearchBudget
+
+if TYPE_CHECKING:
+    import optuna
 
 __all__ = ["Dreamer", "DreamerConfig", "kl_balance", "return_scale", "symexp", "symlog", "two_hot", "two_hot_decode"]
 
@@ -158,6 +162,23 @@ def lambda_returns(reward: torch.Tensor, discount: torch.Tensor, value: torch.Te
 # -------------------------------------------------------------------------------------------
 # Settings and networks
 # -------------------------------------------------------------------------------------------
+
+def dreamer_search_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
+    """Dreamer's search space (around DreamerV3's settings, scaled to CPU-sized networks)."""
+    return {
+        "model_lr": trial.suggest_float("model_lr", 1e-4, 1e-3, log=True),
+        "actor_lr": trial.suggest_float("actor_lr", 3e-5, 3e-4, log=True),
+        "critic_lr": trial.suggest_float("critic_lr", 3e-5, 3e-4, log=True),
+        "gamma": trial.suggest_categorical("gamma", (0.98, 0.985, 0.99, 0.997)),
+        "horizon": trial.suggest_categorical("horizon", (10, 15, 20)),
+        "sequence_length": trial.suggest_categorical("sequence_length", (16, 32, 64)),
+        "train_freq": trial.suggest_categorical("train_freq", (2, 4, 8)),
+        "learning_starts": trial.suggest_categorical("learning_starts", budget.warmups((500, 1_000, 5_000))),
+        "actor_entropy": trial.suggest_categorical("actor_entropy", (1e-4, 3e-4, 1e-3)),
+        "deter": trial.suggest_categorical("deter", (64, 128, 256)),
+        "units": trial.suggest_categorical("units", (64, 128, 256)),
+    }
+
 
 @dataclass
 class DreamerConfig(OffPolicyConfig):
@@ -374,6 +395,7 @@ class Dreamer(OffPolicyAgent):
     spec: ClassVar[AgentSpec] = AgentSpec(observations=frozenset({"vector", "image"}),
                                           actions=frozenset({"discrete", "unit_continuous"}), frame_stack=1)
     Config: ClassVar[type[DreamerConfig]] = DreamerConfig
+    search_space = staticmethod(dreamer_search_space)
 
     def default_settings(self, observation_kind: str, action_kind: str) -> dict[str, Any]:
         # Four envs, an update every 16 env steps: 512 replayed steps per update, 32 per env step.

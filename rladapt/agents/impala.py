@@ -24,15 +24,26 @@ The update, one gradient step per batch of ``n_steps x num_envs`` steps::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from rladapt.agents.on_policy import ACTOR_CRITIC_SPEC, ActorCriticConfig, OnPolicyAgent, actor_critic_optimizer, default_kind
+from rladapt.agents.on_policy import (
+    ACTOR_CRITIC_SPEC,
+    ActorCriticConfig,
+    OnPolicyAgent,
+    actor_critic_optimizer,
+    actor_critic_search_space,
+    default_kind,
+)
 from rladapt.agents.optim import set_lr
 from rladapt.agents.vtrace import vtrace
 from rladapt.buffers.rollout import RolloutBuffer
 from rladapt.spec import AgentSpec
+from rladapt.agents.tuning import SearchBudget
+
+if TYPE_CHECKING:
+    import optuna
 
 __all__ = ["IMPALA", "IMPALAConfig", "IMPALA_DEFAULTS", "policy_terms"]
 
@@ -50,6 +61,14 @@ IMPALA_DEFAULTS: dict[str, dict[str, Any]] = {
     "box2d": dict(num_envs=8, n_steps=16, lr=7e-4, gamma=0.995, gae_lambda=1.0, ent_coef=1e-5,
                   normalize_observations=False, normalize_rewards=False, rms_prop=False),
 }
+
+
+def impala_search_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
+    """IMPALA's search space: A2C's shared part, plus V-trace's clipping thresholds."""
+    settings = actor_critic_search_space(trial, budget)
+    settings["rho_bar"] = trial.suggest_categorical("rho_bar", (0.5, 1.0, 2.0))
+    settings["c_bar"] = trial.suggest_categorical("c_bar", (0.5, 1.0))
+    return settings
 
 
 @dataclass
@@ -89,6 +108,7 @@ class IMPALA(OnPolicyAgent):
 
     spec: ClassVar[AgentSpec] = ACTOR_CRITIC_SPEC
     Config: ClassVar[type[IMPALAConfig]] = IMPALAConfig
+    search_space = staticmethod(impala_search_space)
     #: Actors keep acting while the learner updates: streaming collection with a policy lag.
     fresh_weights: ClassVar[bool] = False
 

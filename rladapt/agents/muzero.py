@@ -38,7 +38,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -53,12 +53,30 @@ from rladapt.search.game import EnvGame, GameError, TurnBasedGame, game_for, gam
 from rladapt.search.selfplay import SelfPlayCollector
 from rladapt.search.tree import LatentNode, best_move, search_model, visit_policy
 from rladapt.spec import AgentSpec
-from rladapt.types import ActionValues
+from rladapt.agents.tuning import SearchBudget, suggest_hidden
+
+if TYPE_CHECKING:
+    import optuna
 
 __all__ = ["MuZero", "MuZeroConfig", "GameReplay", "unroll_targets", "scalar_to_support", "support_to_scalar"]
 
 #: The keys of a self-play game (one row per position), what the collector batches.
 GAME_KEYS = ("observation", "action_mask", "action", "reward", "search_policy", "root_value", "position")
+
+
+def muzero_search_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
+    """MuZero's search space (around muzero-general's CartPole and tic-tac-toe settings); the
+    n-step and the discount stay at their per-kind defaults (to the end in board games)."""
+    return {
+        "lr": trial.suggest_float("lr", 3e-4, 2e-2, log=True),
+        "simulations": trial.suggest_categorical("simulations", (8, 16, 25, 50)),
+        "unroll_steps": trial.suggest_categorical("unroll_steps", (3, 5, 10)),
+        "batch_size": trial.suggest_categorical("batch_size", (64, 128, 256)),
+        "gradient_steps": trial.suggest_categorical("gradient_steps", (4, 8, 16, 32)),
+        "value_weight": trial.suggest_categorical("value_weight", (0.25, 0.5, 1.0)),
+        "hidden_size": trial.suggest_categorical("hidden_size", (32, 64, 128)),
+        "hidden": suggest_hidden(trial),
+    }
 
 
 @dataclass
@@ -373,6 +391,7 @@ class MuZero(GameBinding, Agent):
     spec: ClassVar[AgentSpec] = AgentSpec(observations=frozenset({"vector", "image"}), actions=frozenset({"discrete"}),
                                           masks=True, plays_every_seat=True)
     Config: ClassVar[type[MuZeroConfig]] = MuZeroConfig
+    search_space = staticmethod(muzero_search_space)
 
     @staticmethod
     def kind_defaults(board: bool) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import copy
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from tensordict import TensorDictBase
@@ -30,9 +30,14 @@ from rladapt.agents.base import Agent, AgentConfig
 from rladapt.agents.masks import epsilon_greedy, random_actions
 from rladapt.agents.nets import NetworkFactory
 from rladapt.buffers import ReplayBuffer
+from rladapt.agents.tuning import GAMMAS, SearchBudget, suggest_hidden
+
+if TYPE_CHECKING:
+    import optuna
 
 __all__ = ["EpsilonGreedyAgent", "OffPolicyAgent", "OffPolicyConfig", "REPLAY_ACTOR_CRITIC_DEFAULTS", "ReplayActorCritic",
-           "ReplayActorCriticConfig", "replay_frame_stack"]
+           "ReplayActorCriticConfig", "replay_actor_critic_search_space",
+           "replay_frame_stack"]
 
 
 @dataclass
@@ -192,6 +197,22 @@ class ReplayActorCriticConfig(OffPolicyConfig):
     frame_dedup: bool | None = None
     hidden: tuple[int, ...] | None = None
     network: nn.Module | NetworkFactory | None = None
+
+
+def replay_actor_critic_search_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
+    """SAC's search space, which TD3 and DDPG extend (ranges after rl-zoo's SAC; warm-up and
+    replay kept within the budget)."""
+    return {
+        "lr": trial.suggest_float("lr", 1e-5, 1e-2, log=True),
+        "gamma": trial.suggest_categorical("gamma", GAMMAS),
+        "batch_size": trial.suggest_categorical("batch_size", (64, 128, 256, 512)),
+        "buffer_size": trial.suggest_categorical("buffer_size", budget.capacities((10_000, 100_000, 1_000_000))),
+        "learning_starts": trial.suggest_categorical("learning_starts", budget.warmups((0, 1_000, 10_000, 20_000))),
+        "train_freq": trial.suggest_categorical("train_freq", (1, 4, 8)),
+        "gradient_steps": trial.suggest_categorical("gradient_steps", (1, 4, 8, 16)),
+        "tau": trial.suggest_categorical("tau", (0.001, 0.005, 0.01, 0.02, 0.05)),
+        "hidden": suggest_hidden(trial),
+    }
 
 
 class ReplayActorCritic(OffPolicyAgent):

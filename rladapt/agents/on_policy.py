@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -29,10 +29,13 @@ from rladapt.buffers.rollout import RolloutBuffer
 from rladapt.collect.batch import OutSpecs
 from rladapt.spec import AgentSpec
 from rladapt.types import ActionValues
+from rladapt.agents.tuning import GAE_LAMBDAS, GAMMAS, MAX_GRAD_NORMS, SearchBudget, suggest_hidden
 
-__all__ = ["ACTOR_CRITIC_SPEC", "ActorCriticConfig", "OnPolicyAgent", "OnPolicyConfig", "actor_critic_gradient", "actor_critic_loss",
-           "actor_critic_optimizer",
-           "default_kind", "normalize"]
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["ACTOR_CRITIC_SPEC", "ActorCriticConfig", "OnPolicyAgent", "OnPolicyConfig", "actor_critic_gradient",
+           "actor_critic_loss", "actor_critic_optimizer", "actor_critic_search_space", "default_kind", "normalize"]
 
 #: What the networks of :meth:`OnPolicyAgent.build_actor_critic` accept (the ``spec`` of PPO and A2C).
 ACTOR_CRITIC_SPEC = AgentSpec(
@@ -213,6 +216,21 @@ class ActorCriticConfig(OnPolicyConfig):
     anneal_lr: bool = False
     hidden: tuple[int, ...] = (64, 64)
     network: nn.Module | NetworkFactory | None = None
+
+
+def actor_critic_search_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
+    """What A2C and IMPALA's search spaces share (ranges after rl-zoo's A2C, the rollout kept
+    within the budget)."""
+    return {
+        "lr": trial.suggest_float("lr", 1e-5, 1e-2, log=True),
+        "n_steps": trial.suggest_categorical("n_steps", budget.rollouts((5, 8, 16, 32, 64, 128, 256, 512))),
+        "gamma": trial.suggest_categorical("gamma", GAMMAS),
+        "gae_lambda": trial.suggest_categorical("gae_lambda", GAE_LAMBDAS),
+        "ent_coef": trial.suggest_float("ent_coef", 1e-8, 0.1, log=True),
+        "vf_coef": trial.suggest_float("vf_coef", 0.2, 1.0),
+        "max_grad_norm": trial.suggest_categorical("max_grad_norm", MAX_GRAD_NORMS),
+        "hidden": suggest_hidden(trial),
+    }
 
 
 class OnPolicyAgent(Agent):

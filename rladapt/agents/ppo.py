@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Iterator
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +30,10 @@ from rladapt.agents.on_policy import ACTOR_CRITIC_SPEC, ActorCriticConfig, OnPol
 from rladapt.agents.optim import adam, adam_step, set_lr
 from rladapt.buffers.rollout import RolloutBuffer, minibatch_indices
 from rladapt.spec import AgentSpec
+from rladapt.agents.tuning import GAE_LAMBDAS, GAMMAS, MAX_GRAD_NORMS, SearchBudget, suggest_hidden
+
+if TYPE_CHECKING:
+    import optuna
 
 #: Per-kind defaults for settings left at None. Classic control: rl-zoo's CartPole settings with
 #: minibatches of 64 over 10 epochs (40 gradient steps per rollout instead of 20 full-batch ones:
@@ -59,6 +63,23 @@ PPO_DEFAULTS: dict[str, dict[str, Any]] = {
                    clip_range=0.2, anneal_clip=False, ent_coef=0.0, vf_coef=0.5, normalize_observations=True,
                    normalize_rewards=True, noise_beta=0.0, log_std_init=-1.0),
 }
+
+
+def ppo_search_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
+    """PPO's search space (ranges after rl-zoo's, the rollout kept within the budget)."""
+    return {
+        "lr": trial.suggest_float("lr", 1e-5, 1e-2, log=True),
+        "n_steps": trial.suggest_categorical("n_steps", budget.rollouts((8, 16, 32, 64, 128, 256, 512, 1024, 2048))),
+        "batch_size": trial.suggest_categorical("batch_size", (32, 64, 128, 256, 512)),
+        "n_epochs": trial.suggest_categorical("n_epochs", (1, 4, 10, 20)),
+        "gamma": trial.suggest_categorical("gamma", GAMMAS),
+        "gae_lambda": trial.suggest_categorical("gae_lambda", GAE_LAMBDAS),
+        "clip_range": trial.suggest_categorical("clip_range", (0.1, 0.2, 0.3, 0.4)),
+        "ent_coef": trial.suggest_float("ent_coef", 1e-8, 0.1, log=True),
+        "vf_coef": trial.suggest_float("vf_coef", 0.2, 1.0),
+        "max_grad_norm": trial.suggest_categorical("max_grad_norm", MAX_GRAD_NORMS),
+        "hidden": suggest_hidden(trial),
+    }
 
 
 @dataclass
@@ -98,6 +119,7 @@ class PPO(OnPolicyAgent):
 
     spec: ClassVar[AgentSpec] = ACTOR_CRITIC_SPEC
     Config: ClassVar[type[PPOConfig]] = PPOConfig
+    search_space = staticmethod(ppo_search_space)
 
     def default_settings(self, observation_kind: str, action_kind: str) -> dict[str, Any]:
         return PPO_DEFAULTS[default_kind(observation_kind, action_kind, self.env_family, PPO_DEFAULTS)]

@@ -20,7 +20,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -31,6 +31,21 @@ from rladapt.agents.masks import bootstrap_mask, valid_or_all
 from rladapt.agents.off_policy import EpsilonGreedyAgent, OffPolicyConfig
 from rladapt.spec import AgentSpec
 from rladapt.types import ActionValues
+from rladapt.agents.tuning import GAMMAS, SearchBudget
+
+if TYPE_CHECKING:
+    import optuna
+
+
+def qlearning_search_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
+    """Tabular Q-learning's search space."""
+    return {
+        "lr": trial.suggest_float("lr", 0.01, 1.0, log=True),
+        "anneal_lr": trial.suggest_categorical("anneal_lr", (False, True)),
+        "gamma": trial.suggest_categorical("gamma", GAMMAS),
+        "exploration_fraction": trial.suggest_float("exploration_fraction", 0.05, 0.9),
+        "exploration_final_eps": trial.suggest_float("exploration_final_eps", 0.0, 0.2),
+    }
 
 
 @dataclass
@@ -71,6 +86,7 @@ class QLearning(EpsilonGreedyAgent):
 
     spec: ClassVar[AgentSpec] = AgentSpec(observations=frozenset({"index"}), actions=frozenset({"discrete"}), masks=True)
     Config: ClassVar[type[QLearningConfig]] = QLearningConfig
+    search_space = staticmethod(qlearning_search_space)
 
     def default_settings(self, observation_kind: str, action_kind: str) -> dict[str, Any]:
         return dict(num_envs=8, learning_starts=0, train_freq=1, gradient_steps=1)

@@ -36,7 +36,12 @@ from rladapt.agents.base import to_batch
 from rladapt.agents.masks import bootstrap_mask, masked_logits, masked_sample, random_actions
 from rladapt.agents.nets import CategoricalActor, FlatParameters, SquashedGaussianActor, TwinQ, frozen_copy
 from rladapt.agents.noise import exploration_noise
-from rladapt.agents.off_policy import REPLAY_ACTOR_CRITIC_DEFAULTS, ReplayActorCritic, ReplayActorCriticConfig
+from rladapt.agents.off_policy import (
+    REPLAY_ACTOR_CRITIC_DEFAULTS,
+    ReplayActorCritic,
+    ReplayActorCriticConfig,
+    replay_actor_critic_search_space,
+)
 from rladapt.agents.optim import adam, adam_step
 from rladapt.buffers import ReplayBuffer
 from rladapt.spec import AgentSpec
@@ -81,6 +86,7 @@ class SAC(ReplayActorCritic):
         observations=frozenset({"vector", "image"}), actions=frozenset({"unit_continuous", "discrete"}), masks=True
     )
     Config: ClassVar[type[SACConfig]] = SACConfig
+    search_space = staticmethod(replay_actor_critic_search_space)
 
     def default_settings(self, observation_kind: str, action_kind: str) -> dict[str, Any]:
         if observation_kind != "image" and action_kind == "discrete":

@@ -29,7 +29,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -38,15 +38,33 @@ from tensordict import TensorDictBase
 
 from rladapt.agents.nets import DeterministicActor, FlatParameters, TwinQ, frozen_copy
 from rladapt.agents.noise import exploration_noise
-from rladapt.agents.off_policy import REPLAY_ACTOR_CRITIC_DEFAULTS, ReplayActorCritic, ReplayActorCriticConfig
+from rladapt.agents.off_policy import (
+    REPLAY_ACTOR_CRITIC_DEFAULTS,
+    ReplayActorCritic,
+    ReplayActorCriticConfig,
+    replay_actor_critic_search_space,
+)
 from rladapt.agents.optim import adam, adam_step
 from rladapt.buffers import ReplayBuffer
 from rladapt.spec import AgentSpec
+from rladapt.agents.tuning import SearchBudget
+
+if TYPE_CHECKING:
+    import optuna
 
 __all__ = ["DDPG", "DDPGConfig", "TD3", "TD3Config", "TD3_DEFAULTS"]
 
 #: Per-kind defaults for settings left at None: the replay actor-critics' (as SAC's).
 TD3_DEFAULTS: dict[str, dict[str, Any]] = REPLAY_ACTOR_CRITIC_DEFAULTS
+
+
+def td3_search_space(trial: optuna.Trial, budget: SearchBudget) -> dict[str, Any]:
+    """TD3's (and DDPG's) search space (rl-zoo's TD3 ranges: SAC's replay ranges plus the
+    exploration noise)."""
+    settings = replay_actor_critic_search_space(trial, budget)
+    settings["action_noise"] = trial.suggest_categorical("action_noise", (0.05, 0.1, 0.2, 0.3, 0.5))
+    settings["noise_beta"] = trial.suggest_categorical("noise_beta", (0.0, 1.0))  # white or pink
+    return settings
 
 
 @dataclass
@@ -83,6 +101,7 @@ class TD3(ReplayActorCritic):
 
     spec: ClassVar[AgentSpec] = AgentSpec(observations=frozenset({"vector", "image"}), actions=frozenset({"unit_continuous"}))
     Config: ClassVar[type[TD3Config]] = TD3Config
+    search_space = staticmethod(td3_search_space)
 
     def build(self) -> None:
         hp, space = self.hp, self.action_space
