@@ -406,11 +406,12 @@ def test_the_fast_path_has_one_switch_and_says_why_it_does_not_apply():
     for agent in (fast, torch_only):
         agent.learn("CartPole-v1", 256, progress=False, run_dir=False)
     assert fast.fast_path.acting is not None and fast.fast_path.gradient is not None
-    assert torch_only.fast_path is None
+    assert torch_only.fast_path.acting is None and torch_only.fast_path.gradient is None  # the torch path, bound the same way
     assert PPO(seed=0, n_steps=16, clip_value=True).learn("CartPole-v1", 64, progress=False, run_dir=False).fast_path.gradient is None
     with pytest.raises(ValueError, match=r"fast=True.*built-in vector actor-critic"):
         PPO(seed=0, fast=True).learn("Pendulum-v1", 64, progress=False, run_dir=False)
-    assert PPO(seed=0, n_steps=16).learn("Pendulum-v1", 64, progress=False, run_dir=False).fast_path is None
+    continuous = PPO(seed=0, n_steps=16).learn("Pendulum-v1", 64, progress=False, run_dir=False).fast_path
+    assert continuous.acting is None and continuous.gradient is None
 
 
 def test_adam_step_falls_back_to_the_public_step_without_the_private_kernel(monkeypatch):

@@ -172,7 +172,8 @@ def test_recurrent_settings_are_checked_and_the_fast_path_excludes_recurrent_pol
         agent.setup(*_spaces("rladapt/CartPoleNoVel-v1", agent))
     agent = PPO(seed=0, recurrent="lstm")
     agent.setup(*_spaces("rladapt/CartPoleNoVel-v1", agent))
-    assert agent.fast_path is None and "recurrent" in exclusions(agent)["gradient"]
+    assert agent.fast_path.gradient is None and agent.fast_path.acting is None
+    assert "recurrent" in exclusions(agent)["gradient"]
     with pytest.raises(ValueError, match="recurrent"):
         PPO(seed=0, recurrent="lstm", fast=True).setup(*_spaces("rladapt/CartPoleNoVel-v1", agent))
     feed_forward = PPO(seed=0)

@@ -229,15 +229,19 @@ class NumpyActing:
 
 
 class FastActorCritic:
-    """The fast path of one agent: numpy acting where it applies (:meth:`can_act`), the
-    hand-written PPO gradient where it applies (``gradient`` is not None).
+    """How one on-policy agent's actor-critic acts and computes its gradients, bound once when the
+    actor-critic is built (:func:`fast_path_for`): numpy acting where it applies to a batch
+    (``acting``), the hand-written PPO gradient where it applies to the agent (``gradient``), the
+    torch module and autograd otherwise. Callers call :meth:`act` and :meth:`ppo_gradient` (and
+    :func:`rladapt.agents.on_policy.actor_critic_gradient` reads ``gradient``); none asks which path runs.
 
     :param agent: the agent, its actor-critic built (``policy``, ``params``).
-    :param parts: :func:`exclusions` of the agent.
+    :param parts: :func:`exclusions` of the agent (None: the torch path only).
     """
 
-    def __init__(self, agent: OnPolicyAgent, parts: dict[str, str | None]) -> None:
+    def __init__(self, agent: OnPolicyAgent, parts: dict[str, str | None] | None = None) -> None:
         self.agent = agent
+        parts = parts or {"act": "torch path", "gradient": "torch path"}
         self.acting = NumpyActing(agent.policy) if parts["act"] is None else None
         self.gradient = FastCategoricalPPO(agent.policy) if parts["gradient"] is None else None
 
@@ -246,25 +250,34 @@ class FastActorCritic:
         return self.acting is not None and td.batch_size[0] <= self.acting.max_batch and not torch.is_grad_enabled()
 
     def act(self, td: TensorDictBase, deterministic: bool, generator: torch.Generator) -> TensorDictBase:
-        """``agent.policy(td, deterministic, generator)``, in numpy."""
+        """``agent.policy(td, deterministic, generator)``: in numpy when :meth:`can_act`."""
+        if not self.can_act(td):
+            return self.agent.policy(td, deterministic=deterministic, generator=generator)
         if not self.acting.current():  # a copied agent: rebuild the views of its parameters
             self.acting = NumpyActing(self.agent.policy)
         return self.acting(td, deterministic, generator)
 
+    def ppo_gradient(self, minibatch: tuple, clip: float, track: bool) -> torch.Tensor | None:
+        """PPO's loss on ``minibatch`` (``(obs, action, old_log_prob, advantages, returns, mask,
+        old_value)``) backpropagated into ``agent.params.grad``; its diagnostics ``[policy_loss,
+        value_loss, entropy, approx_kl, clip_fraction]`` when ``track``."""
+        hp = self.agent.hp
+        if self.gradient is None:  # autograd on PPO's loss
+            return self.agent.loss_backward(*minibatch, clip, track)
+        return self.gradient.loss_and_grad(*minibatch[:6], clip, hp.vf_coef, hp.ent_coef or 0.0, track)
 
-def fast_path_for(agent: OnPolicyAgent, fast: bool | None) -> FastActorCritic | None:
-    """The one switch point: the agent's fast path, or None for the torch path.
+
+def fast_path_for(agent: OnPolicyAgent, fast: bool | None) -> FastActorCritic:
+    """The one switch point: the agent's path, with the fast parts that apply (none: the torch path).
 
     :param agent: an on-policy agent with its actor-critic built.
     :param fast: None: each part (numpy acting, the hand-written gradient) wherever it applies; True:
         required whole (a ``ValueError`` names each part that does not apply, and why); False: never.
     """
     if fast is False:
-        return None
+        return FastActorCritic(agent)
     parts = exclusions(agent)
     if fast is True and any(parts.values()):
         missing = "; ".join(f"{part}: {why}" for part, why in parts.items() if why)
         raise ValueError(f"{type(agent).__name__}(fast=True): the fast path does not apply ({missing})")
-    if all(parts.values()):
-        return None
     return FastActorCritic(agent, parts)

@@ -128,7 +128,7 @@ def actor_critic_gradient(agent: "OnPolicyAgent", rollout: RolloutBuffer) -> dic
     :param rollout: the rollout its current weights collected, advantages computed.
     """
     hp = agent.hp
-    fast = agent.fast_path.gradient if agent.fast_path is not None else None
+    fast = agent.fast_path.gradient
     agent.params.zero_grad()
     if fast is None:
         loss, metrics = actor_critic_loss(agent, rollout)
@@ -243,7 +243,8 @@ class OnPolicyAgent(Agent):
     fresh_weights: ClassVar[bool] = True
     #: The storage of the current ``learn`` call.
     rollout: RolloutBuffer | None = None
-    #: The fast path in use (:mod:`rladapt.agents.fast`), or None.
+    #: How the built-in actor-critic acts and computes gradients (:class:`rladapt.agents.fast.FastActorCritic`:
+    #: its fast parts where they apply, torch otherwise), bound by :meth:`build_actor_critic`.
     fast_path: Any = None
 
     def build(self) -> None:
@@ -306,10 +307,12 @@ class OnPolicyAgent(Agent):
         return rollout.sequences([*keys, "is_init", "valid", STATE_KEY], self.sequence_length())
 
     def act_batch(self, td: TensorDictBase, deterministic: bool = False) -> TensorDictBase:
-        fast = self.fast_path
-        if fast is not None and fast.can_act(td):
-            return fast.act(td, deterministic, self.generator)
-        return super().act_batch(td, deterministic)
+        """The actor-critic's action, through the path :meth:`build_actor_critic` bound (numpy
+        acting where it applies). An agent that builds its own network writes its own ``act_batch``."""
+        if self.fast_path is None:
+            raise TypeError(f"{type(self).__name__}.act_batch acts with the actor-critic of build_actor_critic(), "
+                            f"which its build() did not call: write an act_batch for its own network")
+        return self.fast_path.act(td, deterministic, self.generator)
 
     def explore(self, td: TensorDictBase) -> TensorDictBase:
         """The policy's samples; for Box actions of the built-in actor-critic with colored noise

@@ -147,17 +147,14 @@ class PPO(OnPolicyAgent):
         else:
             batch = rollout.transitions(keys)  # the reset steps of autoreset are not transitions
             minibatches = self._minibatches(batch)
-        fast = self.fast_path.gradient if self.fast_path is not None else None
         stats = []
         for epoch in range(hp.n_epochs):
             # Diagnostics cost ops: computed in the last epoch (every epoch when target_kl is set).
             track = epoch == hp.n_epochs - 1 or hp.target_kl is not None
             for mb in minibatches():
                 self.params.zero_grad()  # (re-attaches the gradient views)
-                if fast is not None:  # the same gradient, written out by hand (rladapt.agents.fast)
-                    diagnostics = fast.loss_and_grad(*mb[:6], clip, hp.vf_coef, hp.ent_coef or 0.0, track)
-                else:
-                    diagnostics = self._loss_backward(*mb, clip, track)
+                # Autograd, or the same gradient written out by hand (rladapt.agents.fast), as bound at build.
+                diagnostics = self.fast_path.ppo_gradient(mb, clip, track)
                 self.params.clip_grad_norm_(hp.max_grad_norm)
                 adam_step(self.optimizer)
                 if track:
@@ -206,7 +203,7 @@ class PPO(OnPolicyAgent):
 
         return minibatches
 
-    def _loss_backward(self, obs: Any, action: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor,
+    def loss_backward(self, obs: Any, action: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor,
                        returns: torch.Tensor, mask: torch.Tensor | None, old_value: torch.Tensor, clip: float,
                        track: bool) -> torch.Tensor | None:
         """The PPO loss of one minibatch, backpropagated; its diagnostics ``[policy_loss,
