@@ -9,9 +9,10 @@ Usage::
 
     python benchmarks/selfplay_connect4.py [--agent ppo] [--opponent pool] [--seeds 0 1 2]
         [--steps 500000] [--eval-every 100000] [--games 200] [--set gamma=0.99 ent_coef=0.01]
-        [--out figures/selfplay_connect4.json]
+        [--pool random=0.3] [--out figures/selfplay_connect4.json]
 
-``--set`` overrides the agent's settings (values are read as Python literals).
+``--set`` overrides the agent's settings, ``--pool`` the ``SnapshotPool`` settings of
+``--opponent pool`` (values are read as Python literals).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pettingzoo.classic import connect_four_v3
 
 from rladapt import AutoAdapt
 from rladapt.callbacks import Callback
+from rladapt.opponents import SnapshotPool
 from rladapt.registry import get_agent
 
 
@@ -50,15 +52,16 @@ class WinCurve(Callback):
             self.next += self.every
 
 
-def run(name: str, opponent: str, seed: int, steps: int, every: int, games: int, settings: dict) -> dict:
+def run(name: str, opponent: str, seed: int, steps: int, every: int, games: int, settings: dict,
+        pool: dict) -> dict:
     agent = get_agent(name)(seed=seed, **settings)
-    env = AutoAdapt(connect_four_v3.env(), agent, opponent=opponent)
+    env = AutoAdapt(connect_four_v3.env(), agent, opponent=SnapshotPool(**pool) if opponent == "pool" else opponent)
     curve = WinCurve(every, games)
     start = time.perf_counter()
     agent.learn(env, steps=steps, callbacks=[curve], progress=False, run_dir=False)
     seconds = time.perf_counter() - start - curve.paused
     final = curve.curve[-1][1] if curve.curve and curve.curve[-1][0] >= steps else win_rate(agent, games)
-    return {"agent": name, "opponent": opponent, "settings": settings, "seed": seed, "curve": curve.curve,
+    return {"agent": name, "opponent": opponent, "pool": pool, "settings": settings, "seed": seed, "curve": curve.curve,
             "final": final, "train_s": seconds}
 
 
@@ -71,18 +74,26 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=100_000)
     parser.add_argument("--games", type=int, default=200)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="agent settings")
+    parser.add_argument("--pool", nargs="*", default=[], metavar="KEY=VALUE", help="SnapshotPool settings")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    settings = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--set takes KEY=VALUE, got {item!r}")
-        settings[key] = ast.literal_eval(value)
+
+    def literals(items: list[str], flag: str) -> dict:
+        out = {}
+        for item in items:
+            key, sep, value = item.partition("=")
+            if not sep:
+                parser.error(f"{flag} takes KEY=VALUE, got {item!r}")
+            out[key] = ast.literal_eval(value)
+        return out
+
+    settings, pool = literals(args.set, "--set"), literals(args.pool, "--pool")
+    if pool and args.opponent != "pool":
+        parser.error("--pool applies to --opponent pool")
     rows = []
     for seed in args.seeds:
         print(f"{args.agent} seed {seed}, opponent {args.opponent}", flush=True)
-        rows.append(run(args.agent, args.opponent, seed, args.steps, args.eval_every, args.games, settings))
+        rows.append(run(args.agent, args.opponent, seed, args.steps, args.eval_every, args.games, settings, pool))
         print(f"  final {rows[-1]['final']:.3f}, {rows[-1]['train_s']:.0f} s", flush=True)
     finals = [row["final"] for row in rows]
     spread = statistics.stdev(finals) if len(finals) > 1 else 0.0
