@@ -36,6 +36,7 @@ from rladapt.agents.on_policy import (
 )
 from rladapt.agents.optim import adam_step, set_lr, share_optimizer
 from rladapt.collect import WorkerCollector, Workers
+from rladapt.protocols import CollectingAgent
 from rladapt.spec import AgentSpec
 
 __all__ = ["A3C", "A3CConfig", "A3C_DEFAULTS"]
@@ -188,6 +189,8 @@ class A3CCollector(WorkerCollector):
     :param workers: worker processes and their fault-handling settings.
     """
 
+    agent: "A3C"
+
     def __init__(self, agent: "A3C", source: Any, num_envs: int, workers: Workers) -> None:
         import multiprocessing
 
@@ -201,12 +204,20 @@ class A3CCollector(WorkerCollector):
         """Release the optimiser lock if the stopped worker held it (killed inside its optimiser step)."""
         self.role.release_lock_of(worker.index)
 
-    def collect(self, agent: "A3C", vector_steps: int) -> Any:
+    def collect(self, agent: CollectingAgent, vector_steps: int) -> Any:
+        """Wait until the workers stepped ``vector_steps * num_envs`` more env steps (they learn
+        as they go); the shared batch holds each worker's latest rollout.
+
+        :param agent: the A3C agent the collector was built with (the learner's copy: its step
+            counters go to the workers' schedules).
+        :param vector_steps: vector steps of all envs to wait for.
+        """
         if agent is not self.agent:
             raise ValueError("an A3CCollector collects for the agent it was built with")
-        self.role.meta[0], self.role.meta[1] = float(agent.num_timesteps), float(agent.progress)
+        learner = self.agent
+        self.role.meta[0], self.role.meta[1] = float(learner.num_timesteps), float(learner.progress)
         if not self.role_running:
-            self.start_role(int(agent.hp.n_steps))
+            self.start_role(int(learner.hp.n_steps))
         target = self.steps + vector_steps * self.num_envs
         self._sums, self._updates, self._lag_sum = {}, 0, 0
         while self.steps < target:

@@ -37,7 +37,7 @@ from rladapt.collect.pool import PoolProcess, ProcessPool, serve_child
 from rladapt.collect.base import EpisodeStats
 from rladapt.collect.remote import AgentBlueprint, WorkerError, agent_state, derived_seed
 from rladapt.collect.workers import SharedWeights, Workers
-from rladapt.protocols import SelfPlayAgent
+from rladapt.protocols import CollectingAgent, SelfPlayAgent
 
 __all__ = ["SelfPlayCollector", "positions_batch"]
 
@@ -104,7 +104,7 @@ class SelfPlayCollector(EpisodeStats):
     def __init__(self, agent: SelfPlayAgent, workers: int | Workers = 0, stats_window: int = 100,
                  keys: tuple[str, ...] = POSITION_KEYS) -> None:
         super().__init__(stats_window)
-        self.keys = keys
+        self.agent, self.keys = agent, keys
         self.num_envs = 1
         self.observation_space, self.action_space = agent.observation_space, agent.action_space
         self.settings = workers if isinstance(workers, Workers) else (Workers(int(workers)) if workers else None)
@@ -164,8 +164,15 @@ class SelfPlayCollector(EpisodeStats):
     def reset(self, seed: int | None = None) -> None:
         """Nothing to reset: every game starts from the game's starting position."""
 
-    def collect(self, agent: SelfPlayAgent, games: int) -> TensorDict:
-        """Play ``games`` self-play games with the agent's current weights; their positions."""
+    def collect(self, agent: CollectingAgent, games: int) -> TensorDict:
+        """Play ``games`` self-play games with the agent's current weights; their positions.
+
+        :param agent: the agent the collector was built with.
+        :param games: whole games to play.
+        """
+        if agent is not self.agent:
+            raise ValueError("a SelfPlayCollector collects for the agent it was built with")
+        agent = self.agent
         start = time.perf_counter()
         if self.pool is None:
             played = [agent.self_play_game(agent.game.spawn()) for _ in range(games)]
