@@ -34,7 +34,7 @@ import numpy as np
 from rladapt.adapt import AutoAdapt
 from rladapt.agents.base import Agent
 from rladapt.agents.tuning import SearchBudget, SearchSpace
-from rladapt.registry import agent_names, get_agent
+from rladapt.registry import get_agent
 from rladapt.callbacks import Callback, EvalCallback, TrainingRun
 from rladapt.logging import default_run_dir
 from rladapt.spec import bind_agent
@@ -66,13 +66,14 @@ def require_optuna() -> Any:
 
 
 def _builtin_search_spaces() -> dict[str, SearchSpace]:
-    """rladapt's own agents' search spaces (each class's ``search_space``), by registry name."""
-    spaces = {}
-    for name in agent_names():
-        cls = get_agent(name)
-        if cls.__module__.startswith("rladapt.agents.") and cls.search_space is not None:
-            spaces[name] = cls.search_space
-    return spaces
+    """rladapt's own agents' search spaces (each class's ``search_space``), by registry name
+    (installed packages' agents are not loaded for this: their classes carry their own)."""
+    import rladapt.agents as builtin
+
+    classes = (getattr(builtin, name) for name in builtin.__all__)
+    return {cls.__name__.lower(): cls.search_space for cls in sorted(
+        (c for c in classes if isinstance(c, type) and issubclass(c, Agent) and c.search_space is not None),
+        key=lambda c: c.__name__.lower())}
 
 
 #: The search spaces of rladapt's agents by lowercase name. Each is the agent class's
