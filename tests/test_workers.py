@@ -236,6 +236,36 @@ class HangingEnv(RaisingEnv):
         return super().step(action)
 
 
+class SlowEnv(RaisingEnv):
+    """Takes ``seconds`` per step, as a heavy simulator does."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(fail_at=10**9)
+        self.seconds = seconds
+
+    def step(self, action):
+        time.sleep(self.seconds)
+        return super().step(action)
+
+
+class SlowUpdate(Callback):
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_update(self, run, metrics):
+        time.sleep(self.seconds)
+
+
+def test_idle_workers_are_not_taken_as_hung_after_a_learner_update_longer_than_the_stall_timeout(recwarn):
+    # The workers idle through a 2.5 s update; their first step of the next rollout takes longer
+    # than one poll (1.2 s): their stall clocks must start when they get work, not at their last step.
+    agent = PPO(seed=0, num_envs=2, n_steps=2, batch_size=4, n_epochs=1)
+    agent.learn(functools.partial(SlowEnv, 1.2), 8, workers=Workers(2, stall_timeout=2.0), progress=False,
+                run_dir=False, callbacks=[SlowUpdate(2.5)])
+    assert agent.num_timesteps == 8
+    assert [str(w.message) for w in recwarn if "made no env step" in str(w.message)] == []
+
+
 def test_workers_need_at_least_one_env_each():
     with pytest.raises(ValueError, match="num_envs=2 is less than workers=3"):
         PPO(seed=0).learn("CartPole-v1", 64, num_envs=2, workers=3, progress=False, run_dir=False)

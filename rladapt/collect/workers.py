@@ -420,8 +420,7 @@ class WorkerCollector(EpisodeStats):
         version = self.weights.version
         todo = {worker.index for worker in self.workers}
         for worker in self.workers:
-            while not self.pool.send(worker, ("collect",)):
-                pass
+            self._send_collect(worker)
         while todo:
             for worker, message in self.pool.poll([self.workers[i] for i in todo]):
                 if message[0] == "collected":
@@ -431,10 +430,16 @@ class WorkerCollector(EpisodeStats):
                     todo.discard(worker.index)
                 elif message[0] == "failed":  # its part of the batch is discarded and redone
                     self.pool.restart(worker, *message[1:])
-                    while not self.pool.send(worker, ("collect",)):
-                        pass
+                    self._send_collect(worker)
         self.steps += vector_steps * self.num_envs
         return self.shared.td
+
+    def _send_collect(self, worker: PoolProcess) -> None:
+        """Give an idle worker its part of the batch; its stall clock starts now, not at its last
+        heartbeat (which may be older than ``stall_timeout`` after a long learner update)."""
+        while not self.pool.send(worker, ("collect",)):
+            pass
+        self.pool.mark_busy(worker)
 
     def _collect_streamed(self, vector_steps: int) -> TensorDictBase:
         if self._slots is None:
