@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -67,7 +68,8 @@ from rladapt.wrappers.masks import SOURCES as MASK_SOURCES
 from rladapt.wrappers.multiplayer import (
     TURN_KEYS, NextPlayerTurns, OpponentSeats, PettingZooTurns, RememberPositions, aec_in, has_attribute, is_aec_env,
 )
-from rladapt.opponents import resolve_opponent
+from rladapt.checkpoint import CheckpointOpponent
+from rladapt.opponents import OPPONENT_NAMES, AgentOpponent, HumanOpponent, Opponent, RandomOpponent, SelfPlay, SnapshotPool
 from rladapt.wrappers.parallel import AdaptedParallelEnv, group_of, is_parallel_env
 from rladapt.wrappers.observations import image_target_shape
 from rladapt.wrappers.state import FACILITIES as STATE_FACILITIES, EnvState, get_state, restore_problem, set_state, state_facility
@@ -265,6 +267,39 @@ def _suggest(kind_field: str, kind: str) -> str:
 
     names = agents_accepting(**{kind_field: kind})
     return ", ".join(names) if names else "none of the built-in agents"
+
+
+def resolve_opponent(spec: Any, learner: Any = None) -> Opponent:
+    """An :class:`Opponent` from what a user passes: ``"random"``, ``"human"``, ``"self"``,
+    ``"pool"`` (a default :class:`SnapshotPool`), an :class:`Opponent`, an agent (a fixed
+    opponent), or a checkpoint path (a :class:`~rladapt.checkpoint.CheckpointOpponent`).
+
+    :param spec: the opponent.
+    :param learner: the learner agent (bound to ``"self"`` and pools at once when it is an instance).
+    """
+    if isinstance(spec, Opponent):
+        opponent = spec
+    elif isinstance(spec, str) and spec in OPPONENT_NAMES:
+        opponent = {"random": RandomOpponent, "human": HumanOpponent, "self": SelfPlay, "pool": SnapshotPool}[spec]()
+    elif isinstance(spec, (str, Path)):
+        if not Path(spec).exists():
+            raise AdaptError(
+                f"opponent {spec!r} is neither one of {list(OPPONENT_NAMES)} nor an existing checkpoint file; "
+                f"pass opponent='random', 'human', 'self', 'pool', an agent, a checkpoint path or an Opponent"
+            )
+        opponent = CheckpointOpponent(spec)
+    elif isinstance(spec, type):
+        raise AdaptError(f"opponent {spec.__name__} is a class: pass an agent instance (trained or loaded), not its class")
+    elif callable(getattr(spec, "act", None)) and hasattr(spec, "spec"):
+        opponent = AgentOpponent(spec)
+    else:
+        raise AdaptError(
+            f"opponent {spec!r} is not understood: pass 'random', 'human', 'self', 'pool', an agent, a checkpoint path, "
+            f"a SnapshotPool(...) or an Opponent subclass instance"
+        )
+    if learner is not None and opponent.needs_learner and not isinstance(learner, type) and hasattr(learner, "act"):
+        opponent.bind_learner(learner)
+    return opponent
 
 
 class _Builder:

@@ -24,13 +24,15 @@ import os
 import pickle
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
 
+from rladapt.errors import AdaptError
+from rladapt.opponents import AgentOpponent
 from rladapt.spec import bind_agent
 from rladapt.registry import class_path, find_agent, get_agent
 from rladapt.protocols import LearningAgent
@@ -241,6 +243,40 @@ def load(path: str | os.PathLike, **overrides: Any) -> Any:
         run_dir = metadata.get("training_state", {}).get("run_dir")
         agent.unfinished_run = (agent.run_start, agent.run_steps, None if run_dir is None else Path(run_dir))
     return agent
+
+
+class CheckpointOpponent(AgentOpponent):
+    """The agent saved at a checkpoint path, at the other seats of a game; each process (the
+    learner's, every worker's) loads it itself on first use, so only the path travels to workers.
+    ``opponent=path`` (a run directory or an ``agent.pt`` file) builds one.
+
+    :param path: a run directory (its ``agent.pt``) or a checkpoint file.
+    :param deterministic: play its most likely move (False: sample).
+    :param name: what evaluations call it (default: the file or directory name).
+    :param output: where to print the board and its view of every move it plays; None: silently.
+    :raises AdaptError: nothing exists at ``path``.
+    """
+
+    def __init__(self, path: str | os.PathLike, deterministic: bool = True, name: str | None = None,
+                 output: TextIO | None = None) -> None:
+        given = Path(path)
+        self.path = given / "agent.pt" if given.is_dir() else given
+        if not self.path.exists():
+            raise AdaptError(f"opponent checkpoint {self.path} does not exist")
+        self.agent = None
+        self.deterministic = deterministic
+        self.name = name or given.name
+        self.output = output
+        self.rng = np.random.default_rng()
+
+    def acting_agent(self, seats: gym.Env) -> Any:
+        if self.agent is None:
+            with torch.inference_mode(False):  # collectors step envs under inference mode
+                self.agent = load(self.path)
+        return super().acting_agent(seats)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "agent": None}  # each process loads the checkpoint itself
 
 
 def _restore_replay(agent: LearningAgent, state: dict[str, Any]) -> None:

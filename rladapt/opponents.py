@@ -1,7 +1,9 @@
-"""Who plays the other seats of a turn-based game: ``"random"``, ``"human"``, a fixed agent or
-checkpoint, ``"self"`` (the learner's current policy) or a :class:`SnapshotPool` of past ones.
+"""Who plays the other seats of a turn-based game: ``"random"``, ``"human"``, a fixed agent,
+``"self"`` (the learner's current policy) or a :class:`SnapshotPool` of past ones (a saved agent:
+:class:`~rladapt.checkpoint.CheckpointOpponent`, so that this module reads no files).
 
-``AutoAdapt(env, agent, opponent=..., seat=...)`` takes any of these (:func:`resolve_opponent`);
+``AutoAdapt(env, agent, opponent=..., seat=...)`` takes any of these, or a checkpoint path
+(:func:`rladapt.adapt.resolve_opponent`);
 :class:`~rladapt.wrappers.OpponentSeats` calls ``reset(rng)`` at each episode and ``act(obs, mask,
 seats)`` at each opponent move, with the observation and mask of the adapted env from the
 opponent's seat. An opponent that plays the learner's policy gets the agent acting in its process
@@ -35,7 +37,7 @@ from rladapt.protocols import ActingAgent
 
 __all__ = [
     "AgentOpponent", "HumanOpponent", "Opponent", "RandomOpponent", "SelfPlay", "SnapshotPool",
-    "bind_learner", "human_table", "opponent_seats", "resolve_opponent", "shown_move",
+    "OPPONENT_NAMES", "bind_learner", "human_table", "opponent_seats", "shown_move",
 ]
 
 OPPONENT_NAMES = ("random", "human", "self", "pool")
@@ -143,54 +145,50 @@ class RandomOpponent(Opponent):
 
 
 class AgentOpponent(Opponent):
-    """A fixed agent, or the agent saved at a checkpoint path (loaded in each process on first use).
+    """A fixed agent at the other seats (for the agent saved at a checkpoint path, loaded in each
+    process on first use: :class:`~rladapt.checkpoint.CheckpointOpponent`).
 
-    :param agent: an agent built for the same adapted env, or a checkpoint path (a run
-        directory: its ``agent.pt``).
+    :param agent: an agent built for the same adapted env (trained, loaded or fresh).
     :param deterministic: play its most likely move (False: sample).
-    :param name: what evaluations call it (default: the agent class or the file name).
+    :param name: what evaluations call it (default: the agent class).
     :param output: where to print the board and its view of every move it plays (a person
         watching, as in ``agent.play(env, human_seat=...)`` of a game of more than two seats);
         None: it plays silently.
     """
 
-    def __init__(self, agent: ActingAgent | str | Path, deterministic: bool = True, name: str | None = None,
+    def __init__(self, agent: ActingAgent, deterministic: bool = True, name: str | None = None,
                  output: TextIO | None = None) -> None:
-        self.path = Path(agent) if isinstance(agent, (str, Path)) else None
-        if self.path is not None and self.path.is_dir():
-            self.path = self.path / "agent.pt"
-        if self.path is not None and not self.path.exists():
-            raise AdaptError(f"opponent checkpoint {self.path} does not exist")
-        if self.path is None and not callable(getattr(agent, "act", None)):
-            raise TypeError(f"an agent opponent needs an agent with act(obs, mask, deterministic) or a checkpoint path, got {agent!r}")
-        self.agent = agent if self.path is None else None
+        if isinstance(agent, (str, Path)):
+            raise TypeError(f"AgentOpponent takes an agent; for the checkpoint {str(agent)!r} use "
+                            f"rladapt.checkpoint.CheckpointOpponent(path) or pass opponent=path")
+        if not callable(getattr(agent, "act", None)):
+            raise TypeError(f"an agent opponent needs an agent with act(obs, mask, deterministic), got {agent!r}")
+        self.agent: ActingAgent | None = agent
         self.deterministic = deterministic
-        self.name = name or (self.path.name if self.path is not None else type(agent).__name__)
+        self.name = name or type(agent).__name__
         self.output = output
         self.rng = np.random.default_rng()
 
-    def act(self, obs: Any, mask: np.ndarray | None, seats: gym.Env) -> Any:
-        if self.agent is None or getattr(self.agent, "observation_space", None) is None:
+    def acting_agent(self, seats: gym.Env) -> ActingAgent:
+        """The agent that moves, bound to the adapted env's spaces on first use."""
+        if getattr(self.agent, "observation_space", None) is None:
             # Collectors step envs under inference mode: weights made there could never be loaded into again.
             with torch.inference_mode(False):
-                if self.agent is None:
-                    from rladapt.checkpoint import load
+                bind_agent(self.agent, seats.observation_space, seats.action_space, seats.family)
+        return self.agent
 
-                    self.agent = load(self.path)
-                if getattr(self.agent, "observation_space", None) is None:
-                    bind_agent(self.agent, seats.observation_space, seats.action_space, seats.family)
+    def act(self, obs: Any, mask: np.ndarray | None, seats: gym.Env) -> Any:
+        agent = self.acting_agent(seats)
         if self.output is None:
-            return self.agent_move(self.agent, obs, mask, self.deterministic)
+            return self.agent_move(agent, obs, mask, self.deterministic)
         from rladapt.logging.terminal import board_text
 
         print(board_text(seats, obs), file=self.output)
         print(f"{self.name} moves (seat {seats.to_move}):", file=self.output)
-        return self.agent_move(self.agent, obs, mask, self.deterministic, shown=(seats, self.output))
+        return self.agent_move(agent, obs, mask, self.deterministic, shown=(seats, self.output))
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        if self.path is not None:
-            state["agent"] = None  # each process loads the checkpoint itself
         state["output"] = None  # a terminal stays with its process
         return state
 
@@ -416,39 +414,6 @@ class SnapshotPool(SelfPlay):
 
     def __getstate__(self) -> dict[str, Any]:
         return {**super().__getstate__(), "_player": None}
-
-
-def resolve_opponent(spec: Any, learner: Any = None) -> Opponent:
-    """An :class:`Opponent` from what a user passes: ``"random"``, ``"human"``, ``"self"``,
-    ``"pool"`` (a default :class:`SnapshotPool`), an :class:`Opponent`, an agent (a fixed
-    opponent), or a checkpoint path.
-
-    :param spec: the opponent.
-    :param learner: the learner agent (bound to ``"self"`` and pools at once when it is an instance).
-    """
-    if isinstance(spec, Opponent):
-        opponent = spec
-    elif isinstance(spec, str) and spec in OPPONENT_NAMES:
-        opponent = {"random": RandomOpponent, "human": HumanOpponent, "self": SelfPlay, "pool": SnapshotPool}[spec]()
-    elif isinstance(spec, (str, Path)):
-        if not Path(spec).exists():
-            raise AdaptError(
-                f"opponent {spec!r} is neither one of {list(OPPONENT_NAMES)} nor an existing checkpoint file; "
-                f"pass opponent='random', 'human', 'self', 'pool', an agent, a checkpoint path or an Opponent"
-            )
-        opponent = AgentOpponent(spec)
-    elif isinstance(spec, type):
-        raise AdaptError(f"opponent {spec.__name__} is a class: pass an agent instance (trained or loaded), not its class")
-    elif callable(getattr(spec, "act", None)) and hasattr(spec, "spec"):
-        opponent = AgentOpponent(spec)
-    else:
-        raise AdaptError(
-            f"opponent {spec!r} is not understood: pass 'random', 'human', 'self', 'pool', an agent, a checkpoint path, "
-            f"a SnapshotPool(...) or an Opponent subclass instance"
-        )
-    if learner is not None and opponent.needs_learner and not isinstance(learner, type) and hasattr(learner, "act"):
-        opponent.bind_learner(learner)
-    return opponent
 
 
 def opponent_seats(env: Any) -> Any:

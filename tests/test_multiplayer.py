@@ -19,7 +19,8 @@ from pettingzoo.classic import connect_four_v3, go_v5, tictactoe_v3
 import rladapt.envs  # noqa: F401  (registers rladapt/TicTacToe-v0)
 from rladapt import AdaptError, AutoAdapt
 from rladapt.agents import A2C, DQN, PPO
-from rladapt.opponents import Opponent, SnapshotPool, opponent_seats
+from rladapt.checkpoint import CheckpointOpponent
+from rladapt.opponents import AgentOpponent, Opponent, SnapshotPool, opponent_seats
 
 
 class LowestLegal(Opponent):
@@ -234,6 +235,23 @@ def test_checkpoint_and_agent_opponents_play_legal_moves(tmp_path: Any) -> None:
         result = agent.evaluate(env, episodes=6)
         assert result.opponent == ("old.pt" if opponent is not trained else "PPO")
         assert set(result.outcomes.tolist()) <= {"win", "draw", "loss"} and np.all(result.lengths >= 3)
+
+
+def test_a_run_directory_opponent_is_loaded_in_each_worker_process(tmp_path: Any) -> None:
+    trained = PPO(seed=1)
+    adapted = AutoAdapt(tictactoe_v3.env(), trained)
+    trained.setup(adapted.observation_space, adapted.action_space)  # an untrained player: its moves are what matters
+    trained.save(tmp_path / "old_run" / "agent.pt")
+    agent = PPO(seed=0, num_envs=2, n_steps=32)
+    env = AutoAdapt(tictactoe_v3.env(), agent, opponent=str(tmp_path / "old_run"))
+    (opponent,) = opponent_seats(env).opponents
+    assert isinstance(opponent, CheckpointOpponent) and opponent.name == "old_run" and opponent.agent is None
+    agent.learn(env, 256, workers=2, progress=False, run_dir=False)  # only the path travels to the workers
+    assert agent.num_timesteps == 256 and agent.num_episodes > 0
+    with pytest.raises(TypeError, match="CheckpointOpponent"):
+        AgentOpponent(str(tmp_path / "old_run"))
+    with pytest.raises(AdaptError, match="does not exist"):
+        CheckpointOpponent(tmp_path / "missing")
 
 
 def test_bad_opponent_specs_get_clear_errors() -> None:

@@ -11,7 +11,8 @@ import numpy as np
 from rladapt.checks import positive_int
 from rladapt.spec import bind_agent
 from rladapt.collect.envs import EnvSource
-from rladapt.opponents import bind_learner, opponent_seats, resolve_opponent
+from rladapt.adapt import resolve_opponent
+from rladapt.opponents import bind_learner, opponent_seats
 from rladapt.types import EvalResult
 from rladapt.protocols import ActingAgent
 
