@@ -27,6 +27,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
+import signal
 import statistics
 import time
 from typing import Any, Callable
@@ -69,7 +72,12 @@ def evaluate(env_id: str, act: Callable[[np.ndarray], Any], episodes: int = 10, 
 
 
 class Clock:
-    """Wall-clock time with evaluations paused."""
+    """Wall-clock time with evaluations paused.
+
+    During a paused evaluation every child process of this one is stopped (SIGSTOP, then SIGCONT):
+    asynchronous learners (A3C's workers, IMPALA's actors) would otherwise go on learning while
+    the clock stands still, and get the evaluation's wall time for free.
+    """
 
     def __init__(self) -> None:
         self.start, self.paused = time.perf_counter(), 0.0
@@ -79,8 +87,15 @@ class Clock:
 
     def pause(self, fn: Callable[[], Any]) -> Any:
         t = time.perf_counter()
-        out = fn()
-        self.paused += time.perf_counter() - t
+        children = [p.pid for p in multiprocessing.active_children() if p.pid is not None]
+        for pid in children:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            out = fn()
+        finally:
+            for pid in children:
+                os.kill(pid, signal.SIGCONT)
+            self.paused += time.perf_counter() - t
         return out
 
 
