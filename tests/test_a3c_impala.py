@@ -121,6 +121,32 @@ def test_a3c_with_two_workers_solves_cartpole_and_both_workers_update_the_shared
     assert not children()
 
 
+class EvaluateAndStop(Callback):
+    """At the first update past ``at`` steps: evaluate, note the weights, evaluate again, stop."""
+
+    def __init__(self, env, at: int) -> None:
+        self.env, self.at, self.seen = env, at, None
+
+    def on_update(self, run, metrics):
+        if run.agent.num_timesteps < self.at:
+            return True
+        run.agent.evaluate(self.env, episodes=2)
+        self.seen = run.agent.params.param.detach().clone()
+        run.agent.evaluate(self.env, episodes=5)
+        self.after_second = run.agent.params.param.detach().clone()
+        return False
+
+
+def test_a3c_workers_hold_the_shared_weights_while_the_learner_evaluates_so_a_stopped_run_keeps_the_policy_evaluated():
+    agent = A3C(seed=0)
+    env = AutoAdapt(gym.make("CartPole-v1"), agent)
+    stop = EvaluateAndStop(env, at=5_000)
+    agent.learn(env, 100_000, workers=2, progress=False, run_dir=False, callbacks=[stop])
+    assert 5_000 <= agent.num_timesteps < 100_000
+    assert torch.equal(stop.after_second, stop.seen)  # nothing pushed during an evaluation
+    assert torch.equal(agent.params.param, stop.seen)  # nor between the stop and the workers' close
+
+
 def test_impala_with_two_workers_solves_cartpole_and_logs_policy_lag():
     agent = IMPALA(seed=0)
     env = AutoAdapt(gym.make("CartPole-v1"), agent)

@@ -20,12 +20,15 @@ shared network). Its ``update`` is never called: the updates happen in the worke
 applied updates (``a3c/applied_updates_<i>``), the dropped stale gradients (``a3c/dropped_stale``),
 the lag of the applied ones (``collect/policy_lag``) and the workers' losses are in the log rows.
 A worker killed mid-run is restarted (``collect/worker_restarts``), with a lock it held released.
+``agent.evaluate`` during a run (a callback's) first pauses the workers until the next collect
+(:meth:`A3CCollector.pause`), so the policy it plays is the one a stopped run keeps.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -34,6 +37,7 @@ import torch
 from rladapt.agents.on_policy import (
     ACTOR_CRITIC_SPEC, ActorCriticConfig, OnPolicyAgent, actor_critic_gradient, actor_critic_optimizer, default_kind,
 )
+from rladapt import train
 from rladapt.agents.optim import adam_step, set_lr, share_optimizer
 from rladapt.collect import WorkerCollector, Workers
 from rladapt.protocols import CollectingAgent
@@ -109,6 +113,10 @@ class A3CRole:
         self.holder = torch.full((1,), -1, dtype=torch.int64).share_memory_()
         #: The learner's ``[num_timesteps, progress]`` (schedules, as the workers' agents read them).
         self.meta = torch.zeros(2, dtype=torch.float64).share_memory_()
+        #: 1 while the learner evaluates: each worker finishes its rollout and push, then waits.
+        self.paused = torch.zeros(1, dtype=torch.int64).share_memory_()
+        #: Per worker: 1 once it waits at the pause (it neither reads nor writes the shared weights).
+        self.parked = torch.zeros(workers, dtype=torch.int64).share_memory_()
 
     def release_lock_of(self, index: int) -> None:
         """Release the lock if worker ``index`` (dead) held it."""
@@ -129,6 +137,10 @@ class A3CRole:
                 command = conn.recv()[0]
                 if command in ("close", "stop"):
                     return command == "close"
+            if self.paused[0]:
+                self.parked[index] = 1
+                time.sleep(0.002)
+                continue
             with torch.no_grad():
                 agent.params.param.copy_(self.param)  # pull
             seen = int(self.version[0])
@@ -200,6 +212,29 @@ class A3CCollector(WorkerCollector):
         self._sums: dict[str, float] = {}
         self._updates = self._lag_sum = 0
 
+    def pause(self) -> None:
+        """Hold the shared weights still: every live worker finishes its rollout and push, then
+        waits until the next :meth:`collect` (waiting at most ``stall_timeout`` seconds for a
+        worker to get there). What the learner evaluates meanwhile is the policy the run keeps
+        if a callback stops it."""
+        if not self.role_running or self.pool.closed:
+            return
+        self.role.paused[0] = 1
+        deadline = time.monotonic() + self.pool.stall_timeout
+        while time.monotonic() < deadline:
+            if all(int(self.role.parked[m.index]) or m.process is None or not m.process.is_alive()
+                   for m in self.pool.members):
+                return
+            time.sleep(0.001)
+
+    def _unpause(self) -> None:
+        if not int(self.role.paused[0]):
+            return
+        self.role.parked.zero_()  # before the flag: a worker parks only once it has seen the pause
+        self.role.paused[0] = 0
+        for member in self.pool.members:
+            self.pool.mark_busy(member)  # idle at the pause, not hung
+
     def worker_stopped(self, worker: Any) -> None:
         """Release the optimiser lock if the stopped worker held it (killed inside its optimiser step)."""
         self.role.release_lock_of(worker.index)
@@ -216,6 +251,7 @@ class A3CCollector(WorkerCollector):
             raise ValueError("an A3CCollector collects for the agent it was built with")
         learner = self.agent
         self.role.meta[0], self.role.meta[1] = float(learner.num_timesteps), float(learner.progress)
+        self._unpause()
         if not self.role_running:
             self.start_role(int(learner.hp.n_steps))
         target = self.steps + vector_steps * self.num_envs
@@ -279,7 +315,22 @@ class A3C(OnPolicyAgent):
                              "agent.learn(env, steps, workers=2)")
         if self.device.type != "cpu":
             raise ValueError(f"A3C keeps its network in shared host memory: use device='cpu', not {self.device}")
-        return A3CCollector(self, source, num_envs, settings)
+        collector = A3CCollector(self, source, num_envs, settings)
+        self._run_collector = weakref.ref(collector)
+        return collector
+
+    def evaluate(self, env: Any, *args: Any, **kwargs: Any) -> Any:
+        """:func:`rladapt.train.evaluate` (same arguments). Called during a run (by a callback),
+        it first pauses the workers (:meth:`A3CCollector.pause`) until the run's next collect:
+        they would otherwise change the shared weights while it plays, and a callback that stops
+        the run on a good evaluation would keep a policy that moved on since."""
+        collector = self.__dict__.get("_run_collector", lambda: None)()
+        if collector is not None:
+            collector.pause()
+        return train.evaluate(self, env, *args, **kwargs)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_run_collector"}  # a weak reference does not pickle
 
     def ready(self, storage: Any) -> bool:
         """Never: the workers apply every update to the shared weights themselves."""
