@@ -487,3 +487,23 @@ def test_fast_true_refuses_a_fast_path_that_applies_only_in_part():
     with pytest.raises(ValueError, match=r"fast=True.*act: numpy acting does not normalise observations"):
         PPO(seed=0, fast=True, normalize_observations=True).learn("CartPole-v1", 64, progress=False, run_dir=False)
     PPO(seed=0, fast=None, normalize_observations=True).learn("CartPole-v1", 64, progress=False, run_dir=False)
+
+
+def test_runs_started_in_the_same_second_get_directories_of_their_own(tmp_path):
+    # learn_groups starts one run per group in threads: each must claim a directory no other gets
+    import threading
+
+    from rladapt.logging import default_run_dir
+
+    barrier, claimed = threading.Barrier(8), []
+
+    def claim() -> None:
+        barrier.wait()
+        claimed.append(default_run_dir("ppo", "GroupView", root=tmp_path))
+
+    threads = [threading.Thread(target=claim) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(claimed)) == 8 and all(path.is_dir() for path in claimed)

@@ -12,13 +12,19 @@ from typing import Any
 
 
 def default_run_dir(agent: str, env: str, root: str | os.PathLike = "runs") -> Path:
-    """``runs/<agent>-<env>-<YYYYmmdd-HHMMSS>`` (a suffix is added if it exists)."""
+    """``runs/<agent>-<env>-<YYYYmmdd-HHMMSS>`` (a suffix is added if it exists), created here:
+    claiming it with one ``mkdir`` keeps two runs started in the same second (the groups of
+    ``learn_groups``, in threads; two processes) out of each other's directory."""
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{agent}-{env}-{time.strftime('%Y%m%d-%H%M%S')}")
+    Path(root).mkdir(parents=True, exist_ok=True)
     path, i = Path(root) / name, 1
-    while path.exists():
-        i += 1
-        path = Path(root) / f"{name}-{i}"
-    return path
+    while True:
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            i += 1
+            path = Path(root) / f"{name}-{i}"
 
 
 def _jsonable(value: Any) -> Any:

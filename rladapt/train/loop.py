@@ -228,8 +228,11 @@ def _loop(agent: LearningAgent, source: EnvSource, collector: Collector, steps: 
         if run_dir is not False:
             if not run_dir and resumed_dir is not None and resumed_dir.is_dir():
                 run_dir = resumed_dir  # a resumed run goes on in its own run directory
-            run_path = Path(run_dir) if run_dir else default_run_dir(type(agent).__name__.lower(), source.name)
-            created = not run_path.exists()
+            if run_dir:
+                run_path = Path(run_dir)
+                created = not run_path.exists()
+            else:  # a new directory of its own, claimed by default_run_dir
+                run_path, created = default_run_dir(type(agent).__name__.lower(), source.name), True
             run_logger = RunDirLogger(run_path, resume_step=agent.num_timesteps if resumed else None)
         log = make_logger(logger, run_logger)
     except BaseException:  # e.g. a logger whose package is missing: nothing stays open
