@@ -263,11 +263,7 @@ class CheckpointOpponent(AgentOpponent):
         self.path = given / "agent.pt" if given.is_dir() else given
         if not self.path.exists():
             raise AdaptError(f"opponent checkpoint {self.path} does not exist")
-        self.agent = None
-        self.deterministic = deterministic
-        self.name = name or given.name
-        self.output = output
-        self.rng = np.random.default_rng()
+        self.set_player(None, deterministic, name or given.name, output)
 
     def acting_agent(self, seats: gym.Env) -> Any:
         if self.agent is None:

@@ -163,9 +163,13 @@ class AgentOpponent(Opponent):
                             f"rladapt.checkpoint.CheckpointOpponent(path) or pass opponent=path")
         if not callable(getattr(agent, "act", None)):
             raise TypeError(f"an agent opponent needs an agent with act(obs, mask, deterministic), got {agent!r}")
-        self.agent: ActingAgent | None = agent
+        self.set_player(agent, deterministic, name or type(agent).__name__, output)
+
+    def set_player(self, agent: ActingAgent | None, deterministic: bool, name: str, output: TextIO | None) -> None:
+        """Set what every agent opponent holds (a subclass that finds its agent later passes None)."""
+        self.agent = agent
         self.deterministic = deterministic
-        self.name = name or type(agent).__name__
+        self.name = name
         self.output = output
         self.rng = np.random.default_rng()
 

@@ -125,7 +125,8 @@ class EvaluateAndStop(Callback):
     """At the first update past ``at`` steps: evaluate, note the weights, evaluate again, stop."""
 
     def __init__(self, env, at: int) -> None:
-        self.env, self.at, self.seen = env, at, None
+        self.env, self.at = env, at
+        self.seen = self.after_second = None
 
     def on_update(self, run, metrics):
         if run.agent.num_timesteps < self.at:
