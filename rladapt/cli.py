@@ -184,7 +184,6 @@ def _adapt_fields() -> list[str]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from rladapt.callbacks import CheckpointCallback, EvalCallback, StopOnReward
-    from rladapt.logging import default_run_dir
 
     if args.resume:
         agent, env, run_dir, steps, num_envs, checkpoint_every, log_every = _resume(args)
@@ -202,7 +201,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise CliError(str(e)) from None
         env = _adapt(args.env, agent, overrides)
         print(f"{cls.__name__} on {args.env}; AutoAdapt plan:\n{env.plan}\n")
-        run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cls.__name__.lower(), args.env)
+        # without --run-dir, learn claims runs/<agent>-<env>-<time> itself, and removes it again if the run fails to start
+        run_dir = Path(args.run_dir) if args.run_dir else None
         steps = args.steps if args.steps is not None else parse_steps("100k")
         num_envs, checkpoint_every, log_every = args.num_envs, args.checkpoint_every, None
     callbacks: list[Any] = []
@@ -225,9 +225,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         agent.learn(env, steps, num_envs=num_envs, workers=args.workers, logger=logger, callbacks=callbacks,
                     progress=not args.no_progress, run_dir=run_dir, checkpoint_every=checkpoint_every, log_every=log_every)
     except KeyboardInterrupt:
-        if agent.observation_space is not None:
-            agent.save(run_dir / "agent.pt")
-            print(f"\ninterrupted after {agent.num_timesteps:,} steps; saved {run_dir / 'agent.pt'}", file=sys.stderr)
+        if agent.observation_space is not None and agent.run_dir is not None:
+            agent.save(agent.run_dir / "agent.pt")
+            print(f"\ninterrupted after {agent.num_timesteps:,} steps; saved {agent.run_dir / 'agent.pt'}", file=sys.stderr)
         return 130
     finally:
         env.close()
@@ -235,7 +235,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if evals:
         step, result = evals[-1]
         print(f"evaluation at {step:,} steps: return {result.mean:.2f} +- {result.std:.2f} over {len(result.returns)} episodes")
-    print(f"trained {agent.num_timesteps:,} steps; run directory {run_dir} (agent.pt, config.json, metrics.jsonl)")
+    print(f"trained {agent.num_timesteps:,} steps; run directory {agent.run_dir} (agent.pt, config.json, metrics.jsonl)")
     return 0
 
 

@@ -114,6 +114,7 @@ def test_plot(trained_run, tmp_path, capsys):
     (["train", "CartPole-v1", "--set", "nonsense=1"], "unknown setting 'nonsense' for PPO"),
     (["train", "CartPole-v1", "--set", "lr"], "--set takes key=value"),
     (["train", "CartPole-v1", "--num-envs", "0"], "must be at least 1"),
+    (["train", "CartPole-v1", "--workers", "3", "--num-envs", "2", "--steps", "64"], "num_envs=2 is less than workers=3"),
     (["train", "NoSuchEnv-v0", "--steps", "10"], "cannot make env 'NoSuchEnv-v0'"),
     (["train", "CartPole-v1", "--agent", "dqn", "--set", "frame_stack=0"], "frame_stack must be a positive integer"),
     (["plan", "Pendulum-v1", "--agent", "qlearning"], "pass observation_bins=N"),
@@ -132,6 +133,7 @@ def test_errors_are_one_clear_line(argv, message, capsys, tmp_path, monkeypatch)
         return
     assert code in (1, 2), (code, out, err)
     assert message in err and "Traceback" not in err
+    assert not list(tmp_path.glob("runs/*")), "a run that failed to start left its run directory behind"
 
 
 def test_help_everywhere(capsys):
