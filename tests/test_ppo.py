@@ -145,6 +145,7 @@ def test_numpy_acting_equals_the_torch_policy(env_id):
             assert torch.equal(out["action"], ref["action"]) and out["action"].dtype == torch.int64
             torch.testing.assert_close(out["log_prob"], ref["log_prob"], atol=1e-5, rtol=1e-5)
             torch.testing.assert_close(out["value"], ref["value"], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(agent.fast_path.value(td["observation"]), ref["value"], atol=1e-5, rtol=1e-5)
 
 
 def test_direct_fused_adam_step_equals_optimizer_step():

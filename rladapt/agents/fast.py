@@ -18,7 +18,7 @@ Measured with ``benchmarks/ppo_cartpole.py --fast-ablation`` (benchmarks/README.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -226,6 +226,14 @@ class NumpyActing:
         self._write(td, "value", (h[1] @ self.wc + self.bc)[:, 0].astype(np.float32, copy=False))
         return td
 
+    def value(self, observation: torch.Tensor) -> torch.Tensor:
+        """``V(observation)`` ``[B]``: the critic's half of the network only."""
+        x = observation.numpy().reshape(observation.shape[0], -1)
+        h = np.tanh(x @ self.w1[:, self.h0:] + self.b1[self.h0:])
+        for w, bias in self.layers:
+            h = np.tanh(h @ w[1] + bias[1])
+        return torch.from_numpy((h @ self.wc + self.bc)[:, 0].astype(np.float32))
+
 
 
 class FastActorCritic:
@@ -256,6 +264,17 @@ class FastActorCritic:
         if not self.acting.current():  # a copied agent: rebuild the views of its parameters
             self.acting = NumpyActing(self.agent.policy)
         return self.acting(td, deterministic, generator)
+
+    def value(self, observation: Any) -> torch.Tensor:
+        """``agent.policy.get_value(observation)``: in numpy when the acting path applies (A3C's
+        and A2C's 5-step rollouts bootstrap every few steps: the module call was 5% of a worker)."""
+        acting = self.acting
+        if (acting is None or not isinstance(observation, torch.Tensor) or observation.shape[0] > acting.max_batch
+                or torch.is_grad_enabled()):
+            return self.agent.policy.get_value(observation)
+        if not acting.current():
+            acting = self.acting = NumpyActing(self.agent.policy)
+        return acting.value(observation)
 
     def ppo_gradient(self, minibatch: tuple, clip: float, track: bool) -> torch.Tensor | None:
         """PPO's loss on ``minibatch`` (``(obs, action, old_log_prob, advantages, returns, mask,

@@ -329,7 +329,7 @@ class OnPolicyAgent(Agent):
 
     def value(self, observation: Any) -> torch.Tensor:
         """``V(observation)`` ``[B]``: the bootstrap at the end of a rollout."""
-        return self.policy.get_value(observation)
+        return self.policy.get_value(observation) if self.fast_path is None else self.fast_path.value(observation)
 
     # -- the loop's hooks ----------------------------------------------------------------------
     def collect_steps(self) -> int:
