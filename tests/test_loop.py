@@ -305,6 +305,25 @@ def test_evaluate_returns_raw_episode_statistics():
     assert result.mean == pytest.approx(np.mean(result.returns))
 
 
+def test_evaluate_ends_episodes_of_an_env_without_a_time_limit(monkeypatch):
+    """CliffWalking has no time limit; an untrained Q-table's greedy policy never reaches the goal. evaluate ends such an episode at max_episode_steps, or at its cap with a warning."""
+    import importlib
+
+    from rladapt.agents import QLearning
+
+    evaluate_module = importlib.import_module("rladapt.train.evaluate")  # rladapt.train.evaluate is also the function
+
+    agent = QLearning(seed=0)
+    result = agent.evaluate("CliffWalking-v1", episodes=2, max_episode_steps=50)
+    assert result.lengths.tolist() == [50, 50] and all(r <= -50 for r in result.returns)  # -1 a step, -100 a fall
+    monkeypatch.setattr(evaluate_module, "EPISODE_STEP_CAP", 300)
+    with pytest.warns(UserWarning, match="ran 300 steps without ending.*max_episode_steps="):
+        assert agent.evaluate("CliffWalking-v1", episodes=1).lengths.tolist() == [300]
+    assert QLearning(seed=0).evaluate("FrozenLake-v1", episodes=1).lengths[0] <= 100  # its own limit ends it
+    with pytest.raises(ValueError, match="max_episode_steps"):
+        agent.evaluate("CliffWalking-v1", max_episode_steps=0)
+
+
 def test_custom_encoder_network_and_ppo_options(tmp_path):
     encoder = nn.Sequential(nn.Linear(4, 32), nn.ReLU())  # observations -> [B, 32] features
     agent = PPO(seed=0, network=encoder, n_steps=16, num_envs=2, clip_value=True, target_kl=1e-4, n_epochs=10)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,12 @@ from rladapt.opponents import bind_learner, opponent_seats
 from rladapt.types import EvalResult
 from rladapt.protocols import ActingAgent
 
-__all__ = ["evaluate"]
+__all__ = ["EPISODE_STEP_CAP", "evaluate"]
+
+#: Steps after which ``evaluate`` ends an episode when not told otherwise: an env without a time
+#: limit (CliffWalking, many custom envs) and a deterministic policy that walks into a wall would
+#: otherwise never end, and an ``EvalCallback`` would stall the run that called it.
+EPISODE_STEP_CAP = 100_000
 
 
 def evaluate(
@@ -29,6 +35,7 @@ def evaluate(
     video_episodes: int | None = None,
     gif: bool = False,
     opponent: Any = None,
+    max_episode_steps: int | None = None,
 ) -> EvalResult:
     """``agent.evaluate(env, ...)``: play ``episodes`` episodes and return their raw returns and
     lengths. Returns come from ``RecordEpisodeStatistics`` (innermost in an adapted env), so they
@@ -47,10 +54,15 @@ def evaluate(
         ``"self"``, an agent, a checkpoint path ... as ``AutoAdapt(opponent=...)`` takes; None:
         the env's own). The result then holds each game's outcome and the learner's seat:
         ``result.rates()`` and ``result.by_seat()`` give win/draw/loss rates.
+    :param max_episode_steps: end an episode (truncated) once it has run this many steps, on top of
+        the env's own time limit. None: ``EPISODE_STEP_CAP`` (100,000), with a warning when an
+        episode reaches it (its return is then that of the steps played; a game's outcome is
+        ``"unfinished"``, in none of the win/draw/loss rates).
     """
     if isinstance(env, gym.vector.VectorEnv):
         raise TypeError("evaluate takes a single env (or an id or factory), not a vector env")
     episodes = positive_int("episodes", episodes)
+    cap = EPISODE_STEP_CAP if max_episode_steps is None else positive_int("max_episode_steps", max_episode_steps)
     source = EnvSource(env, agent)
     probe = source.probe
     if source.kind == "parallel":
@@ -100,12 +112,17 @@ def evaluate(
                 obs, reward, terminated, truncated, info = play.step(action)
                 total += float(reward)
                 length += 1
-                if terminated or truncated:
-                    stats = info.get("episode")
+                cut = length >= cap and not (terminated or truncated)
+                if cut and max_episode_steps is None:
+                    warnings.warn(f"evaluate: episode {len(returns)} ran {cap:,} steps without ending (the env has no time "
+                                  f"limit, or a longer one); ended it there. Pass max_episode_steps= to choose the limit",
+                                  stacklevel=2)
+                if terminated or truncated or cut:
+                    stats = None if cut else info.get("episode")
                     returns.append(float(stats["r"]) if stats is not None else total)
                     lengths.append(int(stats["l"]) if stats is not None else length)
                     if seats is not None:
-                        outcomes.append(info["outcome"])
+                        outcomes.append("unfinished" if cut else info["outcome"])
                         played.append(int(info["seat"]))
                     if len(returns) < episodes:  # no new game after the last (a human would be asked to move)
                         obs, info = play.reset()
