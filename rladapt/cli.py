@@ -332,13 +332,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                 seed=args.seed, delay=args.delay)
         elif args.opponent is not None:
             result = agent.evaluate(env, episodes=args.episodes, deterministic=not args.stochastic, seed=args.seed,
-                                    opponent=args.opponent)
+                                    opponent=args.opponent, max_episode_steps=args.max_episode_steps)
         else:
             video_dir = None
             if args.video or args.gif:
                 video_dir = Path(args.video_dir) if args.video_dir else checkpoint.parent / "videos" / f"eval-{checkpoint.stem}"
             result = agent.evaluate(env, episodes=args.episodes, deterministic=not args.stochastic, seed=args.seed,
-                                    video_dir=video_dir, gif=args.gif)
+                                    video_dir=video_dir, gif=args.gif, max_episode_steps=args.max_episode_steps)
             if video_dir is not None:
                 print(f"videos in {video_dir}")
     finally:
@@ -491,6 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("checkpoint", metavar="CHECKPOINT", help="agent.pt, a checkpoint file, or a run directory")
     evaluate.add_argument("--env", default=None, help="env id (default: the one in the run's config.json)")
     evaluate.add_argument("--episodes", type=_positive_int, default=10, help="episodes (default: 10)")
+    evaluate.add_argument("--max-episode-steps", type=_positive_int, default=None, metavar="N",
+                          help="end an episode after N steps (default: the env's own limit, at most 100,000)")
     evaluate.add_argument("--seed", type=int, default=None, help="seed of the first reset")
     evaluate.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the most likely")
     evaluate.add_argument("--video", action="store_true", help="record the episodes as mp4 files")

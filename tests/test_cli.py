@@ -66,6 +66,8 @@ def test_eval_a_run_directory(trained_run, capsys):
     code, out, err = run_cli(capsys, "eval", str(trained_run), "--episodes", "2")
     assert code == 0, err
     assert "PPO on CartPole-v1: return" in out and "over 2 episodes" in out
+    code, out, err = run_cli(capsys, "eval", str(trained_run), "--episodes", "2", "--max-episode-steps", "5")
+    assert code == 0 and "return 5.00 +- 0.00 over 2 episodes" in out, (out, err)  # CartPole pays 1 a step: 5 steps each
 
 
 def test_eval_with_video(trained_run, tmp_path, capsys):
