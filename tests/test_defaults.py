@@ -41,6 +41,8 @@ def test_ppo_and_a2c_defaults_follow_the_family_not_the_env_id():
     assert (lander.gamma, lander.n_steps, lander.num_envs, lander.ent_coef) == (0.999, 1024, 16, 0.01)  # Box2D
     assert hp(PPO, "Pendulum-v1").gamma == 0.99 and hp(PPO, "Hopper-v5").batch_size == 64
     assert hp(PPO, "Hopper-v5").log_std_init == -1.0 and not hp(PPO, "Pendulum-v1").log_std_init  # MuJoCo only
+    assert hp(PPO, "rladapt/TicTacToe-v0").n_steps == 128 and hp(PPO, "rladapt/TicTacToe-v0").gamma == 0.98  # board games
+    assert hp(A2C, "rladapt/TicTacToe-v0").n_steps == hp(A2C, "CartPole-v1").n_steps  # A2C has no board-game row
     assert hp(A2C, "LunarLander-v3").gamma == 0.995 and hp(A2C, "LunarLander-v3").anneal_lr
     assert hp(A2C, "CartPole-v1").gamma == 0.99 and not hp(A2C, "CartPole-v1").anneal_lr
     assert PPO(seed=0, gamma=0.9).learn("LunarLander-v3", 64, num_envs=2, progress=False, run_dir=False).hp.gamma == 0.9

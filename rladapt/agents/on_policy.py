@@ -48,7 +48,8 @@ ACTOR_CRITIC_SPEC = AgentSpec(
 def default_kind(observation_kind: str, action_kind: str, family: str = "other", rows: Any = None) -> str:
     """Which row of an on-policy agent's per-kind defaults applies: images (and nested
     observations) first; then the env family's row for its action kind where the table has one
-    (``"box2d"``, ``"box2d_continuous"``, ``"mujoco"``: longer horizons than classic control);
+    (``"box2d"``, ``"box2d_continuous"``, ``"mujoco"``: longer horizons than classic control;
+    ``"board_game"``: longer rollouts);
     PettingZoo parallel envs (``"multi_agent"``) use the generic rows: the MAPPO paper's MPE
     settings made MAPPO collapse on 3 of 10 seeds of simple_spread (benchmarks/README.md);
     else ``"continuous"`` or ``"vector"`` (classic control, and every other family).
@@ -62,7 +63,7 @@ def default_kind(observation_kind: str, action_kind: str, family: str = "other",
         return "image"
     generic = "continuous" if action_kind == "continuous" else "vector"
     specific = {("box2d", "vector"): "box2d", ("box2d", "continuous"): "box2d_continuous",
-                ("mujoco", "continuous"): "mujoco"}.get((family, generic))
+                ("mujoco", "continuous"): "mujoco", ("board_game", "vector"): "board_game"}.get((family, generic))
     return specific if rows is not None and specific in rows else generic
 
 
