@@ -306,7 +306,8 @@ def test_evaluate_returns_raw_episode_statistics():
 
 
 def test_evaluate_ends_episodes_of_an_env_without_a_time_limit(monkeypatch):
-    """CliffWalking has no time limit; an untrained Q-table's greedy policy never reaches the goal. evaluate ends such an episode at max_episode_steps, or at its cap with a warning."""
+    """CliffWalking has no time limit; an untrained Q-table's greedy policy never reaches the goal.
+    evaluate ends such an episode at max_episode_steps, or at its cap with a warning."""
     import importlib
 
     from rladapt.agents import QLearning

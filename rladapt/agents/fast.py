@@ -255,25 +255,30 @@ class FastActorCritic:
 
     def can_act(self, td: TensorDictBase) -> bool:
         """Numpy acting applies to this batch: small enough for single-threaded BLAS, no gradient."""
-        return self.acting is not None and td.batch_size[0] <= self.acting.max_batch and not torch.is_grad_enabled()
+        return self._numpy_for(td.batch_size[0]) is not None
+
+    def _numpy_for(self, rows: int) -> NumpyActing | None:
+        """The numpy acting for a batch of ``rows`` (its views rebuilt for a copied agent), or None
+        where it does not apply (the torch path, a batch too large, a gradient wanted)."""
+        if self.acting is None or rows > self.acting.max_batch or torch.is_grad_enabled():
+            return None
+        if not self.acting.current():  # a copied agent: rebuild the views of its parameters
+            self.acting = NumpyActing(self.agent.policy)
+        return self.acting
 
     def act(self, td: TensorDictBase, deterministic: bool, generator: torch.Generator) -> TensorDictBase:
         """``agent.policy(td, deterministic, generator)``: in numpy when :meth:`can_act`."""
-        if not self.can_act(td):
+        acting = self._numpy_for(td.batch_size[0])
+        if acting is None:
             return self.agent.policy(td, deterministic=deterministic, generator=generator)
-        if not self.acting.current():  # a copied agent: rebuild the views of its parameters
-            self.acting = NumpyActing(self.agent.policy)
-        return self.acting(td, deterministic, generator)
+        return acting(td, deterministic, generator)
 
     def value(self, observation: Any) -> torch.Tensor:
-        """``agent.policy.get_value(observation)``: in numpy when the acting path applies (A3C's
-        and A2C's 5-step rollouts bootstrap every few steps: the module call was 5% of a worker)."""
-        acting = self.acting
-        if (acting is None or not isinstance(observation, torch.Tensor) or observation.shape[0] > acting.max_batch
-                or torch.is_grad_enabled()):
+        """``agent.policy.get_value(observation)``: in numpy where acting is (A3C's and A2C's
+        5-step rollouts bootstrap every few steps: the module call was 5% of a worker)."""
+        acting = self._numpy_for(observation.shape[0]) if isinstance(observation, torch.Tensor) else None
+        if acting is None:
             return self.agent.policy.get_value(observation)
-        if not acting.current():
-            acting = self.acting = NumpyActing(self.agent.policy)
         return acting.value(observation)
 
     def ppo_gradient(self, minibatch: tuple, clip: float, track: bool) -> torch.Tensor | None:
