@@ -329,7 +329,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     try:
         if args.render:
             result = agent.play(env, episodes=args.episodes, render=args.render, deterministic=not args.stochastic,
-                                seed=args.seed, delay=args.delay)
+                                seed=args.seed, delay=args.delay, max_steps=args.max_episode_steps)
         elif args.opponent is not None:
             result = agent.evaluate(env, episodes=args.episodes, deterministic=not args.stochastic, seed=args.seed,
                                     opponent=args.opponent, max_episode_steps=args.max_episode_steps)

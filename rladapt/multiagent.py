@@ -219,7 +219,7 @@ def learn_groups(env: Any, policies: dict[str, Any], steps: int, *, num_envs: in
 
 
 def evaluate_groups(env: Any, policies: dict[str, Any], episodes: int = 10, deterministic: bool = True,
-                    seed: int | None = None) -> EvalResult:
+                    seed: int | None = None, max_episode_steps: int | None = None) -> EvalResult:
     """Play ``episodes`` episodes with each group acting through its policy; every agent's and
     group's raw returns (:func:`rladapt.train.evaluate.evaluate_parallel`).
 
@@ -228,7 +228,9 @@ def evaluate_groups(env: Any, policies: dict[str, Any], episodes: int = 10, dete
     :param episodes: number of episodes.
     :param deterministic: take the most likely action.
     :param seed: seed of the first reset.
+    :param max_episode_steps: end an episode once it has run this many steps (None: 100,000, with
+        a warning when an episode reaches it).
     """
     from rladapt.train.evaluate import evaluate_parallel
 
-    return evaluate_parallel(policies, _adapted(env, policies), episodes, deterministic, seed)
+    return evaluate_parallel(policies, _adapted(env, policies), episodes, deterministic, seed, max_episode_steps)

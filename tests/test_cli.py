@@ -68,6 +68,9 @@ def test_eval_a_run_directory(trained_run, capsys):
     assert "PPO on CartPole-v1: return" in out and "over 2 episodes" in out
     code, out, err = run_cli(capsys, "eval", str(trained_run), "--episodes", "2", "--max-episode-steps", "5")
     assert code == 0 and "return 5.00 +- 0.00 over 2 episodes" in out, (out, err)  # CartPole pays 1 a step: 5 steps each
+    code, out, err = run_cli(capsys, "eval", str(trained_run), "--episodes", "1", "--max-episode-steps", "3",
+                             "--render", "ansi")
+    assert code == 0 and "episode 1 ended after 3 steps" in out, (out, err)  # the played episode is cut too
 
 
 def test_eval_with_video(trained_run, tmp_path, capsys):

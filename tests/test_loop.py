@@ -325,6 +325,35 @@ def test_evaluate_ends_episodes_of_an_env_without_a_time_limit(monkeypatch):
         agent.evaluate("CliffWalking-v1", max_episode_steps=0)
 
 
+def test_play_ends_episodes_of_an_env_without_a_time_limit(monkeypatch):
+    """play (and ``rladapt eval --render``) cuts an endless CliffWalking episode at max_steps, or at
+    evaluate's cap with a warning naming max_steps; a cut game is "unfinished"."""
+    import importlib
+    import io
+
+    from pettingzoo.classic import tictactoe_v3
+
+    from rladapt import AutoAdapt
+    from rladapt.agents import QLearning
+
+    evaluate_module = importlib.import_module("rladapt.train.evaluate")
+    agent = QLearning(seed=0)
+    out = io.StringIO()
+    assert agent.play("CliffWalking-v1", episodes=2, max_steps=20, file=out).lengths.tolist() == [20, 20]
+    assert "episode 2 ended after 20 steps" in out.getvalue()
+    monkeypatch.setattr(evaluate_module, "EPISODE_STEP_CAP", 60)
+    with pytest.warns(UserWarning, match="play: episode 0 ran 60 steps without ending.*max_steps="):
+        assert agent.play("CliffWalking-v1", file=io.StringIO()).lengths.tolist() == [60]
+    with pytest.raises(ValueError, match="max_steps"):
+        agent.play("CliffWalking-v1", max_steps=0, file=io.StringIO())
+    ppo = PPO(seed=0)
+    game = AutoAdapt(tictactoe_v3.env(), ppo, opponent="random")
+    out = io.StringIO()
+    result = ppo.play(game, max_steps=2, file=out)
+    assert result.outcomes.tolist() == ["unfinished"] and result.lengths.tolist() == [2]
+    assert "PPO (seat" in out.getvalue() and "did not finish" in out.getvalue()
+
+
 def test_custom_encoder_network_and_ppo_options(tmp_path):
     encoder = nn.Sequential(nn.Linear(4, 32), nn.ReLU())  # observations -> [B, 32] features
     agent = PPO(seed=0, network=encoder, n_steps=16, num_envs=2, clip_value=True, target_kl=1e-4, n_epochs=10)

@@ -148,6 +148,8 @@ def test_learn_groups_trains_one_agent_per_group_on_its_own_slots():
     assert policies["adversary"].observation_space.shape == (8,) and policies["agent"].observation_space.shape == (10,)
     result = evaluate_groups(simple_adversary_v3.parallel_env(max_cycles=10), policies, episodes=2)
     assert set(result.group_returns) == {"adversary", "agent"}
+    cut = evaluate_groups(simple_adversary_v3.parallel_env(max_cycles=10), policies, episodes=2, max_episode_steps=4)
+    assert cut.lengths.tolist() == [4, 4]  # ended before the env's own 10 cycles
     with pytest.raises(ValueError, match="group 'agent', which has no agent"):
         learn_groups(simple_adversary_v3.parallel_env(), {"adversary": PPO()}, steps=100)
 

@@ -25,6 +25,17 @@ __all__ = ["EPISODE_STEP_CAP", "evaluate"]
 EPISODE_STEP_CAP = 100_000
 
 
+def episode_step_cap(max_episode_steps: int | None, name: str = "max_episode_steps") -> int:
+    """The step at which an episode is cut: ``max_episode_steps`` (checked), or ``EPISODE_STEP_CAP``."""
+    return EPISODE_STEP_CAP if max_episode_steps is None else positive_int(name, max_episode_steps)
+
+
+def warn_episode_cut(caller: str, episode: int, cap: int, option: str = "max_episode_steps") -> None:
+    """Say that ``caller`` ended episode ``episode`` at the default cap, and which option chooses it."""
+    warnings.warn(f"{caller}: episode {episode} ran {cap:,} steps without ending (the env has no time limit, or a "
+                  f"longer one); ended it there. Pass {option}= to choose the limit", stacklevel=3)
+
+
 def evaluate(
     agent: ActingAgent,
     env: Any,
@@ -62,7 +73,7 @@ def evaluate(
     if isinstance(env, gym.vector.VectorEnv):
         raise TypeError("evaluate takes a single env (or an id or factory), not a vector env")
     episodes = positive_int("episodes", episodes)
-    cap = EPISODE_STEP_CAP if max_episode_steps is None else positive_int("max_episode_steps", max_episode_steps)
+    cap = episode_step_cap(max_episode_steps)
     source = EnvSource(env, agent)
     probe = source.probe
     if source.kind == "parallel":
@@ -72,7 +83,7 @@ def evaluate(
                                  "is evaluated with every agent acting through its group's policy")
             bind_agent(agent, source.observation_space, source.action_space, source.family, env=probe)
             return evaluate_parallel({group: agent for group in probe.groups}, probe, episodes, deterministic,
-                                     agent.config.seed if seed is None else seed)
+                                     agent.config.seed if seed is None else seed, max_episode_steps)
         finally:
             source.close()
     recorder = None
@@ -114,9 +125,7 @@ def evaluate(
                 length += 1
                 cut = length >= cap and not (terminated or truncated)
                 if cut and max_episode_steps is None:
-                    warnings.warn(f"evaluate: episode {len(returns)} ran {cap:,} steps without ending (the env has no time "
-                                  f"limit, or a longer one); ended it there. Pass max_episode_steps= to choose the limit",
-                                  stacklevel=2)
+                    warn_episode_cut("evaluate", len(returns), cap)
                 if terminated or truncated or cut:
                     stats = None if cut else info.get("episode")
                     returns.append(float(stats["r"]) if stats is not None else total)
@@ -141,7 +150,7 @@ def evaluate(
 
 
 def evaluate_parallel(policies: dict[str, Any], env: Any, episodes: int = 10, deterministic: bool = True,
-                      seed: int | None = None) -> EvalResult:
+                      seed: int | None = None, max_episode_steps: int | None = None) -> EvalResult:
     """Play ``episodes`` episodes of an adapted parallel env, each agent acting through its group's
     policy, and return every agent's and group's raw returns (:class:`EvalResult`'s
     ``agent_returns`` and ``group_returns``; ``returns`` is the mean over the agents).
@@ -151,7 +160,10 @@ def evaluate_parallel(policies: dict[str, Any], env: Any, episodes: int = 10, de
     :param episodes: number of episodes.
     :param deterministic: take the most likely action.
     :param seed: seed of the first reset.
+    :param max_episode_steps: end an episode once it has run this many steps (None:
+        ``EPISODE_STEP_CAP``, with a warning when an episode reaches it), as in :func:`evaluate`.
     """
+    cap = episode_step_cap(max_episode_steps)
     missing = sorted(set(env.groups) - set(policies))
     if missing:
         raise ValueError(f"no policy for the groups {missing} of this env (policies for {sorted(policies)})")
@@ -164,6 +176,10 @@ def evaluate_parallel(policies: dict[str, Any], env: Any, episodes: int = 10, de
         states: dict[str, Any] = {}
         length = 0
         while env.agents:
+            if length >= cap:  # the env's agents are still playing: the episode is cut here
+                if max_episode_steps is None:
+                    warn_episode_cut("evaluate", episode, cap)
+                break
             actions = {}
             for name in env.agents:
                 policy = by_agent[name]

@@ -11,6 +11,7 @@ import gymnasium as gym
 import numpy as np
 
 from rladapt.spec import bind_agent
+from rladapt.train.evaluate import episode_step_cap, warn_episode_cut
 from rladapt.collect.envs import adapt_for
 from rladapt.logging.terminal import board_text, describe_observation
 from rladapt.opponents import bind_learner, human_table, opponent_seats, shown_move
@@ -62,7 +63,9 @@ def play(
     :param deterministic: take the most likely action.
     :param seed: seed of the first reset (default: the agent's seed).
     :param delay: seconds to wait after each step (to watch at a human pace).
-    :param max_steps: stop an episode after this many steps (None: play to the end).
+    :param max_steps: end an episode after this many steps, on top of the env's own time limit
+        (None: ``EPISODE_STEP_CAP``, 100,000, with a warning when an episode reaches it, as in
+        :func:`~rladapt.train.evaluate.evaluate`; a game cut there has the outcome ``"unfinished"``).
     :param file: where to print (default: standard output).
     :param human_seat: turn-based games (PettingZoo AEC games, OpenSpiel games through shimmy,
         envs with ``info["current_player"]``): you play this seat (0 moves first) at the terminal and
@@ -76,6 +79,7 @@ def play(
         in turn-based games: with ``human_seat``, the agent's lowest seat).
     """
     out = file if file is not None else sys.stdout
+    episode_step_cap(max_steps, "max_steps")  # a bad value is refused before the env is made
     view, made_here = _viewing_env(agent, env, render)
     bind_agent(agent, view.observation_space, view.action_space, getattr(view, "family", None), env=view)
     seats = opponent_seats(view)
@@ -117,6 +121,7 @@ def _seat_every_player(agent: ActingAgent, view: gym.Env, human_seat: int, input
 def _play(agent: ActingAgent, view: gym.Env, made_here: bool, episodes: int, render: str | None, deterministic: bool,
           seed: int | None, delay: float, max_steps: int | None, out: TextIO, seats: Any, human_seat: int | None) -> EvalResult:
     masks = bool(view.metadata.get("action_mask"))
+    cap = episode_step_cap(max_steps, "max_steps")
     shows_text = render == "ansi" and view.render_mode == "ansi"
     returns, lengths = [], []
     outcomes: list[str] = []
@@ -140,7 +145,10 @@ def _play(agent: ActingAgent, view: gym.Env, made_here: bool, episodes: int, ren
                 action, state = shown_move(agent, obs, mask, deterministic, state, view, out)
                 obs, reward, terminated, truncated, info = view.step(action)
                 total += float(reward)
-                done = bool(terminated or truncated) or (max_steps is not None and length >= max_steps)
+                cut = length >= cap and not (terminated or truncated)
+                if cut and max_steps is None:
+                    warn_episode_cut("play", episode - 1, cap, "max_steps")
+                done = bool(terminated or truncated) or cut
                 print(
                     f"reward {float(reward):+.3f}   return {total:+.3f}   terminated {'yes' if terminated else 'no'}"
                     f"   truncated {'yes' if truncated else 'no'}",
@@ -153,7 +161,7 @@ def _play(agent: ActingAgent, view: gym.Env, made_here: bool, episodes: int, ren
             if seats is not None and "returns" in info:  # the seat's own raw return (seated by play or by AutoAdapt)
                 raw = float(info["returns"][info["seat"]])
             else:
-                raw = float(stats["r"]) if stats is not None and (terminated or truncated) else total
+                raw = float(stats["r"]) if stats is not None and not cut else total
             returns.append(raw)
             lengths.append(length)
             if shows_text:
@@ -161,10 +169,12 @@ def _play(agent: ActingAgent, view: gym.Env, made_here: bool, episodes: int, ren
             elif seats is not None and render != "human":
                 print(board_text(view, obs), file=out)
             result = ""
-            if seats is not None and "outcome" in info:
-                outcomes.append(info["outcome"])
+            if seats is not None and ("outcome" in info or cut):
+                outcome = "unfinished" if cut else info["outcome"]
+                outcomes.append(outcome)
                 played.append(int(info["seat"]))
-                result = f", {type(agent).__name__} (seat {info['seat']}) {dict(win='won', draw='drew', loss='lost')[info['outcome']]}"
+                verb = dict(win="won", draw="drew", loss="lost", unfinished="did not finish")[outcome]
+                result = f", {type(agent).__name__} (seat {played[-1]}) {verb}"
             if human_seat is not None and "returns" in info:
                 result += "; returns by seat: " + ", ".join(
                     f"{s} ({'you' if s == human_seat else type(agent).__name__}) {r:+.3f}" for s, r in enumerate(info["returns"]))
