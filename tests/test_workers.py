@@ -445,3 +445,33 @@ def test_a_guarded_script_starts_its_workers(tmp_path):
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().startswith("trained")
+
+
+def test_a_script_piped_on_stdin_starts_its_workers(tmp_path):
+    """``python - < script`` names its main "<stdin>", a file no child can import: the children skip
+    it (an env class defined in the script reaches them by value) instead of failing to start."""
+    script = textwrap.dedent("""
+        import gymnasium as gym
+        from rladapt.agents import PPO
+
+        class Corridor(gym.Env):
+            observation_space = gym.spaces.Box(-1.0, 1.0, (2,))
+            action_space = gym.spaces.Discrete(2)
+
+            def reset(self, *, seed=None, options=None):
+                super().reset(seed=seed)
+                self.t = 0
+                return self.observation_space.sample(), {}
+
+            def step(self, action):
+                self.t += 1
+                return self.observation_space.sample(), float(action), False, self.t >= 20, {}
+
+        agent = PPO(seed=0, n_steps=16).learn(Corridor, 256, workers=2, progress=False, run_dir=False)
+        print("trained", agent.num_timesteps)
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, cwd=tmp_path, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith("trained") and "FileNotFoundError" not in done.stderr

@@ -7,16 +7,24 @@ child run that call again while it is still starting, which Python refuses: each
 code 1, and the learner would see failed workers, restarts and finally a ``WorkerError`` that says
 nothing of the cause. :func:`require_main_guard` finds the mistake in the learner before any
 process starts and names the fix.
+
+A main script with no file behind it (``python - < script.py``, a heredoc: ``__file__`` is
+``"<stdin>"``) would have every child fail to import it (``FileNotFoundError``) and the learner
+see restarts; :func:`unreadable_main_hidden` has the children skip it instead, as they do for
+``python -c``.
 """
 
 from __future__ import annotations
 
 import ast
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from types import FrameType
 
-__all__ = ["MainGuardError", "require_main_guard"]
+__all__ = ["MainGuardError", "require_main_guard", "unreadable_main_hidden"]
 
 
 class MainGuardError(RuntimeError):
@@ -36,7 +44,7 @@ def require_main_guard(what: str) -> None:
     """
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
-    if not path:
+    if not path or not os.path.isfile(path):  # no source the children would import (stdin, -c)
         return
     frame = _main_module_frame(sys._getframe(1))
     if frame is None:
@@ -87,3 +95,20 @@ def _guarded(tree: ast.Module, line: int) -> bool:
             if node.body[0].lineno <= line <= (node.body[-1].end_lineno or node.body[-1].lineno):
                 return True
     return False
+
+
+@contextmanager
+def unreadable_main_hidden() -> Iterator[None]:
+    """While starting a child: when the main module names a file that does not exist
+    (``"<stdin>"``), hide its ``__file__`` so that the child does not try to import it (it would
+    exit at once with ``FileNotFoundError``); anything of ``__main__`` a child needs travels by value."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or not path or getattr(main, "__spec__", None) is not None or os.path.isfile(path):
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path

@@ -35,6 +35,7 @@ from typing import Any, Generic, TypeVar
 
 import torch
 
+from rladapt.collect.guard import unreadable_main_hidden
 from rladapt.collect.remote import WorkerError, describe_failure
 
 __all__ = ["PoolProcess", "ProcessPool", "serve_child"]
@@ -132,7 +133,8 @@ class ProcessPool(Generic[Member]):
         member.process = self.context.Process(
             target=self.target, args=(index, seed, self.heartbeat[index : index + 1], child, *self.args(member)),
             name=f"rladapt-{self.name.replace(' ', '-')}-{index}", daemon=True)
-        member.process.start()
+        with unreadable_main_hidden():  # a script piped in on stdin: the child must not import "<stdin>"
+            member.process.start()
         child.close()
         member.conn = parent
         member.generation += 1
