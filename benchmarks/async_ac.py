@@ -3,7 +3,7 @@
 ``--cartpole`` (default): wall-clock time and env steps to a mean evaluation return of 475 on
 CartPole-v1, per seed, for
 
-- ``A3C(seed=s)`` with ``workers=2`` (rladapt's defaults: 8 envs over the workers, 5-step returns),
+- ``A3C(seed=s)`` with ``workers=2`` (rladapt's defaults: 8 envs over the workers, 12-step returns),
 - ``IMPALA(seed=s)`` with ``workers=2`` (defaults: 8 envs, unroll 16, V-trace),
 - ``PPO(seed=s)`` in-process and with ``workers=2`` (defaults),
 - Stable-Baselines3's ``A2C`` with rl-zoo's CartPole-v1 settings (8 envs, ``ent_coef=0``, the rest

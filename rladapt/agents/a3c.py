@@ -45,12 +45,13 @@ from rladapt.spec import AgentSpec
 
 __all__ = ["A3C", "A3CConfig", "A3C_DEFAULTS"]
 
-#: Per-kind defaults for settings left at None: the paper's 5-step returns; shared Adam at 7e-4
-#: for vector observations (CartPole-v1 with 2 workers: deterministic return 500 by 200k steps in
-#: each of 8 tuning runs; lr 1e-3 collapsed in one of two, lr 5e-4 and RMSprop were slower), shared
-#: RMSprop for images as in the paper. ``num_envs`` is over all workers.
+#: Per-kind defaults for settings left at None. Vector observations: 12-step returns and a shared
+#: Adam at 1e-3 (CartPole-v1, 2 workers, tuning seeds 0-39: median time to 475 0.49 s against
+#: 0.72 s for the paper's 5 steps at 7e-4, 40/40 solved against 39/40; a longer rollout is fewer
+#: gradient pushes per env step, 1.4x the throughput; Acrobot-v1 at 100k steps, seeds 0-7: -185
+#: against -347). Images: the paper's 5-step returns and shared RMSprop. ``num_envs`` is over all workers.
 A3C_DEFAULTS: dict[str, dict[str, Any]] = {
-    "vector": dict(num_envs=8, n_steps=5, lr=7e-4, gamma=0.99, gae_lambda=1.0, ent_coef=0.01,
+    "vector": dict(num_envs=8, n_steps=12, lr=1e-3, gamma=0.99, gae_lambda=1.0, ent_coef=0.01,
                    normalize_rewards=False, rms_prop=False),
     "image": dict(num_envs=16, n_steps=5, lr=7e-4, gamma=0.99, gae_lambda=1.0, ent_coef=0.01,
                   normalize_rewards=False, rms_prop=True),
