@@ -22,7 +22,7 @@ learner's busy fraction (time inside ``update`` over the run's time), and IMPALA
 
 Usage::
 
-    python benchmarks/async_ac.py --cartpole --seeds 0 1 2 [--budget 300000] [--eval-every 10000]
+    python benchmarks/async_ac.py --cartpole --seeds 0 1 2 [--budget 300000] [--eval-every 10000] [--a3c-ablation]
     python benchmarks/async_ac.py --pong [--pong-steps 30000]
     python benchmarks/async_ac.py --curve ALE/Breakout-v5 --curve-steps 200000
 """
@@ -41,16 +41,19 @@ import torch
 from ppo_cartpole import Clock, evaluate, time_to_target_result  # the time-to-475 harness
 
 TARGET = 475.0
+#: ``--a3c-ablation``: A3C with its vector row before 2026-12-07 (the paper's 5-step returns, Adam at 7e-4).
+PREVIOUS_A3C = "A3C workers=2, n_steps 5, lr 7e-4"
 
 
 def run_rladapt(name: str, seed: int, budget: int, eval_every: int) -> dict:
     from rladapt import AutoAdapt
     from rladapt.agents import A3C, IMPALA, PPO
 
-    cls, workers = {"A3C workers=2": (A3C, 2), "IMPALA workers=2": (IMPALA, 2), "PPO in-process": (PPO, 0),
-                    "PPO workers=2": (PPO, 2)}[name]
+    cls, workers, settings = {"A3C workers=2": (A3C, 2, {}), "IMPALA workers=2": (IMPALA, 2, {}),
+                              "PPO in-process": (PPO, 0, {}), "PPO workers=2": (PPO, 2, {}),
+                              PREVIOUS_A3C: (A3C, 2, dict(n_steps=5, lr=7e-4))}[name]
     clock = Clock()
-    agent = cls(seed=seed)
+    agent = cls(seed=seed, **settings)
     env = AutoAdapt(gym.make("CartPole-v1"), agent)
     state: dict[str, Any] = {"next": eval_every, "solved": None, "evals": []}
 
@@ -97,10 +100,12 @@ def run_sb3_a2c(name: str, seed: int, budget: int, eval_every: int) -> dict:
     return time_to_target_result(name, seed, clock, model.num_timesteps, state)
 
 
-def cartpole(seeds: list[int], budget: int, eval_every: int) -> None:
+def cartpole(seeds: list[int], budget: int, eval_every: int, a3c_ablation: bool = False) -> None:
     torch.set_num_threads(1)
     runners = [("A3C workers=2", run_rladapt), ("IMPALA workers=2", run_rladapt), ("PPO in-process", run_rladapt),
                ("PPO workers=2", run_rladapt), ("SB3 A2C (zoo)", run_sb3_a2c)]
+    if a3c_ablation:
+        runners.insert(1, (PREVIOUS_A3C, run_rladapt))
     results = []
     for seed in seeds:
         for name, run in runners:
@@ -196,13 +201,15 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=10_000)
     parser.add_argument("--pong-steps", type=int, default=30_000)
     parser.add_argument("--curve-steps", type=int, default=200_000)
+    parser.add_argument("--a3c-ablation", action="store_true",
+                        help="--cartpole: also A3C with its previous vector row (n_steps 5, lr 7e-4)")
     args = parser.parse_args()
     if args.pong:
         pong(args.pong_steps)
     if args.curve:
         curve(args.curve, args.curve_steps)
     if args.cartpole or not (args.pong or args.curve):
-        cartpole(args.seeds, args.budget, args.eval_every)
+        cartpole(args.seeds, args.budget, args.eval_every, args.a3c_ablation)
 
 
 if __name__ == "__main__":
