@@ -222,3 +222,32 @@ def test_the_actor_critics_share_one_config_and_vf_coef_weighs_the_same_half_squ
     assert float((losses[2.0] - losses[0.0]).detach()) == pytest.approx(2.0 * float(half_squared), rel=1e-4)
     collector.close()
     source.close()
+
+
+@pytest.mark.parametrize("batch_size", [64, 100])
+def test_minibatches_are_the_epochs_shuffle_each_normalised_by_its_own_statistics(batch_size):
+    """PPO gathers each column once per epoch and slices it; what it yields equals indexing every
+    column per minibatch with the same shuffle (equal sizes: 4 x 64; unequal: 100, 100, 56)."""
+    from tensordict import TensorDict
+
+    from rladapt.agents.on_policy import normalize
+    from rladapt.buffers.rollout import minibatch_indices
+
+    agent = PPO(seed=0, batch_size=batch_size)
+    agent.learn(AutoAdapt(gym.make("CartPole-v1"), agent), 256, progress=False, run_dir=False)
+    n = 256
+    g = torch.Generator().manual_seed(1)
+    batch = TensorDict({"observation": torch.randn(n, 4, generator=g), "action": torch.randint(0, 2, (n,), generator=g),
+                        "log_prob": torch.randn(n, generator=g), "advantage": torch.randn(n, generator=g) * 3 + 1,
+                        "value_target": torch.randn(n, generator=g), "value": torch.randn(n, generator=g)}, [n])
+    state = agent.generator.get_state()
+    yielded = list(agent._minibatches(batch)())
+    agent.generator.set_state(state)
+    chunks = list(minibatch_indices(n, batch_size, agent.generator))
+    assert [len(mb[0]) for mb in yielded] == [len(c) for c in chunks] and len(chunks) > 1
+    for mb, idx in zip(yielded, chunks):
+        torch.testing.assert_close(mb[0], batch["observation"][idx], rtol=0, atol=0)
+        assert torch.equal(mb[1], batch["action"][idx]) and mb[5] is None
+        torch.testing.assert_close(mb[3], normalize(batch["advantage"][idx]), rtol=0, atol=0)
+        assert abs(float(mb[3].mean())) < 1e-5 and abs(float(mb[3].std()) - 1) < 1e-4
+        torch.testing.assert_close(mb[6], batch["value"][idx], rtol=0, atol=0)

@@ -74,6 +74,13 @@ def normalize(advantages: torch.Tensor) -> torch.Tensor:
     return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
 
 
+def normalize_rows(advantages: torch.Tensor) -> torch.Tensor:
+    """:func:`normalize` of each row of ``[k, n]`` advantages (k minibatches in a few ops)."""
+    if advantages.shape[1] < 2:
+        return advantages
+    return (advantages - advantages.mean(1, keepdim=True)) / (advantages.std(1, keepdim=True) + 1e-8)
+
+
 def actor_critic_optimizer(agent: "OnPolicyAgent") -> torch.optim.Optimizer:
     """The optimiser of an actor-critic's flat parameters (``agent.params``): RMSprop (alpha 0.99,
     eps 1e-5: the A3C and IMPALA papers, and SB3's A2C) when ``agent.hp.rms_prop``, else Adam (eps 1e-5).

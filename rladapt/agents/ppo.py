@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
 import torch
 import torch.nn.functional as F
 
-from rladapt.agents.on_policy import ACTOR_CRITIC_SPEC, ActorCriticConfig, OnPolicyAgent, default_kind, normalize
+from rladapt.agents.on_policy import (ACTOR_CRITIC_SPEC, ActorCriticConfig, OnPolicyAgent, default_kind, normalize,
+                                      normalize_rows)
 from rladapt.agents.optim import adam, adam_step, set_lr
 from rladapt.buffers.rollout import RolloutBuffer, minibatch_indices
 from rladapt.spec import AgentSpec
@@ -177,16 +178,28 @@ class PPO(OnPolicyAgent):
         obs, action, old_log_prob = batch.get("observation"), batch.get("action"), batch.get("log_prob")
         advantage, returns, mask = batch.get("advantage"), batch.get("value_target"), batch.get("action_mask", None)
         old_value = batch.get("value")
-        full_batch_advantages = normalize(advantage) if hp.normalize_advantage else advantage
 
         def minibatches() -> Iterator[tuple]:
-            for idx in minibatch_indices(batch.shape[0], hp.batch_size, self.generator):
-                if idx is None:  # one minibatch holds the whole rollout
-                    yield obs, action, old_log_prob, full_batch_advantages, returns, mask, old_value
-                else:
-                    adv = advantage[idx]
-                    yield (obs[idx], action[idx], old_log_prob[idx], normalize(adv) if hp.normalize_advantage else adv,
-                           returns[idx], None if mask is None else mask[idx], old_value[idx])
+            chunks = list(minibatch_indices(batch.shape[0], hp.batch_size, self.generator))
+            if chunks == [None]:  # one minibatch holds the whole rollout
+                yield (obs, action, old_log_prob, normalize(advantage) if hp.normalize_advantage else advantage,
+                       returns, mask, old_value)
+                return
+            # One gather per column for the whole epoch, then each minibatch is a slice of it (a
+            # view): the same rows as indexing per minibatch, at a quarter of the ops for 4 minibatches.
+            order = torch.cat(chunks)
+            columns = [None if column is None else column[order]
+                       for column in (obs, action, old_log_prob, advantage, returns, mask, old_value)]
+            sizes = [len(chunk) for chunk in chunks]
+            if hp.normalize_advantage:  # each minibatch by its own statistics: all at once when the sizes are equal
+                shuffled = columns[3]  # the advantages
+                columns[3] = (normalize_rows(shuffled.view(len(sizes), sizes[0])).view(-1) if len(set(sizes)) == 1
+                              else torch.cat([normalize(part) for part in shuffled.split(sizes)]))
+            start = 0
+            for size in sizes:
+                rows = slice(start, start + size)
+                start = rows.stop
+                yield tuple(None if column is None else column[rows] for column in columns)
 
         return minibatches
 
