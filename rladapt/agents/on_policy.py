@@ -67,18 +67,16 @@ def default_kind(observation_kind: str, action_kind: str, family: str = "other",
     return specific if rows is not None and specific in rows else generic
 
 
-def normalize(advantages: torch.Tensor) -> torch.Tensor:
-    """Advantage normalisation: zero mean, unit std (a PPO and A2C option)."""
-    if advantages.numel() < 2:
+def normalize(advantages: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Advantage normalisation: zero mean, unit std (a PPO and A2C option); with ``dim``, each
+    slice along it by its own statistics (``[k, n]`` rows: k minibatches in a few ops)."""
+    if dim is None:
+        if advantages.numel() < 2:
+            return advantages
+        return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    if advantages.shape[dim] < 2:
         return advantages
-    return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-
-
-def normalize_rows(advantages: torch.Tensor) -> torch.Tensor:
-    """:func:`normalize` of each row of ``[k, n]`` advantages (k minibatches in a few ops)."""
-    if advantages.shape[1] < 2:
-        return advantages
-    return (advantages - advantages.mean(1, keepdim=True)) / (advantages.std(1, keepdim=True) + 1e-8)
+    return (advantages - advantages.mean(dim, keepdim=True)) / (advantages.std(dim, keepdim=True) + 1e-8)
 
 
 def actor_critic_optimizer(agent: "OnPolicyAgent") -> torch.optim.Optimizer:

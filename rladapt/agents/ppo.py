@@ -26,8 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
 import torch
 import torch.nn.functional as F
 
-from rladapt.agents.on_policy import (ACTOR_CRITIC_SPEC, ActorCriticConfig, OnPolicyAgent, default_kind, normalize,
-                                      normalize_rows)
+from rladapt.agents.on_policy import ACTOR_CRITIC_SPEC, ActorCriticConfig, OnPolicyAgent, default_kind, normalize
 from rladapt.agents.optim import adam, adam_step, set_lr
 from rladapt.buffers.rollout import RolloutBuffer, minibatch_indices
 from rladapt.spec import AgentSpec
@@ -193,7 +192,7 @@ class PPO(OnPolicyAgent):
             sizes = [len(chunk) for chunk in chunks]
             if hp.normalize_advantage:  # each minibatch by its own statistics: all at once when the sizes are equal
                 shuffled = columns[3]  # the advantages
-                columns[3] = (normalize_rows(shuffled.view(len(sizes), sizes[0])).view(-1) if len(set(sizes)) == 1
+                columns[3] = (normalize(shuffled.view(len(sizes), sizes[0]), dim=1).view(-1) if len(set(sizes)) == 1
                               else torch.cat([normalize(part) for part in shuffled.split(sizes)]))
             start = 0
             for size in sizes:

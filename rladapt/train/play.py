@@ -79,7 +79,7 @@ def play(
         in turn-based games: with ``human_seat``, the agent's lowest seat).
     """
     out = file if file is not None else sys.stdout
-    episode_step_cap(max_steps, "max_steps")  # a bad value is refused before the env is made
+    cap = episode_step_cap(max_steps, "max_steps")  # a bad value is refused before the env is made
     view, made_here = _viewing_env(agent, env, render)
     bind_agent(agent, view.observation_space, view.action_space, getattr(view, "family", None), env=view)
     seats = opponent_seats(view)
@@ -92,7 +92,8 @@ def play(
     if seats is not None:
         bind_learner(seats, agent)
     try:
-        return _play(agent, view, made_here, episodes, render, deterministic, seed, delay, max_steps, out, seats, human_seat)
+        return _play(agent, view, made_here, episodes, render, deterministic, seed, delay, cap, max_steps is None, out,
+                     seats, human_seat)
     finally:
         if previous is not None:
             seats.seat_players(*previous)
@@ -119,9 +120,9 @@ def _seat_every_player(agent: ActingAgent, view: gym.Env, human_seat: int, input
 
 
 def _play(agent: ActingAgent, view: gym.Env, made_here: bool, episodes: int, render: str | None, deterministic: bool,
-          seed: int | None, delay: float, max_steps: int | None, out: TextIO, seats: Any, human_seat: int | None) -> EvalResult:
+          seed: int | None, delay: float, cap: int, warn_at_cap: bool, out: TextIO, seats: Any,
+          human_seat: int | None) -> EvalResult:
     masks = bool(view.metadata.get("action_mask"))
-    cap = episode_step_cap(max_steps, "max_steps")
     shows_text = render == "ansi" and view.render_mode == "ansi"
     returns, lengths = [], []
     outcomes: list[str] = []
@@ -146,7 +147,7 @@ def _play(agent: ActingAgent, view: gym.Env, made_here: bool, episodes: int, ren
                 obs, reward, terminated, truncated, info = view.step(action)
                 total += float(reward)
                 cut = length >= cap and not (terminated or truncated)
-                if cut and max_steps is None:
+                if cut and warn_at_cap:
                     warn_episode_cut("play", episode - 1, cap, "max_steps")
                 done = bool(terminated or truncated) or cut
                 print(
