@@ -153,6 +153,43 @@ def test_dqn_save_and_load_round_trip(tmp_path):
     torch.testing.assert_close(loaded.target_flat, agent.target_flat)
 
 
+@pytest.mark.parametrize("settings, weighted", [({}, False), ({"huber": True}, True), ({"hidden": (32, 48, 16)}, False),
+                                               ({"hidden": ()}, True)], ids=["mse", "huber-weighted", "3-layers", "linear"])
+def test_hand_written_td_gradient_equals_autograd(settings, weighted):
+    from rladapt.agents.fast_q import AutogradQGradient, FastQGradient
+
+    agent = DQN(seed=0, learning_starts=200, **settings)
+    agent.learn(AutoAdapt("Acrobot-v1", agent), 600, progress=False, run_dir=False)
+    assert isinstance(agent.q_gradient, FastQGradient)  # bound at build for the built-in vector Q-network
+    batch = agent.replay.sample(64, torch.Generator().manual_seed(0))
+    obs, action = batch["observation"], batch["action"]
+    target = torch.randn(64, generator=torch.Generator().manual_seed(1)) * 3  # TD errors on both sides of Huber's 1
+    weight = torch.rand(64, generator=torch.Generator().manual_seed(2)) if weighted else None
+    results = []
+    for gradient in (agent.q_gradient, AutogradQGradient(agent)):
+        agent.params.zero_grad()
+        results.append((*gradient(obs, action, target, weight), agent.params.grad.clone()))
+    for fast, reference in zip(*results):
+        torch.testing.assert_close(fast, reference, atol=1e-6, rtol=1e-5)
+
+
+def test_hand_written_td_gradient_trains_the_same_weights_and_fast_true_says_where_it_cannot_apply():
+    runs = []
+    for fast in (None, False):
+        agent = DQN(seed=3, learning_starts=256, prioritized="proportional", fast=fast)
+        agent.learn(AutoAdapt("CartPole-v1", agent), 1_500, progress=False, run_dir=False)
+        runs.append(agent.params.param.detach())
+    torch.testing.assert_close(runs[0], runs[1], atol=1e-5, rtol=1e-4)  # the same function (bit-equal here)
+    box, two = gym.spaces.Box(-1, 1, (4,), np.float32), gym.spaces.Discrete(2)
+    DQN(fast=True).setup(box, two)
+    for settings, why in (({"dueling": True}, "dueling"), ({"distributional": "qr"}, "distributional"),
+                          ({"noisy": True}, "noisy")):
+        with pytest.raises(ValueError, match=f"fast=True.*{why}"):
+            DQN(fast=True, **settings).setup(box, two)
+    with pytest.raises(ValueError, match="fast=True.*vector Q-network"):
+        DQN(fast=True).setup(gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), two)
+
+
 def test_dqn_rejects_bad_settings():
     with pytest.raises(TypeError, match="valid settings"):
         DQN(epsilon=0.1)

@@ -778,7 +778,7 @@ class QNetwork(nn.Module):
             self.value = layer_init(nn.Linear(features, atoms), 1.0) if dueling else None
         # Vector observations: the same layers applied without nn.Module calls (a plain list, not
         # registered twice): a call costs several microseconds, the layers of CartPole about as much.
-        self._linears = [m for m in self.body if isinstance(m, (nn.Linear, NoisyLinear))] if vector else None
+        self._linears = [m for m in self.body.modules() if isinstance(m, (nn.Linear, NoisyLinear))] if vector else None
         self._noisy = [m for m in self.modules() if isinstance(m, NoisyLinear)]
 
     def reset_noise(self, generator: torch.Generator | None = None) -> None:
