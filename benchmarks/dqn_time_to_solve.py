@@ -10,9 +10,12 @@ covers building the agent and env and training. Runs alternate rladapt / SB3 see
 from other processes on a shared machine hits both alike. A run that does not reach 475 counts as
 infinitely slow in the medians.
 
+``--fast-ablation`` adds rladapt's defaults with ``fast=False`` (autograd instead of the
+hand-written TD gradient of :mod:`rladapt.agents.fast_q`; the same weights) in the same run.
+
 Usage::
 
-    python benchmarks/dqn_time_to_solve.py [--seeds 100 101 ...] [--budget 50000] [--eval-every 2500]
+    python benchmarks/dqn_time_to_solve.py [--seeds 100 101 ...] [--budget 50000] [--eval-every 2500] [--fast-ablation]
 """
 
 from __future__ import annotations
@@ -31,12 +34,12 @@ from ppo_cartpole import Clock, evaluate, time_to_target_result
 ENV_ID, TARGET = "CartPole-v1", 475.0
 
 
-def run_rladapt(seed: int, budget: int, eval_every: int) -> dict:
+def run_rladapt(seed: int, budget: int, eval_every: int, fast: bool | None = None) -> dict:
     from rladapt import AutoAdapt
     from rladapt.agents import DQN
 
     clock = Clock()
-    agent = DQN(seed=seed, num_threads=1)
+    agent = DQN(seed=seed, num_threads=1, fast=fast)
     env = AutoAdapt(gym.make(ENV_ID), agent)
     state: dict[str, Any] = {"next": eval_every, "solved": None, "evals": []}
 
@@ -52,7 +55,12 @@ def run_rladapt(seed: int, budget: int, eval_every: int) -> dict:
         return True
 
     agent.learn(env, budget, progress=False, run_dir=False, callbacks=[callback])
-    return time_to_target_result("rladapt DQN (defaults)", seed, clock, agent.num_timesteps, state)
+    name = "rladapt DQN (defaults)" if fast is None else "rladapt DQN (fast=False)"
+    return time_to_target_result(name, seed, clock, agent.num_timesteps, state)
+
+
+def run_rladapt_autograd(seed: int, budget: int, eval_every: int) -> dict:
+    return run_rladapt(seed, budget, eval_every, fast=False)
 
 
 def run_sb3(seed: int, budget: int, eval_every: int) -> dict:
@@ -84,11 +92,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(100, 120)))
     parser.add_argument("--budget", type=int, default=50_000)
     parser.add_argument("--eval-every", type=int, default=2_500)
+    parser.add_argument("--fast-ablation", action="store_true",
+                        help="also run rladapt with fast=False (autograd TD gradient)")
     args = parser.parse_args()
+    runs = (run_rladapt, run_sb3, run_rladapt_autograd) if args.fast_ablation else (run_rladapt, run_sb3)
     torch.set_num_threads(1)
     results: list[dict] = []
     for seed in args.seeds:
-        for run in (run_rladapt, run_sb3):
+        for run in runs:
             r = run(seed, args.budget, args.eval_every)
             results.append(r)
             print(json.dumps({k: v for k, v in r.items() if k != "evals"}), flush=True)
@@ -105,8 +116,9 @@ def main() -> None:
         print(f"| {name} | {sum(r['solved'] for r in rs)}/{len(rs)} | {medians[name]:.2f} | {statistics.median(steps):,.0f} | "
               f"{statistics.median(r['steps_per_s'] for r in rs):,.0f} |")
     names = list(medians)
-    if len(names) == 2 and np.isfinite(medians[names[1]]):
-        print(f"{names[0]} / {names[1]} median time to target: {medians[names[0]] / medians[names[1]]:.2f}x")
+    if np.isfinite(medians[names[1]]):
+        for name in names[:1] + names[2:]:
+            print(f"{name} / {names[1]} median time to target: {medians[name] / medians[names[1]]:.2f}x")
 
 
 if __name__ == "__main__":
