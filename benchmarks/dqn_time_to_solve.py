@@ -11,19 +11,23 @@ from other processes on a shared machine hits both alike. A run that does not re
 infinitely slow in the medians.
 
 ``--fast-ablation`` adds rladapt's defaults with ``fast=False`` (autograd instead of the
-hand-written TD gradient of :mod:`rladapt.agents.fast_q`; the same weights) in the same run.
+hand-written TD gradient of :mod:`rladapt.agents.fast_q`; the same weights) in the same run;
+``--denormal-ablation`` adds them with denormal floats left to the CPU's slow path (learn's
+:func:`rladapt.numerics.denormals_flushed` replaced by a no-op here; the same weights).
 
 Usage::
 
-    python benchmarks/dqn_time_to_solve.py [--seeds 100 101 ...] [--budget 50000] [--eval-every 2500] [--fast-ablation]
+    python benchmarks/dqn_time_to_solve.py [--seeds 100 101 ...] [--budget 50000] [--eval-every 2500] [--fast-ablation] [--denormal-ablation]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 from typing import Any
+from unittest import mock
 
 import gymnasium as gym
 import numpy as np
@@ -34,7 +38,8 @@ from ppo_cartpole import Clock, evaluate, time_to_target_result
 ENV_ID, TARGET = "CartPole-v1", 475.0
 
 
-def run_rladapt(seed: int, budget: int, eval_every: int, fast: bool | None = None) -> dict:
+def run_rladapt(seed: int, budget: int, eval_every: int, fast: bool | None = None, flush: bool = True) -> dict:
+    import rladapt.train.loop
     from rladapt import AutoAdapt
     from rladapt.agents import DQN
 
@@ -54,13 +59,20 @@ def run_rladapt(seed: int, budget: int, eval_every: int, fast: bool | None = Non
             return False
         return True
 
-    agent.learn(env, budget, progress=False, run_dir=False, callbacks=[callback])
-    name = "rladapt DQN (defaults)" if fast is None else "rladapt DQN (fast=False)"
+    with contextlib.ExitStack() as stack:
+        if not flush:
+            stack.enter_context(mock.patch.object(rladapt.train.loop, "denormals_flushed", contextlib.nullcontext))
+        agent.learn(env, budget, progress=False, run_dir=False, callbacks=[callback])
+    name = ("rladapt DQN (defaults)" if fast is None else "rladapt DQN (fast=False)") + ("" if flush else ", denormals kept")
     return time_to_target_result(name, seed, clock, agent.num_timesteps, state)
 
 
 def run_rladapt_autograd(seed: int, budget: int, eval_every: int) -> dict:
     return run_rladapt(seed, budget, eval_every, fast=False)
+
+
+def run_rladapt_denormals_kept(seed: int, budget: int, eval_every: int) -> dict:
+    return run_rladapt(seed, budget, eval_every, flush=False)
 
 
 def run_sb3(seed: int, budget: int, eval_every: int) -> dict:
@@ -94,8 +106,10 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=2_500)
     parser.add_argument("--fast-ablation", action="store_true",
                         help="also run rladapt with fast=False (autograd TD gradient)")
+    parser.add_argument("--denormal-ablation", action="store_true",
+                        help="also run rladapt with denormals left to the CPU's slow path")
     args = parser.parse_args()
-    runs = (run_rladapt, run_sb3, run_rladapt_autograd) if args.fast_ablation else (run_rladapt, run_sb3)
+    runs = [run_rladapt, run_sb3] + [run_rladapt_autograd] * args.fast_ablation + [run_rladapt_denormals_kept] * args.denormal_ablation
     torch.set_num_threads(1)
     results: list[dict] = []
     for seed in args.seeds:

@@ -13,7 +13,7 @@ from gymnasium import spaces
 from tensordict import TensorDictBase
 from torch import nn
 
-from rladapt.agents import A2C, PPO, OffPolicyAgent
+from rladapt.agents import A2C, DQN, PPO, OffPolicyAgent
 from rladapt.collect import BatchStorage, EnvRebuildError, VectorCollector, make_vector_env
 
 torch.set_num_threads(1)
@@ -556,3 +556,28 @@ def test_runs_started_in_the_same_second_get_directories_of_their_own(tmp_path):
     for thread in threads:
         thread.join()
     assert len(set(claimed)) == 8 and all(path.is_dir() for path in claimed)
+
+
+def test_training_flushes_denormals_and_gives_the_callers_mode_back():
+    """Adam's first moment of a weight with zero gradient decays through denormal floats, the CPU's
+    slow path (8x a fused Adam step): learn flushes them on its thread while it trains, and leaves
+    the caller's mode as it found it (off, or on)."""
+    from rladapt.numerics import denormals_are_flushed
+
+    seen = []
+
+    def record(agent, metrics):
+        seen.append(denormals_are_flushed())
+
+    tiny = torch.full((1,), torch.finfo(torch.float32).tiny)
+    assert not denormals_are_flushed() and (tiny * 0.5).item() > 0  # a denormal, kept
+    DQN(seed=0, num_envs=2, learning_starts=16, train_freq=4, gradient_steps=1).learn(
+        "CartPole-v1", 64, progress=False, run_dir=False, callbacks=[record])
+    assert seen and all(seen)
+    assert not denormals_are_flushed()
+    torch.set_flush_denormal(True)
+    try:
+        PPO(seed=0, num_envs=2, n_steps=8).learn("CartPole-v1", 16, progress=False, run_dir=False)
+        assert denormals_are_flushed()
+    finally:
+        torch.set_flush_denormal(False)

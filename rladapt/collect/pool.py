@@ -37,6 +37,7 @@ import torch
 
 from rladapt.collect.guard import unreadable_main_hidden
 from rladapt.collect.remote import WorkerError, describe_failure
+from rladapt.numerics import denormals_flushed
 
 __all__ = ["PoolProcess", "ProcessPool", "serve_child"]
 
@@ -293,7 +294,7 @@ def _die_with_parent() -> None:
 
 def serve_child(index: int, conn: Connection, name: str, body: Callable[[], None]) -> None:
     """How a pool's child runs ``body`` (which builds, sends ``("ready",)`` and serves commands):
-    one torch thread, Ctrl-C left to the parent, SIGTERM when the parent dies (Linux); an exception
+    one torch thread with denormals flushed (:mod:`rladapt.numerics`), Ctrl-C left to the parent, SIGTERM when the parent dies (Linux); an exception
     is reported as ``("error", what, env_index, traceback)`` and the process exits non-zero; a
     closed pipe (the parent is gone) ends it quietly. The process exits without the interpreter's
     slow teardown (torch): nothing is left to clean up.
@@ -307,7 +308,8 @@ def serve_child(index: int, conn: Connection, name: str, body: Callable[[], None
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which shuts us down
     torch.set_num_threads(1)
     try:
-        body()
+        with denormals_flushed():  # a child that updates (A3C) steps Adam as the learner does
+            body()
     except (EOFError, BrokenPipeError, ConnectionResetError):
         pass  # the parent is gone
     except BaseException as error:  # report anything, then exit non-zero

@@ -35,6 +35,7 @@ from rladapt.collect import distributed
 from rladapt.logging import ProgressBar, RunDirLogger, default_run_dir, make_logger
 from rladapt.logging.metadata import run_metadata
 from rladapt.protocols import LearningAgent
+from rladapt.numerics import denormals_flushed
 
 __all__ = ["DEFAULT_LOG_EVERY", "DEFAULT_NUM_ENVS", "MetricsWindow", "learn", "resolve_num_envs"]
 
@@ -187,7 +188,8 @@ def learn(
         else:
             n = resolve_num_envs(agent, num_envs, workers)
         if workers == "distributed" and distributed.is_collector_rank():  # torchrun rank > 0: collect for rank 0
-            distributed.serve(agent, source, n)
+            with denormals_flushed():
+                distributed.serve(agent, source, n)
             return agent
         note = source.copies_note(n, remote)
         if note is not None and hasattr(source.probe, "plan"):
@@ -197,7 +199,8 @@ def learn(
         source.close()
         raise
     try:
-        return _loop(agent, source, collector, steps, logger, callbacks, progress, run_dir, checkpoint_every, log_every)
+        with denormals_flushed():  # Adam's decaying moments would otherwise take the CPU's slow path
+            return _loop(agent, source, collector, steps, logger, callbacks, progress, run_dir, checkpoint_every, log_every)
     finally:
         source.close()
 
