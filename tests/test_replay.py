@@ -543,3 +543,56 @@ def test_state_dict_round_trip(prio):
     _assert_td_equal(rb2.get(rb2.indices()), rb.get(rb.indices()))
     with pytest.raises(ValueError, match="capacity"):
         ReplayBuffer(50, **kw).load_state_dict(state)
+
+
+def _cartpole_windows(num_envs: int, steps: int, restart_at: tuple[int, ...] = ()):
+    """Steps of CartPole in a NEXT_STEP-autoreset vector env as the collector gives them: ``valid``
+    False on each reset row, ``is_init`` where an observation starts an episode; ``restart_at``
+    also marks env 0's observations at those steps as starts without a done before them (a
+    restarted worker)."""
+    venv = gym.vector.SyncVectorEnv([lambda: gym.make("CartPole-v1") for _ in range(num_envs)])
+    rng = np.random.default_rng(0)
+    obs, _ = venv.reset(seed=0)
+    autoreset, init = np.zeros(num_envs, bool), np.ones(num_envs, bool)
+    rows = []
+    for t in range(steps):
+        action = rng.integers(0, 2, num_envs)
+        nxt, reward, term, trunc, _ = venv.step(action)
+        starts = init.copy()
+        if t in restart_at:
+            starts[0] = True
+        rows.append(_step(obs, action, nxt, reward, term, trunc, valid=~autoreset, is_init=starts & ~autoreset))
+        init, autoreset, obs = autoreset.copy(), term | trunc, nxt
+    venv.close()
+    return rows
+
+
+@pytest.mark.parametrize("prio", [None, "proportional", "rank"])
+def test_extend_steps_leaves_the_buffer_as_one_extend_per_step(prio):
+    """A window of collected steps written at once (OffPolicyAgent.store's path) stores what one
+    extend per step stores: autoreset rows left out, each env's stream wrapping around, n-step
+    windows and priorities; windows longer than an env's capacity and a stream restarting without
+    a done inside the window take the per-step path, with the same result."""
+    rows = _cartpole_windows(3, 230, restart_at=(220, 225))
+    one_by_one, at_once = (ReplayBuffer(60, n_step=3, prioritized=prio, seed=1) for _ in range(2))
+    for td in rows:
+        one_by_one.extend(td)
+    start = 0
+    # 25 > 20 transitions per env; restarts inside a window (step 220) and at a window's first row (225)
+    for size in [8] * 19 + [25] + [8] * 6 + [5]:
+        at_once.extend_steps(torch.stack(rows[start:start + size], 0))
+        start += size
+        assert len(at_once) > 0
+    assert start == len(rows)
+    assert len(at_once) == len(one_by_one) == 60
+    assert np.array_equal(at_once._nt, one_by_one._nt) and np.array_equal(at_once._lo, one_by_one._lo)
+    stored = one_by_one.get(one_by_one.indices())
+    # each restart ended env 0's stream: the 3-step windows of its last 3 transitions end truncated
+    # (random CartPole never reaches its 500-step truncation)
+    assert int(stored["next", "truncated"].sum()) == 2 * 3
+    _assert_td_equal(at_once.get(at_once.indices()), stored)
+    if prio:
+        assert torch.equal(at_once.state_dict()["priority"], one_by_one.state_dict()["priority"])
+    _assert_td_equal(at_once.sample(64), one_by_one.sample(64))  # n-step sums, discounts, weights
+    with pytest.raises(ValueError, match=r"\[steps, num_envs\]"):
+        at_once.extend_steps(rows[0])

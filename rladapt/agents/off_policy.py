@@ -70,8 +70,9 @@ class OffPolicyAgent(Agent):
     """Stores every collected step in a replay buffer (:meth:`build_replay`) and calls
     :meth:`update` once ``learning_starts`` steps are collected.
 
-    The default :meth:`store` hands each row of the batch to the replay buffer's ``extend``, which
-    copies it and leaves out the rows with ``valid == False`` (the reset step of NEXT_STEP
+    The default :meth:`store` hands the batch to the replay buffer (``extend_steps`` of a
+    :class:`ReplayBuffer`, else ``extend`` per step), which copies it and leaves out the rows
+    with ``valid == False`` (the reset step of NEXT_STEP
     autoreset is not a transition). Before ``learning_starts`` the agent acts uniformly at random
     among the valid actions (:meth:`random_actions`); afterwards through
     ``act_batch(td, deterministic=False)``, i.e. with the agent's exploration.
@@ -113,9 +114,14 @@ class OffPolicyAgent(Agent):
         return self.replay
 
     def store(self, replay: Any, batch: TensorDictBase) -> Any:
-        """Write every step of the batch into the replay buffer (which copies it)."""
-        for t in range(batch.shape[0]):
-            replay.extend(batch[t])
+        """Write every step of the batch into the replay buffer (which copies it): rladapt's
+        :class:`ReplayBuffer` takes all steps in one ``extend_steps`` call, any other buffer one
+        ``extend`` per step."""
+        if isinstance(replay, ReplayBuffer):
+            replay.extend_steps(batch)
+        else:
+            for t in range(batch.shape[0]):
+                replay.extend(batch[t])
         return replay
 
     def ready(self, replay: Any) -> bool:

@@ -419,6 +419,59 @@ class ReplayBuffer:
             if evicted is not None and evicted.size:
                 self._tree.update(evicted, 0.0)
 
+    def extend_steps(self, td: TensorDictBase) -> None:
+        """Write several steps of a vector env at once: ``td`` has batch size ``[steps, num_envs]``
+        (time first, as collectors give it), and the result is that of ``extend(td[t])`` for each
+        ``t`` in order, rows with ``valid == False`` left out, in one copy per key. Falls back to
+        those calls where one copy cannot say the same: frame deduplication, the first write
+        (which allocates), a window longer than an env's capacity, a dtype numpy lacks, or a
+        stream that restarts without a done in the middle of the window.
+
+        :param td: transitions, batch size ``[steps, num_envs]``.
+        """
+        if td.batch_dims != 2:
+            raise ValueError(f"extend_steps takes a batch of size [steps, num_envs], got {list(td.batch_size)}")
+        steps, B = td.batch_size
+        if (self.frame_stack is not None or self._storage is None or B != self._num_envs or steps > self._T
+                or any(self._arrays[k] is None for k in self._keys)):
+            for t in range(steps):
+                self.extend(td[t])
+            return
+        valid = _np_src(td.get("valid")).reshape(steps, B) if "valid" in td.keys() else np.ones((steps, B), dtype=bool)
+        t_idx, env_idx = np.nonzero(valid)  # time-major: each env's rows in time order
+        if t_idx.size == 0:
+            return
+        order = np.argsort(env_idx, kind="stable")  # grouped by env, in time order within each
+        t_by_env, env_by_env = t_idx[order], env_idx[order]
+        counts = np.bincount(env_by_env, minlength=B)
+        first = np.cumsum(counts) - counts  # where each env's group starts
+        k = np.arange(env_by_env.size) - first[env_by_env]  # rank of a row within its env
+        if "is_init" in td.keys():  # a stream that restarts without a done ends first (a restarted worker)
+            starts = _np_src(td.get("is_init")).reshape(steps, B)[t_by_env, env_by_env]
+            done = np.zeros((steps, B), dtype=bool)
+            for flag in (("next", "terminated"), ("next", "truncated")):
+                done |= _np_src(td.get(flag)).reshape(steps, B, -1).any(-1)
+            done = done[t_by_env, env_by_env]
+            if np.any(starts[1:] & (k[1:] > 0) & ~done[:-1]):  # inside the window: one step at a time
+                for t in range(steps):
+                    self.extend(td[t])
+                return
+            leading = starts & (k == 0)
+            if leading.any():
+                self._end_open_streams(env_by_env[leading])
+        T = self._T
+        absolute = self._nt[env_by_env] + k
+        slot = absolute % T
+        written = np.nonzero(counts)[0]
+        self._lo[written] = np.maximum(self._lo[written], self._nt[written] + counts[written] - T)
+        for key in self._keys:
+            self._arrays[key][env_by_env, slot] = _np_src(td.get(key))[t_by_env, env_by_env]
+        self._nt += counts
+        if self.prioritized is not None:
+            self._tree.update(env_by_env * T + slot, self._max_priority)
+            if self.prioritized == "rank":
+                self._err[env_by_env * T + slot] = np.inf
+
     def end_streams(self, env_ids: Any) -> None:
         """End each env's stored stream at its newest transition, as a truncation: n-step windows
         stop there (the transition itself still bootstraps from its next observation) and the
