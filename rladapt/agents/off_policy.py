@@ -72,10 +72,10 @@ class OffPolicyAgent(Agent):
 
     The default :meth:`store` hands the batch to the replay buffer (``extend_steps`` of a
     :class:`ReplayBuffer`, else ``extend`` per step), which copies it and leaves out the rows
-    with ``valid == False`` (the reset step of NEXT_STEP
-    autoreset is not a transition). Before ``learning_starts`` the agent acts uniformly at random
-    among the valid actions (:meth:`random_actions`); afterwards through
-    ``act_batch(td, deterministic=False)``, i.e. with the agent's exploration.
+    with ``valid == False`` (the reset step of NEXT_STEP autoreset is not a transition). Before
+    ``learning_starts`` the agent acts uniformly at random among the valid actions
+    (:meth:`random_actions`); afterwards through ``act_batch(td, deterministic=False)``, i.e. with
+    the agent's exploration.
     """
 
     Config: ClassVar[type[AgentConfig]] = OffPolicyConfig

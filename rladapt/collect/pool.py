@@ -294,10 +294,11 @@ def _die_with_parent() -> None:
 
 def serve_child(index: int, conn: Connection, name: str, body: Callable[[], None]) -> None:
     """How a pool's child runs ``body`` (which builds, sends ``("ready",)`` and serves commands):
-    one torch thread with denormals flushed (:mod:`rladapt.numerics`), Ctrl-C left to the parent, SIGTERM when the parent dies (Linux); an exception
-    is reported as ``("error", what, env_index, traceback)`` and the process exits non-zero; a
-    closed pipe (the parent is gone) ends it quietly. The process exits without the interpreter's
-    slow teardown (torch): nothing is left to clean up.
+    one torch thread with denormals flushed (:mod:`rladapt.numerics`), Ctrl-C left to the parent,
+    SIGTERM when the parent dies (Linux); an exception is reported as ``("error", what, env_index,
+    traceback)`` and the process exits non-zero; a closed pipe (the parent is gone) ends it
+    quietly. The process exits without the interpreter's slow teardown (torch): nothing is left to
+    clean up.
 
     :param index: the child's index (named in the error).
     :param conn: the child's end of the pipe.
