@@ -5,7 +5,7 @@ operation on them costs tens of times a normal one. Training makes them routinel
 moment of a weight whose gradient is exactly zero (a dead ReLU unit, an unused input) decays by
 ``beta1`` every step and spends ~150 steps as a denormal on its way to zero. Measured on a 2-core
 CPU, fused Adam over DQN's 67k-parameter network took 400 us a step with half its gradients zero
-against 50 us with denormals flushed, and a 26k-step CartPole DQN run 11.0 s against 7.8 s, with
+against 50 us with denormals flushed, and a 26k-step CartPole DQN run 11.0 s against 7.9 s, with
 bit-identical weights at the end (a step of 1e-30 does not move a weight of order 1e-2).
 
 :func:`denormals_flushed` turns flush-to-zero on for the calling thread while training runs (the

@@ -431,16 +431,21 @@ class ReplayBuffer:
         """
         if td.batch_dims != 2:
             raise ValueError(f"extend_steps takes a batch of size [steps, num_envs], got {list(td.batch_size)}")
+        if not self._write_window(td):
+            for t in range(td.batch_size[0]):
+                self.extend(td[t])
+
+    def _write_window(self, td: TensorDictBase) -> bool:
+        """:meth:`extend_steps` in one copy per key; False (nothing written) where that would not
+        give the buffer ``extend`` per step gives."""
         steps, B = td.batch_size
         if (self.frame_stack is not None or self._storage is None or B != self._num_envs or steps > self._T
                 or any(self._arrays[k] is None for k in self._keys)):
-            for t in range(steps):
-                self.extend(td[t])
-            return
+            return False
         valid = _np_src(td.get("valid")).reshape(steps, B) if "valid" in td.keys() else np.ones((steps, B), dtype=bool)
         t_idx, env_idx = np.nonzero(valid)  # time-major: each env's rows in time order
         if t_idx.size == 0:
-            return
+            return True
         order = np.argsort(env_idx, kind="stable")  # grouped by env, in time order within each
         t_by_env, env_by_env = t_idx[order], env_idx[order]
         counts = np.bincount(env_by_env, minlength=B)
@@ -453,15 +458,12 @@ class ReplayBuffer:
                 done |= _np_src(td.get(flag)).reshape(steps, B, -1).any(-1)
             done = done[t_by_env, env_by_env]
             if np.any(starts[1:] & (k[1:] > 0) & ~done[:-1]):  # inside the window: one step at a time
-                for t in range(steps):
-                    self.extend(td[t])
-                return
+                return False
             leading = starts & (k == 0)
             if leading.any():
                 self._end_open_streams(env_by_env[leading])
         T = self._T
-        absolute = self._nt[env_by_env] + k
-        slot = absolute % T
+        slot = (self._nt[env_by_env] + k) % T
         written = np.nonzero(counts)[0]
         self._lo[written] = np.maximum(self._lo[written], self._nt[written] + counts[written] - T)
         for key in self._keys:
@@ -471,6 +473,7 @@ class ReplayBuffer:
             self._tree.update(env_by_env * T + slot, self._max_priority)
             if self.prioritized == "rank":
                 self._err[env_by_env * T + slot] = np.inf
+        return True
 
     def end_streams(self, env_ids: Any) -> None:
         """End each env's stored stream at its newest transition, as a truncation: n-step windows
